@@ -1,0 +1,40 @@
+package dev.peft4j.model;
+
+import java.util.List;
+
+/**
+ * What evaluation, generation and training-free scoring need from a causal language model
+ * (a base model, optionally with an adapter applied). Token ids include BOS where the caller wants it;
+ * the model never adds tokens itself. Any prompt-tuning virtual tokens are handled inside and are invisible here:
+ * positions and logits rows refer to the caller's tokens only.
+ */
+public interface CausalLM {
+    int vocabSize();
+
+    /** Longest sequence (in caller tokens) the model accepts. */
+    int maxPositions();
+
+    /**
+     * Runs each sequence from scratch (batched internally) and returns, per sequence i, the logits rows
+     * for positions {@code from[i] .. seq.length-1}, row-major: float[(len - from) * vocabSize()].
+     * Row t holds the distribution of the token at position t+1.
+     */
+    List<float[]> logits(List<int[]> sequences, int[] from);
+
+    /** A fresh KV-cached session for incremental decoding. */
+    Session newSession();
+
+    interface Session {
+        /** Appends tokens (at least one) and returns the logits row [vocab] after the last appended token. */
+        float[] append(int[] tokens);
+
+        /** Appends tokens and returns logits rows for all of them: float[tokens.length * vocab]. */
+        float[] appendAll(int[] tokens);
+
+        /** Number of caller tokens consumed so far. */
+        int length();
+
+        /** An independent copy sharing nothing mutable (for scoring several continuations of one context). */
+        Session fork();
+    }
+}
