@@ -22,7 +22,7 @@ public final class AtomicFiles {
     public static void writeString(Path target, String text) throws IOException {
         Path dir = target.toAbsolutePath().getParent();
         Files.createDirectories(dir);
-        Path tmp = Files.createTempFile(dir, target.getFileName().toString() + ".", ".tmp");
+        Path tmp = dir.resolve(target.getFileName() + ".tmp-" + ProcessHandle.current().pid() + "-" + Thread.currentThread().threadId());
         try {
             Files.writeString(tmp, text, StandardCharsets.UTF_8);
             move(tmp, target);
