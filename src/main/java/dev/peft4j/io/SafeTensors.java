@@ -190,6 +190,7 @@ public final class SafeTensors implements AutoCloseable {
     public record Entry(DType dtype, long[] shape, float[] floats, int[] ints) {
         public static Entry f32(float[] v, long... shape) { return new Entry(DType.F32, shape, v, null); }
         public static Entry bf16(float[] v, long... shape) { return new Entry(DType.BF16, shape, v, null); }
+        public static Entry f16(float[] v, long... shape) { return new Entry(DType.F16, shape, v, null); }
         public static Entry i32(int[] v, long... shape) { return new Entry(DType.I32, shape, null, v); }
     }
 
@@ -233,6 +234,7 @@ public final class SafeTensors implements AutoCloseable {
                     switch (t.dtype) {
                         case F32 -> buf.putFloat(t.floats[i]);
                         case BF16 -> buf.putShort(toBf16(t.floats[i]));
+                        case F16 -> buf.putShort(Float.floatToFloat16(t.floats[i]));
                         case I32 -> buf.putInt(t.ints[i]);
                         default -> throw new IllegalArgumentException("cannot write " + t.dtype);
                     }
