@@ -26,6 +26,8 @@ import java.util.stream.Stream;
 public final class AtomicFiles {
     private AtomicFiles() {}
 
+    private static final java.security.SecureRandom RANDOM = new java.security.SecureRandom();
+
     /** Writes the stream's content to {@code target} atomically. */
     public interface Writer { void write(OutputStream out) throws IOException; }
 
@@ -37,8 +39,8 @@ public final class AtomicFiles {
         Path tmp = null;
         try {
             Files.createDirectories(dir);
-            tmp = Files.createTempFile(dir, "." + target.getFileName() + ".", ".tmp");
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+            tmp = dir.resolve("." + target.getFileName() + ".tmp-" + Long.toHexString(RANDOM.nextLong()));
+            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.CREATE_NEW)) {
                 java.io.BufferedOutputStream buf = new java.io.BufferedOutputStream(java.nio.channels.Channels.newOutputStream(ch), 1 << 16) {
                     @Override public void close() throws IOException { flush(); } // the channel stays open until forced
                 };
@@ -69,7 +71,7 @@ public final class AtomicFiles {
         Path tmp = null;
         try {
             Files.createDirectories(parent);
-            tmp = Files.createTempDirectory(parent, "." + target.getFileName() + ".tmp-");
+            tmp = Files.createDirectory(parent.resolve("." + target.getFileName() + ".tmp-" + Long.toHexString(RANDOM.nextLong())));
             w.fill(tmp);
             fsyncTree(tmp);
             if (Files.exists(target)) {
