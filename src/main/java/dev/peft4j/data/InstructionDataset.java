@@ -35,6 +35,7 @@ import java.util.TreeSet;
  */
 public final class InstructionDataset {
     private static final ObjectMapper JSON = new ObjectMapper().enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+    private static final ObjectMapper JSON_STREAM = new ObjectMapper();
 
     private final Path path;
     private final List<InstructionRecord> records;
@@ -142,7 +143,7 @@ public final class InstructionDataset {
         void readArray(byte[] b) {
             Set<Integer> badLines = new TreeSet<>();
             String text = decodeMarkingBadLines(b, badLines);
-            try (JsonParser p = JSON.createParser(text)) {
+            try (JsonParser p = JSON_STREAM.createParser(text)) {
                 if (p.nextToken() != JsonToken.START_ARRAY) throw new UserException(file + ": expected a JSON array");
                 JsonToken t;
                 while ((t = p.nextToken()) != JsonToken.END_ARRAY) {
