@@ -11,7 +11,8 @@ import java.util.function.Function;
 /**
  * Turns records into {@link Tokenized} examples. Prompt and response are tokenized separately and concatenated:
  * {@code [BOS] + tok(prompt) + tok(response + suffix) + [EOS]}, so the loss boundary is exact and the prompt tokens are the
- * same ones a generation prompt gets. Labels are -100 on BOS and the prompt.
+ * same ones a generation prompt gets. Labels are -100 on BOS and the prompt. When the response text already ends with the
+ * EOS token (gemma-chat's {@code <end_of_turn>} with a tokenizer whose EOS is {@code <end_of_turn>}), EOS is not doubled.
  *
  * <p>An example longer than {@code maxSeqLen} is either dropped (Dolly drops them, so the end marker is never cut off)
  * or, with {@code truncate}, cut at {@code maxSeqLen} from the end (losing the tail of the response and EOS). When the
@@ -32,7 +33,8 @@ public final class Encoder {
         int[] p = tok.apply(t.renderPrompt(r));
         int[] a = tok.apply(t.renderResponse(r));
         int promptLen = 1 + p.length;
-        int full = promptLen + a.length + 1;
+        boolean endsWithEos = a.length > 0 && a[a.length - 1] == eos; // e.g. gemma-chat's <end_of_turn> when that is EOS
+        int full = promptLen + a.length + (endsWithEos ? 0 : 1);
         boolean truncated = false;
         int len = full;
         if (full > maxSeqLen) {
