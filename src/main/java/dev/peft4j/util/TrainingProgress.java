@@ -56,7 +56,7 @@ public final class TrainingProgress implements AutoCloseable {
         String line = line(step, loss, lr, tokens, now);
         lastLine = line;
         if (tty) {
-            if (step >= total || now - lastDraw >= 200_000_000L) {
+            if (lastDraw == Long.MIN_VALUE || step >= total || now - lastDraw >= 200_000_000L) {
                 draw(line);
                 lastDraw = now;
             }
