@@ -12,7 +12,7 @@ import java.util.function.LongSupplier;
  * so logs stay short and readable. Rates and ETA count only the steps done by this process (so a resumed run is right).
  *
  * <pre>
- * step  120/3000 [==>                 ]   4.0% | loss 2.3456 | lr 1.00e-05 | 1.23k tok/s | 01:02 < ETA 25:30
+ * step  120/3000 [==>                 ]   4.0% | loss 2.3456 | lr 1.00e-05 | 1.23k tok/s | elapsed 01:02, ETA 25:30
  * </pre>
  */
 public final class TrainingProgress implements AutoCloseable {
@@ -100,7 +100,7 @@ public final class TrainingProgress implements AutoCloseable {
         int filled = (int) Math.floor(frac * BAR);
         String bar = "=".repeat(filled) + (filled < BAR ? ">" + " ".repeat(BAR - filled - 1) : "");
         int w = Long.toString(total).length();
-        return String.format(Locale.ROOT, "step %" + w + "d/%d [%s] %5.1f%% | loss %s | lr %s | %s tok/s | %s < ETA %s",
+        return String.format(Locale.ROOT, "step %" + w + "d/%d [%s] %5.1f%% | loss %s | lr %s | %s tok/s | elapsed %s, ETA %s",
                 step, total, bar, 100 * frac, Fmt.loss(loss), Fmt.lr(lr),
                 Fmt.rate(elapsed > 0 ? tokens / elapsed : Double.NaN), Fmt.duration(elapsed),
                 step >= total ? "00:00" : Fmt.duration(eta));

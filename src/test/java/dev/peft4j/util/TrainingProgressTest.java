@@ -18,7 +18,7 @@ class TrainingProgressTest {
     void lineShowsStepLossLrRateAndEta() {
         TrainingProgress p = new TrainingProgress(out, 100, 0, false, now::get);
         now.set(10_000_000_000L);                       // 10 s for 25 steps and 5,000 tokens
-        assertEquals("step  25/100 [=====>              ]  25.0% | loss 2.3457 | lr 1.00e-04 | 500 tok/s | 00:10 < ETA 00:30",
+        assertEquals("step  25/100 [=====>              ]  25.0% | loss 2.3457 | lr 1.00e-04 | 500 tok/s | elapsed 00:10, ETA 00:30",
                 p.line(25, 2.34567, 1e-4, 5000, now.get()));
     }
 
@@ -41,7 +41,7 @@ class TrainingProgressTest {
     void resumedRunCountsRateFromItsOwnSteps() {
         TrainingProgress p = new TrainingProgress(out, 100, 50, false, now::get);
         now.set(5_000_000_000L);                        // 10 steps (51..60) in 5 s -> 40 steps left take 20 s
-        assertTrue(p.line(60, 1, 1, 0, now.get()).endsWith("00:05 < ETA 00:20"));
+        assertTrue(p.line(60, 1, 1, 0, now.get()).endsWith("elapsed 00:05, ETA 00:20"));
     }
 
     @Test
