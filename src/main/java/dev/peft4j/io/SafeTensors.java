@@ -220,9 +220,8 @@ public final class SafeTensors implements AutoCloseable {
         int pad = (8 - hb.length % 8) % 8;
         byte[] hp = Arrays.copyOf(hb, hb.length + pad);
         Arrays.fill(hp, hb.length, hp.length, (byte) ' ');
-        Files.createDirectories(file.toAbsolutePath().getParent());
-        Path tmp = file.resolveSibling(file.getFileName() + ".tmp-" + ProcessHandle.current().pid());
-        try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE)) {
+        dev.peft4j.util.AtomicFiles.write(file, os -> {
+            java.nio.channels.WritableByteChannel ch = java.nio.channels.Channels.newChannel(os);
             ByteBuffer lb = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(hp.length).flip();
             writeFully(ch, lb);
             writeFully(ch, ByteBuffer.wrap(hp));
@@ -242,12 +241,10 @@ public final class SafeTensors implements AutoCloseable {
             }
             buf.flip();
             writeFully(ch, buf);
-            ch.force(true);
-        }
-        AtomicFiles.move(tmp, file);
+        });
     }
 
-    private static void writeFully(FileChannel ch, ByteBuffer b) throws IOException {
+    private static void writeFully(java.nio.channels.WritableByteChannel ch, ByteBuffer b) throws IOException {
         while (b.hasRemaining()) ch.write(b);
     }
 
