@@ -11,6 +11,7 @@ import java.io.PrintWriter;
         description = "Run, fine-tune (prompt tuning, LoRA, full) and evaluate Gemma 3 models on the JVM.",
         subcommands = {
                 CommandLine.HelpCommand.class,
+                DownloadCommand.class,
         })
 public final class Main {
 
