@@ -275,6 +275,40 @@ public abstract sealed class AdapterConfig permits PromptTuningConfig, PromptEnc
         return out;
     }
 
+    /**
+     * PEFT {@code _prepare_prompt_learning_config} + {@code _setup_prompt_encoder} for a CAUSAL_LM: fills the null
+     * fields num_layers ← num_hidden_layers, token_dim ← hidden_size, num_attention_heads ← num_attention_heads,
+     * num_transformer_submodules ← 1; for prefix tuning with GQA (num_key_value_heads and head_dim present)
+     * token_dim ← head_dim × num_key_value_heads and num_attention_heads ← num_key_value_heads (always, as PEFT does);
+     * encoder_hidden_size (if the method has it) ← token_dim. {@code modelConfig} is the model's config.json
+     * (a nested {@code text_config} is used when present).
+     */
+    ObjectNode promptLearningFilled(JsonNode modelConfig, boolean prefix) {
+        JsonNode mc = modelConfig.has("text_config") ? modelConfig.get("text_config") : modelConfig;
+        ObjectNode out = json.deepCopy();
+        fill(out, "num_layers", mc, "num_hidden_layers", "num_layers", "n_layer");
+        fill(out, "token_dim", mc, "hidden_size", "n_embd", "d_model");
+        fill(out, "num_attention_heads", mc, "num_attention_heads", "n_head", "num_heads", "encoder_attention_heads");
+        if (prefix && mc.hasNonNull("num_key_value_heads") && mc.hasNonNull("head_dim")) {
+            out.put("token_dim", mc.get("head_dim").intValue() * mc.get("num_key_value_heads").intValue());
+            out.put("num_attention_heads", mc.get("num_key_value_heads").intValue());
+        }
+        if (out.has("encoder_hidden_size") && out.get("encoder_hidden_size").isNull()) out.set("encoder_hidden_size", out.get("token_dim"));
+        if (out.get("num_transformer_submodules").isNull()) out.put("num_transformer_submodules", 1);
+        return out;
+    }
+
+    private void fill(ObjectNode out, String key, JsonNode mc, String... from) {
+        if (!out.get(key).isNull()) return;
+        for (String f : from) {
+            if (mc.hasNonNull(f)) {
+                out.set(key, mc.get(f));
+                return;
+            }
+        }
+        throw new UserException(where() + ": field \"" + key + "\" is not set and the model config has none of " + Arrays.toString(from));
+    }
+
     static ObjectNode fromDefaults(Map<String, JsonNode> defaults) {
         ObjectNode out = F.objectNode();
         defaults.forEach((k, v) -> out.set(k, v.deepCopy()));

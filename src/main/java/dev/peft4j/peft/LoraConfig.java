@@ -68,7 +68,7 @@ public final class LoraConfig extends AdapterConfig {
         positiveInt("r");
         number("lora_alpha");
         double p = number("lora_dropout");
-        if (p < 0 || p >= 1) throw bad("lora_dropout", "a probability in [0, 1)");
+        if (p < 0 || p > 1) throw bad("lora_dropout", "a probability in [0, 1]");
         oneOf("bias", List.of("none", "all", "lora_only"));
         optStringOrList("target_modules");
         optStringOrList("exclude_modules");

@@ -28,6 +28,9 @@ public final class PrefixTuningConfig extends AdapterConfig {
         requireBool("prefix_projection");
     }
 
+    /** This config with the fields PEFT fills from the base model's config.json (see {@code promptLearningFilled}). */
+    public PrefixTuningConfig withModelConfig(JsonNode modelConfig) { return new PrefixTuningConfig(promptLearningFilled(modelConfig, true), source); }
+
     @Override public PeftType peftType() { return PeftType.PREFIX_TUNING; }
 
     public int numVirtualTokens() { return json.get("num_virtual_tokens").intValue(); }

@@ -28,8 +28,11 @@ public final class PromptEncoderConfig extends AdapterConfig {
         optPositiveInt("encoder_hidden_size");
         positiveInt("encoder_num_layers");
         double p = number("encoder_dropout");
-        if (p < 0 || p >= 1) throw bad("encoder_dropout", "a probability in [0, 1)");
+        if (p < 0 || p > 1) throw bad("encoder_dropout", "a probability in [0, 1]");
     }
+
+    /** This config with the fields PEFT fills from the base model's config.json (see {@code promptLearningFilled}). */
+    public PromptEncoderConfig withModelConfig(JsonNode modelConfig) { return new PromptEncoderConfig(promptLearningFilled(modelConfig, false), source); }
 
     @Override public PeftType peftType() { return PeftType.P_TUNING; }
 

@@ -61,6 +61,9 @@ public final class PromptTuningConfig extends AdapterConfig {
     /** A copy with some PEFT keys changed. */
     public PromptTuningConfig with(Map<String, ?> values) { return new PromptTuningConfig(withValues(values, defaults()), source); }
 
+    /** This config with the fields PEFT fills from the base model's config.json (see {@code promptLearningFilled}). */
+    public PromptTuningConfig withModelConfig(JsonNode modelConfig) { return new PromptTuningConfig(promptLearningFilled(modelConfig, false), source); }
+
     @Override public PeftType peftType() { return PeftType.PROMPT_TUNING; }
 
     public int numVirtualTokens() { return json.get("num_virtual_tokens").intValue(); }

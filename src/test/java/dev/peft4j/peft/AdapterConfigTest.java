@@ -186,4 +186,30 @@ class AdapterConfigTest {
         n.putObject("c").put("z", 1).put("y", true);
         assertEquals("{\n  \"a\": [],\n  \"b\": \"caf\\u00e9 \\\"q\\\"\\n\",\n  \"c\": {\n    \"y\": true,\n    \"z\": 1\n  }\n}", PeftJson.dumps(n));
     }
+
+    @Test
+    void promptLearningFieldsComeFromTheModelConfig() throws IOException {
+        JsonNode gemma;
+        try (InputStream in = AdapterConfigTest.class.getResourceAsStream("/peft/gemma-3-270m-config.json")) {
+            gemma = new ObjectMapper().readTree(in);
+        }
+        // REFERENCE 2.1 [derived] for gemma-3-270m
+        PromptTuningConfig pt = ((PromptTuningConfig) AdapterConfig.parse("{\"peft_type\": \"PROMPT_TUNING\", \"num_virtual_tokens\": 20}", "a.json"))
+                .withModelConfig(gemma);
+        assertEquals(List.of(640, 4, 18, 1), List.of(pt.tokenDim(), pt.numAttentionHeads(), pt.numLayers(), pt.numTransformerSubmodules()));
+        PromptEncoderConfig pe = ((PromptEncoderConfig) AdapterConfig.parse("{\"peft_type\": \"P_TUNING\", \"num_virtual_tokens\": 20}", "a.json"))
+                .withModelConfig(gemma);
+        assertEquals(640, pe.tokenDim());
+        assertEquals(640, pe.encoderHiddenSize());
+        PrefixTuningConfig px = ((PrefixTuningConfig) AdapterConfig.parse("{\"peft_type\": \"PREFIX_TUNING\", \"num_virtual_tokens\": 20}", "a.json"))
+                .withModelConfig(gemma);
+        assertEquals(List.of(256, 1, 18), List.of(px.tokenDim(), px.numAttentionHeads(), px.numLayers()));
+        // values already in the adapter config are kept
+        PromptTuningConfig kept = ((PromptTuningConfig) AdapterConfig.parse(
+                "{\"peft_type\": \"PROMPT_TUNING\", \"num_virtual_tokens\": 20, \"token_dim\": 64}", "a.json")).withModelConfig(gemma);
+        assertEquals(64, kept.tokenDim());
+        UserException e = assertThrows(UserException.class, () -> ((PromptTuningConfig) AdapterConfig.parse(
+                "{\"peft_type\": \"PROMPT_TUNING\", \"num_virtual_tokens\": 20}", "a.json")).withModelConfig(new ObjectMapper().createObjectNode()));
+        assertTrue(e.getMessage().startsWith("a.json: field \"num_layers\" is not set"), e.getMessage());
+    }
 }
