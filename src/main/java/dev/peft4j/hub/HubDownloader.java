@@ -74,7 +74,7 @@ final class HubDownloader {
             int code = resp.statusCode();
             HttpHeaders h = resp.headers();
             String location = h.firstValue("Location").orElse(null);
-            if (code >= 300 && code < 400 && location != null && URI.create(location).getHost() == null && hop < MAX_REDIRECTS) {
+            if (code >= 300 && code < 400 && location != null && isRelative(location) && hop < MAX_REDIRECTS) {
                 uri = uri.resolve(location);
                 continue;
             }
@@ -89,6 +89,14 @@ final class HubDownloader {
             long size = parseLong(h.firstValue("X-Linked-Size").or(() -> h.firstValue("Content-Length")).orElse(null));
             URI loc = location != null && code >= 300 && code < 400 ? uri.resolve(location) : uri;
             return new FileMetadata(commit, normalizeEtag(etag), size, loc);
+        }
+    }
+
+    private static boolean isRelative(String location) {
+        try {
+            return URI.create(location).getHost() == null;
+        } catch (IllegalArgumentException e) {
+            throw new UserException("the Hub sent an invalid redirect location: " + location);
         }
     }
 
@@ -187,7 +195,11 @@ final class HubDownloader {
             String location = resp.headers().firstValue("Location").orElse(null);
             if (code >= 300 && code < 400 && location != null) {
                 resp.body().close();
-                uri = uri.resolve(location);
+                try {
+                    uri = uri.resolve(location);
+                } catch (IllegalArgumentException e) {
+                    throw new UserException("invalid redirect location while downloading " + uri + ": " + location);
+                }
                 continue;
             }
             return resp;
@@ -235,8 +247,11 @@ final class HubDownloader {
         return new HubHttpException(msg, code, errorCode);
     }
 
+    /** Files smaller than this download without a progress bar. */
+    static final long PROGRESS_MIN_BYTES = 1L << 20;
+
     private ProgressBar progressBar(String name, long total, long from) {
-        if (!settings.progress()) return null;
+        if (!settings.progress() || (total >= 0 && total < PROGRESS_MIN_BYTES)) return null;
         ProgressBarBuilder b = new ProgressBarBuilder().setTaskName(name).setInitialMax(total > 0 ? total : -1)
                 .setStyle(ProgressBarStyle.ASCII).setUnit("MiB", 1L << 20).showSpeed()
                 .setConsumer(new ConsoleProgressBarConsumer(System.err)).setUpdateIntervalMillis(250);

@@ -3,11 +3,15 @@ package dev.peft4j.hub;
 import dev.peft4j.util.UserException;
 
 import java.io.IOException;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
+import java.nio.channels.OverlappingFileLockException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -171,7 +175,17 @@ public final class HubResolver {
         Path pointer = snap.resolve(file);
         if (Files.isRegularFile(pointer)) return;
         Path blob = cache.blob(repo, meta.etag());
-        if (!Files.isRegularFile(blob)) downloader.downloadBlob(meta, blob, repo + "/" + file);
+        if (!Files.isRegularFile(blob)) {
+            // one writer per blob across processes, as huggingface_hub does with .locks/models--owner--name/ETAG.lock
+            Path lock = cache.root().resolve(".locks").resolve(HubCache.repoFolderName(repo)).resolve(meta.etag() + ".lock");
+            Files.createDirectories(lock.getParent());
+            try (FileChannel ch = FileChannel.open(lock, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+                 FileLock ignored = ch.lock()) {
+                if (!Files.isRegularFile(blob)) downloader.downloadBlob(meta, blob, repo + "/" + file);
+            } catch (OverlappingFileLockException e) {
+                throw new UserException("another download of " + repo + "/" + file + " is running in this process");
+            }
+        }
         link(blob, pointer);
     }
 

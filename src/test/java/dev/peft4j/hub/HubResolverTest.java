@@ -217,17 +217,22 @@ class HubResolverTest {
     }
 
     @Test
-    void progressBarDoesNotBreakDownloads() {
+    void progressBarDoesNotBreakDownloads() throws IOException {
         PrintStream old = System.err;
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+        byte[] big = new byte[3 << 20];
+        new Random(3).nextBytes(big);
+        hub.add("org/big-file", COMMIT2, false, Map.of("config.json", bytes("{}"), "model.safetensors", big));
         try {
-            Path snap = HubResolver.resolve("google/gemma-3-270m", settings.withProgress(true));
-            assertTrue(HubCache.isComplete(snap));
+            Path snap = HubResolver.resolve("org/big-file", settings.withProgress(true));
+            assertArrayEquals(big, Files.readAllBytes(snap.resolve("model.safetensors")));
         } finally {
             System.setErr(old);
         }
-        assertTrue(err.toString(StandardCharsets.UTF_8).contains("model.safetensors"), err.toString(StandardCharsets.UTF_8));
+        String shown = err.toString(StandardCharsets.UTF_8);
+        assertTrue(shown.contains("org/big-file/model.safetensors") && shown.contains("MiB"), shown);
+        assertFalse(shown.contains("config.json"), "no progress bar for small files: " + shown);
     }
 
     @Test
