@@ -252,7 +252,7 @@ final class HubDownloader {
 
     private ProgressBar progressBar(String name, long total, long from) {
         if (!settings.progress() || (total >= 0 && total < PROGRESS_MIN_BYTES)) return null;
-        ProgressBarBuilder b = new ProgressBarBuilder().setTaskName(name).setInitialMax(total > 0 ? total : -1)
+        ProgressBarBuilder b = new ProgressBarBuilder().setTaskName(name.substring(name.lastIndexOf('/') + 1)).setInitialMax(total > 0 ? total : -1)
                 .setStyle(ProgressBarStyle.ASCII).setUnit("MiB", 1L << 20).showSpeed()
                 .setConsumer(new ConsoleProgressBarConsumer(System.err)).setUpdateIntervalMillis(250);
         if (from > 0) b.startsFrom(from, Duration.ZERO);
