@@ -14,11 +14,11 @@ import java.util.Map;
  * The state (step, m, v per parameter) can be saved to and restored from a safetensors file.
  */
 public final class AdamW {
-    public final float beta1, beta2, eps, weightDecay;
+    public final double beta1, beta2, eps, weightDecay;
     private long step;
     private final Map<String, float[]> m = new LinkedHashMap<>(), v = new LinkedHashMap<>();
 
-    public AdamW(float beta1, float beta2, float eps, float weightDecay) {
+    public AdamW(double beta1, double beta2, double eps, double weightDecay) {
         this.beta1 = beta1;
         this.beta2 = beta2;
         this.eps = eps;
@@ -26,12 +26,12 @@ public final class AdamW {
     }
 
     /** transformers' Trainer defaults: betas (0.9, 0.999), eps 1e-8, weight decay 0. */
-    public static AdamW defaults(float weightDecay) { return new AdamW(0.9f, 0.999f, 1e-8f, weightDecay); }
+    public static AdamW defaults(double weightDecay) { return new AdamW(0.9, 0.999, 1e-8, weightDecay); }
 
     public long step() { return step; }
 
     /** One update of every parameter from its gradient, at learning rate {@code lr}. */
-    public void update(Params params, float lr) {
+    public void update(Params params, double lr) {
         step++;
         double bc1 = 1 - Math.pow(beta1, step);
         double bc2 = 1 - Math.pow(beta2, step);
@@ -41,14 +41,15 @@ public final class AdamW {
             float[] mm = m.computeIfAbsent(p.name(), k -> new float[p.data().length]);
             float[] vv = v.computeIfAbsent(p.name(), k -> new float[p.data().length]);
             float[] w = p.data(), g = p.grad();
-            float decay = p.decay() ? 1f - lr * weightDecay : 1f;
-            float b1 = beta1, b2 = beta2, e = eps;
+            // torch computes these scalars in double (Python floats) and the kernels use them as float32
+            float decay = p.decay() ? (float) (1 - lr * weightDecay) : 1f;
+            float b2 = (float) beta2, w1 = (float) (1 - beta1), w2 = (float) (1 - beta2), e = (float) eps;
             dev.peft4j.tensor.Parallel.forRange(w.length, 1 << 15, (a, b) -> {
                 for (int i = a; i < b; i++) {
                     float gi = g[i];
                     w[i] *= decay;
-                    mm[i] += (gi - mm[i]) * (1f - b1);
-                    vv[i] = vv[i] * b2 + (1f - b2) * gi * gi;
+                    mm[i] += (gi - mm[i]) * w1;
+                    vv[i] = vv[i] * b2 + w2 * gi * gi;
                     float denom = (float) Math.sqrt(vv[i]) / bc2Sqrt + e;
                     w[i] -= stepSize * (mm[i] / denom);
                 }
@@ -65,8 +66,8 @@ public final class AdamW {
             e.put("exp_avg." + p.name(), SafeTensors.Entry.f32(mm, p.shape()));
             e.put("exp_avg_sq." + p.name(), SafeTensors.Entry.f32(vv, p.shape()));
         }
-        SafeTensors.write(file, e, Map.of("step", Long.toString(step), "beta1", Float.toString(beta1), "beta2", Float.toString(beta2),
-                "eps", Float.toString(eps), "weight_decay", Float.toString(weightDecay)));
+        SafeTensors.write(file, e, Map.of("step", Long.toString(step), "beta1", Double.toString(beta1), "beta2", Double.toString(beta2),
+                "eps", Double.toString(eps), "weight_decay", Double.toString(weightDecay)));
     }
 
     /** Restores the state written by {@link #save}; every parameter must be present with the same size. */

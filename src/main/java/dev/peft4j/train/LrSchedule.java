@@ -8,10 +8,10 @@ import dev.peft4j.util.UserException;
  * Warmup λ = step / max(1, warmup) for step &lt; warmup. After warmup: constant 1; linear max(0, (total − step) /
  * max(1, total − warmup)); cosine max(0, ½(1 + cos(π · 2 · 0.5 · progress))), progress = (step − warmup) / max(1, total − warmup).
  */
-public record LrSchedule(Kind kind, float base, int warmup, int total) {
+public record LrSchedule(Kind kind, double base, int warmup, int total) {
     public enum Kind { CONSTANT, LINEAR, COSINE }
 
-    public static LrSchedule of(String kind, float base, int warmup, int total) {
+    public static LrSchedule of(String kind, double base, int warmup, int total) {
         Kind k = switch (kind.toLowerCase(java.util.Locale.ROOT)) {
             case "constant", "constant_with_warmup" -> Kind.CONSTANT;
             case "linear" -> Kind.LINEAR;
@@ -21,7 +21,7 @@ public record LrSchedule(Kind kind, float base, int warmup, int total) {
         return new LrSchedule(k, base, warmup, total);
     }
 
-    public float lr(long step) { return (float) (base * factor(step)); }
+    public double lr(long step) { return base * factor(step); }
 
     public double factor(long step) {
         if (step < warmup) return (double) step / Math.max(1, warmup);

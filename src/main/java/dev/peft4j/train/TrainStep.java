@@ -14,7 +14,7 @@ import java.util.List;
  *
  * <pre>
  * Params p = Params.lora(model);                        // or Params.promptTuning(prompt, H), Params.full(model)
- * TrainStep ts = new TrainStep(model, p, null, AdamW.defaults(0f), LrSchedule.of("linear", 2e-4f, 10, 1000), 1.0);
+ * TrainStep ts = new TrainStep(model, p, null, AdamW.defaults(0f), LrSchedule.of("linear", 2e-4, 10, 1000), 1.0);
  * TrainStep.Result r = ts.step(List.of(new TrainStep.Example(ids, labels), ...));
  * </pre>
  * Labels are aligned with the ids (−100 = ignored; the shift happens inside). With prompt tuning the {@code prompt} array
@@ -29,7 +29,7 @@ public final class TrainStep {
     }
 
     /** loss: mean cross-entropy of the batch (before the update); tokens: number of predicted tokens; gradNorm before clipping. */
-    public record Result(double loss, int tokens, double gradNorm, float lr) {}
+    public record Result(double loss, int tokens, double gradNorm, double lr) {}
 
     public final Gemma3Model model;
     public final Params params;
@@ -60,7 +60,7 @@ public final class TrainStep {
         int[] count = new int[1];
         double loss = accumulate(batch, -1, count);
         double norm = maxGradNorm > 0 ? GradClip.clip(params, maxGradNorm) : GradClip.globalNorm(params);
-        float lr = schedule.lr(optimizer.step());
+        double lr = schedule.lr(optimizer.step());
         optimizer.update(params, lr);
         return new Result(loss, count[0], norm, lr);
     }

@@ -41,7 +41,7 @@ class GradientParityTest {
     }
 
     static TrainStep step(Gemma3Model m, Params p, float[] prompt) {
-        return new TrainStep(m, p, prompt, new AdamW(0.9f, 0.999f, 1e-8f, 0.01f), LrSchedule.of("constant", 1e-2f, 0, 5), 0);
+        return new TrainStep(m, p, prompt, new AdamW(0.9, 0.999, 1e-8, 0.01), LrSchedule.of("constant", 1e-2, 0, 5), 0);
     }
 
     @Test
