@@ -16,6 +16,7 @@ import java.io.PrintWriter;
                 InitCommand.class,
                 BenchCommand.class,
                 DownloadCommand.class,
+                TrainCommand.class,
         })
 public final class Main {
 

@@ -1,0 +1,61 @@
+package dev.peft4j.cli;
+
+import dev.peft4j.data.DataArgs;
+import dev.peft4j.train.Trainer;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+@Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Fine-tune a Gemma 3 model on instruction data (Dolly, Alpaca, any JSONL): prompt tuning, LoRA or full.",
+                "Writes a PEFT adapter (or a Hugging Face checkpoint for full fine-tuning), checkpoints, metrics.jsonl and loss_curve.svg."})
+public final class TrainCommand implements Callable<Integer> {
+    @Option(names = "--model", required = true, description = "base model directory or Hub repo id") Path model;
+    @Option(names = "--tokenizer", description = "tokenizer directory (default: the model directory)") Path tokenizer;
+    @Mixin DataArgs data;
+    @Option(names = "--method", required = true, description = "prompt-tuning, lora or full") String method;
+
+    @Option(names = "--num-virtual-tokens", defaultValue = "20", description = "prompt tuning: virtual tokens (default ${DEFAULT-VALUE})") int numVirtualTokens;
+    @Option(names = "--init", defaultValue = "random", description = "prompt tuning init: random, sample-vocab or text:\"...\" (default ${DEFAULT-VALUE})") String init;
+
+    @Option(names = "--lora-r", defaultValue = "8", description = "LoRA rank (default ${DEFAULT-VALUE})") int loraR;
+    @Option(names = "--lora-alpha", defaultValue = "16", description = "LoRA alpha (default ${DEFAULT-VALUE})") double loraAlpha;
+    @Option(names = "--lora-dropout", defaultValue = "0", description = "LoRA dropout (only 0 so far)") double loraDropout;
+    @Option(names = "--target-modules", split = ",", defaultValue = "q_proj,v_proj",
+            description = "LoRA targets: names (q_proj,v_proj), all-linear, or a full-match regex (default ${DEFAULT-VALUE})") List<String> targetModules;
+    @Option(names = "--use-rslora", description = "rank-stabilised LoRA scaling alpha/sqrt(r)") boolean useRslora;
+    @Option(names = "--init-lora-weights", defaultValue = "true", description = "true (kaiming-uniform A, zero B) or gaussian") String initLoraWeights;
+
+    @Option(names = "--epochs", defaultValue = "1", description = "epochs (ignored when --max-steps is given; default ${DEFAULT-VALUE})") int epochs;
+    @Option(names = "--max-steps", defaultValue = "0", description = "optimizer steps (0: use --epochs)") int maxSteps;
+    @Option(names = "--grad-accum", defaultValue = "1", description = "micro-batches per optimizer step (default ${DEFAULT-VALUE})") int gradAccum;
+    @Option(names = "--lr", defaultValue = "3e-4", description = "peak learning rate (default ${DEFAULT-VALUE})") double lr;
+    @Option(names = "--schedule", defaultValue = "linear", description = "constant, linear or cosine (default ${DEFAULT-VALUE})") String schedule;
+    @Option(names = "--warmup-steps", defaultValue = "0") int warmupSteps;
+    @Option(names = "--weight-decay", defaultValue = "0.0") double weightDecay;
+    @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "clip the global gradient norm (0: off; default ${DEFAULT-VALUE})") double maxGradNorm;
+    @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (and at the end)") int evalEvery;
+    @Option(names = "--save-every", defaultValue = "0", description = "checkpoint every N steps (and at the end)") int saveEvery;
+    @Option(names = "--keep-checkpoints", defaultValue = "2", description = "checkpoints kept (default ${DEFAULT-VALUE})") int keepCheckpoints;
+    @Option(names = "--save-dtype", defaultValue = "f32", description = "full fine-tuning: dtype of the saved model, f32 or bf16") String saveDtype;
+    @Option(names = "--output", required = true, description = "output directory") Path output;
+    @Option(names = "--resume", description = "continue the run in --output from its last checkpoint") boolean resume;
+    @Option(names = "--overwrite", description = "replace what --output holds") boolean overwrite;
+
+    @Override
+    public Integer call() throws Exception {
+        if (!saveDtype.equals("f32") && !saveDtype.equals("bf16")) throw new dev.peft4j.util.UserException("--save-dtype: expected f32 or bf16, got '" + saveDtype + "'");
+        new Trainer(options(), data, System.out).run();
+        return 0;
+    }
+
+    Trainer.Options options() {
+        return new Trainer.Options(model, tokenizer, output, resume, method, numVirtualTokens, init, loraR, loraAlpha, targetModules, useRslora,
+                initLoraWeights, loraDropout, epochs, maxSteps, gradAccum, lr, schedule, warmupSteps, weightDecay, maxGradNorm,
+                evalEvery, saveEvery, keepCheckpoints, saveDtype.equals("bf16"), overwrite);
+    }
+}

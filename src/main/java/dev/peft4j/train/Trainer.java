@@ -1,0 +1,523 @@
+package dev.peft4j.train;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.peft4j.data.Batch;
+import dev.peft4j.data.Batcher;
+import dev.peft4j.data.DataArgs;
+import dev.peft4j.data.TrainingData;
+import dev.peft4j.io.SafeTensors;
+import dev.peft4j.model.CheckpointWriter;
+import dev.peft4j.model.Gemma3Model;
+import dev.peft4j.model.Linear;
+import dev.peft4j.model.Models;
+import dev.peft4j.peft.AdapterKeys;
+import dev.peft4j.peft.AdapterWriter;
+import dev.peft4j.peft.LoraConfig;
+import dev.peft4j.peft.LoraInit;
+import dev.peft4j.peft.LoraTarget;
+import dev.peft4j.peft.PromptInit;
+import dev.peft4j.peft.PromptTuningConfig;
+import dev.peft4j.tensor.Parallel;
+import dev.peft4j.tokenizer.Tokenizer;
+import dev.peft4j.util.AtomicFiles;
+import dev.peft4j.util.Fmt;
+import dev.peft4j.util.LossCurveSvg;
+import dev.peft4j.util.MetricsWriter;
+import dev.peft4j.util.RunSummary;
+import dev.peft4j.util.TrainingProgress;
+import dev.peft4j.util.UserException;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.stream.Stream;
+
+/**
+ * The training loop of {@code peft4j train}: prompt tuning, LoRA or full fine-tuning of a Gemma 3 model on instruction data,
+ * with gradient accumulation, AdamW, a learning-rate schedule, clipping, validation loss, atomic checkpoints every N steps
+ * (adapter or weights + optimizer state + data position) and exact resume: a killed run resumed from its last checkpoint ends
+ * with the same result as an uninterrupted one (same seed, same thread count).
+ *
+ * <p>Output directory: the PEFT adapter (adapter_config.json + adapter_model.safetensors) or, for full fine-tuning, a Hugging
+ * Face checkpoint; plus training_args.json, metrics.jsonl, loss_curve.svg, train_summary.json and checkpoints/step-N/.
+ */
+public final class Trainer {
+    /** Everything of a run that is not data options. */
+    public record Options(
+            Path model, Path tokenizer, Path output, boolean resume, String method,
+            int numVirtualTokens, String init,
+            int loraR, double loraAlpha, List<String> targetModules, boolean useRslora, String initLoraWeights, double loraDropout,
+            int epochs, int maxSteps, int gradAccum, double lr, String schedule, int warmupSteps, double weightDecay,
+            double maxGradNorm, int evalEvery, int saveEvery, int keepCheckpoints, boolean saveBf16, boolean overwrite) {
+    }
+
+    /** Called after each optimizer step (after any checkpoint); tests use it to simulate a crash. */
+    public interface StepHook { void after(long step); }
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final Options o;
+    private final DataArgs data;
+    private final PrintStream log;
+    private StepHook hook = s -> { };
+
+    public Trainer(Options o, DataArgs data, PrintStream log) {
+        this.o = o;
+        this.data = data;
+        this.log = log;
+    }
+
+    public Trainer onStep(StepHook h) {
+        this.hook = h;
+        return this;
+    }
+
+    /** The result of a run. */
+    public record Result(long steps, double finalLoss, Double finalValLoss, Path output) {}
+
+    public Result run() throws IOException {
+        validate();
+        Path out = o.output();
+        ObjectNode args = argsJson();
+        Path ckptRoot = out.resolve("checkpoints");
+        Path resumeFrom = prepareOutput(out, args, ckptRoot);
+
+        Path modelDir = Models.resolve(o.model(), "model");
+        Gemma3Model model = Gemma3Model.load(modelDir);
+        Path tokDir = o.tokenizer() != null ? o.tokenizer() : modelDir;
+        Tokenizer tok = Tokenizer.load(tokDir);
+        TrainingData td = data.prepare(tok);
+        log.println("data: " + td.summary());
+        if (td.train().isEmpty()) throw new UserException(data.data + ": no training examples left after filtering and the split");
+        Batcher batcher = data.batcher(td.train(), tok);
+        int stepsPerEpoch = Math.max(1, (batcher.batchesPerEpoch() + o.gradAccum() - 1) / o.gradAccum());
+        long total = o.maxSteps() > 0 ? o.maxSteps() : (long) o.epochs() * stepsPerEpoch;
+
+        int H = model.config.hidden();
+        SplittableRandom rng = new SplittableRandom(data.seed);
+        float[] prompt = null;
+        PromptTuningConfig ptCfg = null;
+        LoraConfig loraCfg = null;
+        Params params;
+        switch (o.method()) {
+            case "prompt-tuning" -> {
+                ptCfg = promptConfig(modelDir);
+                prompt = initPrompt(model, tok, rng);
+                params = Params.promptTuning(prompt, H);
+            }
+            case "lora" -> {
+                loraCfg = loraConfig(modelDir);
+                attachLora(model, loraCfg, rng);
+                params = Params.lora(model);
+            }
+            default -> params = Params.full(model);
+        }
+        AdamW opt = AdamW.defaults(o.weightDecay());
+        LrSchedule sched = LrSchedule.of(o.schedule(), o.lr(), o.warmupSteps(), (int) Math.min(Integer.MAX_VALUE, total));
+        TrainStep ts = new TrainStep(model, params, prompt, opt, sched, o.maxGradNorm());
+
+        long step = 0;
+        long tokensBefore = 0;
+        double elapsedBefore = 0;
+        if (resumeFrom != null) {
+            ObjectNode state = (ObjectNode) JSON.readTree(resumeFrom.resolve("trainer_state.json").toFile());
+            restoreParams(resumeFrom, params, prompt, H);
+            opt.load(resumeFrom.resolve("optimizer.safetensors"), params);
+            batcher.restore(Batcher.State.fromJson(state.get("data_position").toString()));
+            step = state.get("step").asLong();
+            tokensBefore = state.path("tokens").asLong();
+            elapsedBefore = state.path("elapsed_s").asDouble();
+            truncateMetrics(out.resolve("metrics.jsonl"), step);
+            log.printf("resumed from %s at step %d of %d%n", resumeFrom, step, total);
+        } else {
+            AtomicFiles.writeString(out.resolve("training_args.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(args) + "\n");
+        }
+        log.printf("training: %s on %s, %s trainable parameters, %d examples (%d validation), %d steps (%d per epoch), batch %d x %d accumulation, %d threads%n",
+                o.method(), modelDir, Fmt.count(params.numel()), td.train().size(), td.validation().size(), total, stepsPerEpoch,
+                data.batchSize, o.gradAccum(), Parallel.threads());
+
+        double lastLoss = Double.NaN;
+        Double lastVal = null;
+        long tokens = 0;
+        long t0 = System.nanoTime();
+        try (MetricsWriter metrics = new MetricsWriter(out.resolve("metrics.jsonl"));
+             TrainingProgress progress = TrainingProgress.onStderr(total, step)) {
+            while (step < total) {
+                List<List<TrainStep.Example>> micro = new ArrayList<>();
+                int numItems = 0, batchTokens = 0;
+                for (int k = 0; k < o.gradAccum(); k++) {
+                    Batch b = batcher.next();
+                    micro.add(examples(b));
+                    numItems += b.targetTokens();
+                    batchTokens += b.tokens();
+                }
+                params.zeroGrad();
+                double loss = 0;
+                for (List<TrainStep.Example> m : micro) loss += ts.accumulate(m, Math.max(1, numItems), null);
+                double norm = o.maxGradNorm() > 0 ? GradClip.clip(params, o.maxGradNorm()) : GradClip.globalNorm(params);
+                double lr = sched.lr(opt.step());
+                opt.update(params, lr);
+                step++;
+                tokens += batchTokens;
+                lastLoss = loss;
+                double secs = (System.nanoTime() - t0) / 1e9;
+                Map<String, Object> rec = new LinkedHashMap<>();
+                rec.put("step", step);
+                rec.put("epoch", batcher.epoch());
+                rec.put("loss", loss);
+                rec.put("lr", lr);
+                rec.put("grad_norm", norm);
+                rec.put("tokens", tokensBefore + tokens);
+                rec.put("tokens_per_s", tokens / Math.max(1e-9, secs));
+                boolean last = step == total;
+                if ((o.evalEvery() > 0 && step % o.evalEvery() == 0) || (last && !td.validation().isEmpty())) {
+                    if (!td.validation().isEmpty()) {
+                        lastVal = validationLoss(ts, td, tok);
+                        rec.put("val_loss", lastVal);
+                        progress.message(String.format("step %d: validation loss %s", step, Fmt.loss(lastVal)));
+                    }
+                }
+                metrics.write(rec);
+                progress.update(step, loss, lr, tokens);
+                if ((o.saveEvery() > 0 && step % o.saveEvery() == 0) || last) {
+                    checkpoint(ckptRoot, step, model, params, prompt, ptCfg, loraCfg, opt, batcher, tokensBefore + tokens, elapsedBefore + secs);
+                    if (last || o.evalEvery() > 0) LossCurveSvg.writeFromMetrics(out.resolve("metrics.jsonl"), out.resolve("loss_curve.svg"), title(modelDir));
+                }
+                hook.after(step);
+            }
+        }
+        double secs = (System.nanoTime() - t0) / 1e9;
+        // the final result at the top of the output directory
+        saveResult(out, model, prompt, ptCfg, loraCfg);
+        LossCurveSvg.writeFromMetrics(out.resolve("metrics.jsonl"), out.resolve("loss_curve.svg"), title(modelDir));
+        ObjectNode summary = JSON.createObjectNode();
+        summary.put("method", o.method());
+        summary.put("steps", step);
+        summary.put("final_loss", lastLoss);
+        if (lastVal != null) summary.put("final_val_loss", lastVal);
+        summary.put("examples_train", td.train().size());
+        summary.put("examples_validation", td.validation().size());
+        summary.put("examples_used", td.summary().used());
+        summary.put("examples_skipped", td.summary().skippedTotal());
+        summary.put("examples_truncated", td.summary().truncated());
+        summary.put("tokens_this_run", tokens);
+        summary.put("seconds_this_run", secs);
+        summary.put("tokens_per_s", tokens / Math.max(1e-9, secs));
+        summary.put("threads", Parallel.threads());
+        AtomicFiles.writeString(out.resolve("train_summary.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(summary) + "\n");
+        RunSummary rs = new RunSummary("training finished")
+                .add("method", o.method())
+                .add("steps", step + " of " + total)
+                .add("final train loss", Fmt.loss(lastLoss))
+                .add("final validation loss", lastVal == null ? "-" : Fmt.loss(lastVal))
+                .add("examples", td.summary().used() + " used, " + td.summary().skippedTotal() + " skipped, " + td.summary().truncated() + " truncated")
+                .add("time", Fmt.duration(secs))
+                .add("throughput", Fmt.rate(tokens / Math.max(1e-9, secs)) + " tokens/s")
+                .add("output", out.toString());
+        log.println(rs.render());
+        return new Result(step, lastLoss, lastVal, out);
+    }
+
+    // ------------------------------------------------------------------ setup
+
+    private void validate() {
+        if (!List.of("prompt-tuning", "lora", "full").contains(o.method())) {
+            throw new UserException("--method: expected prompt-tuning, lora or full, got '" + o.method() + "'");
+        }
+        if (o.maxSteps() <= 0 && o.epochs() <= 0) throw new UserException("give --epochs E (> 0) or --max-steps N (> 0)");
+        if (o.gradAccum() < 1) throw new UserException("--grad-accum: expected >= 1, got " + o.gradAccum());
+        if (data.batchSize < 1) throw new UserException("--batch-size: expected >= 1, got " + data.batchSize);
+        if (!(o.lr() > 0)) throw new UserException("--lr: expected > 0, got " + o.lr());
+        if (o.warmupSteps() < 0) throw new UserException("--warmup-steps: expected >= 0, got " + o.warmupSteps());
+        if (o.weightDecay() < 0) throw new UserException("--weight-decay: expected >= 0, got " + o.weightDecay());
+        if (o.numVirtualTokens() < 1) throw new UserException("--num-virtual-tokens: expected >= 1, got " + o.numVirtualTokens());
+        if (o.loraR() < 1) throw new UserException("--lora-r: expected >= 1, got " + o.loraR());
+        if (o.loraDropout() != 0) throw new UserException("--lora-dropout: only 0 is supported so far (dropout on the LoRA input is not implemented)");
+        if (o.output() == null) throw new UserException("--output: an output directory is required");
+    }
+
+    /** Checks the output directory; returns the checkpoint to resume from (or null for a fresh run). */
+    private Path prepareOutput(Path out, ObjectNode args, Path ckptRoot) throws IOException {
+        Path argsFile = out.resolve("training_args.json");
+        boolean hasRun = Files.isRegularFile(argsFile);
+        if (o.resume()) {
+            if (!hasRun) throw new UserException(out + ": nothing to resume (no training_args.json); start without --resume");
+            JsonNode before = JSON.readTree(argsFile.toFile());
+            List<String> diff = differences(before, args);
+            if (!diff.isEmpty()) {
+                throw new UserException(out + ": --resume with different settings than the run there (" + String.join(", ", diff) + ")");
+            }
+            Path last = latestCheckpoint(ckptRoot);
+            if (last == null) {
+                log.println("no checkpoint in " + ckptRoot + " yet: starting from the beginning");
+                return null;
+            }
+            return last;
+        }
+        if (Files.isDirectory(out)) {
+            boolean empty;
+            try (Stream<Path> s = Files.list(out)) {
+                empty = s.findAny().isEmpty();
+            }
+            if (!empty && !o.overwrite()) {
+                if (hasRun) {
+                    JsonNode before = JSON.readTree(argsFile.toFile());
+                    boolean same = differences(before, args).isEmpty();
+                    throw new UserException(out + ": already holds " + (same ? "a run with these settings; continue it with --resume" : "a different run")
+                            + " (or use another --output, or --overwrite to replace it)");
+                }
+                throw new UserException(out + ": directory is not empty; choose another --output or pass --overwrite");
+            }
+            if (!empty) deleteTree(out);
+        }
+        Files.createDirectories(out);
+        return null;
+    }
+
+    private static List<String> differences(JsonNode a, JsonNode b) {
+        List<String> d = new ArrayList<>();
+        var names = new java.util.TreeSet<String>();
+        a.fieldNames().forEachRemaining(names::add);
+        b.fieldNames().forEachRemaining(names::add);
+        for (String n : names) {
+            if (n.equals("resume") || n.equals("overwrite")) continue;
+            if (!a.path(n).equals(b.path(n))) d.add(n + ": " + a.path(n) + " -> " + b.path(n));
+        }
+        return d;
+    }
+
+    static Path latestCheckpoint(Path root) throws IOException {
+        if (!Files.isDirectory(root)) return null;
+        try (Stream<Path> s = Files.list(root)) {
+            return s.filter(p -> p.getFileName().toString().matches("step-\\d+") && Files.isRegularFile(p.resolve("trainer_state.json")))
+                    .max(Comparator.comparingLong(p -> Long.parseLong(p.getFileName().toString().substring(5))))
+                    .orElse(null);
+        }
+    }
+
+    private ObjectNode argsJson() {
+        ObjectNode a = JSON.createObjectNode();
+        a.put("model", String.valueOf(o.model()));
+        a.put("method", o.method());
+        if (o.method().equals("prompt-tuning")) {
+            a.put("num_virtual_tokens", o.numVirtualTokens());
+            a.put("init", o.init());
+        }
+        if (o.method().equals("lora")) {
+            a.put("lora_r", o.loraR());
+            a.put("lora_alpha", o.loraAlpha());
+            var t = a.putArray("target_modules");
+            o.targetModules().forEach(t::add);
+            a.put("use_rslora", o.useRslora());
+            a.put("init_lora_weights", o.initLoraWeights());
+        }
+        a.put("epochs", o.epochs());
+        a.put("max_steps", o.maxSteps());
+        a.put("batch_size", data.batchSize);
+        a.put("grad_accum", o.gradAccum());
+        a.put("lr", o.lr());
+        a.put("schedule", o.schedule());
+        a.put("warmup_steps", o.warmupSteps());
+        a.put("weight_decay", o.weightDecay());
+        a.put("max_grad_norm", o.maxGradNorm());
+        a.put("eval_every", o.evalEvery());
+        a.put("save_every", o.saveEvery());
+        a.put("seed", data.seed);
+        a.put("data", String.valueOf(data.data));
+        a.put("template", data.template);
+        a.put("max_seq_len", data.maxSeqLen);
+        a.put("truncate", data.truncate);
+        a.put("val_size", data.valSize);
+        a.put("fields", data.fields);
+        if (data.categories != null) {
+            var c = a.putArray("categories");
+            data.categories.forEach(c::add);
+        }
+        a.put("bucket", data.bucket);
+        a.put("threads", Parallel.threads());
+        return a;
+    }
+
+    private String baseName(Path modelDir) {
+        return o.model().toString();
+    }
+
+    private PromptTuningConfig promptConfig(Path modelDir) throws IOException {
+        Map<String, Object> v = new LinkedHashMap<>();
+        v.put("num_virtual_tokens", o.numVirtualTokens());
+        v.put("base_model_name_or_path", baseName(modelDir));
+        String init = o.init();
+        if (init.startsWith("text:")) {
+            v.put("prompt_tuning_init", "TEXT");
+            v.put("prompt_tuning_init_text", init.substring(5));
+            v.put("tokenizer_name_or_path", o.tokenizer() != null ? o.tokenizer().toString() : baseName(modelDir));
+        } else if (init.equals("random")) {
+            v.put("prompt_tuning_init", "RANDOM");
+        } else if (init.equals("sample-vocab")) {
+            v.put("prompt_tuning_init", "SAMPLE_VOCAB");
+        } else {
+            throw new UserException("--init: expected random, sample-vocab or text:\"...\", got '" + init + "'");
+        }
+        return PromptTuningConfig.create(v).withModelConfig(JSON.readTree(modelDir.resolve("config.json").toFile()));
+    }
+
+    private float[] initPrompt(Gemma3Model model, Tokenizer tok, SplittableRandom rng) {
+        int n = o.numVirtualTokens();
+        String init = o.init();
+        if (init.startsWith("text:")) {
+            String text = init.substring(5);
+            if (text.isEmpty()) throw new UserException("--init text: the init text is empty");
+            return PromptInit.text(model, tok.encode(text, tok.addsBos()), n);
+        }
+        if (init.equals("sample-vocab")) return PromptInit.sampleVocab(model, n, rng);
+        return PromptInit.random(n, model.config.hidden(), rng);
+    }
+
+    private LoraConfig loraConfig(Path modelDir) {
+        Map<String, Object> v = new LinkedHashMap<>();
+        v.put("r", o.loraR());
+        v.put("lora_alpha", o.loraAlpha());
+        List<String> tm = o.targetModules();
+        if (tm.size() == 1 && (tm.get(0).equals(LoraConfig.ALL_LINEAR) || tm.get(0).matches(".*[\\\\^$*+?()\\[\\]|].*"))) {
+            v.put("target_modules", tm.get(0));   // "all-linear" or a full-match regex
+        } else {
+            v.put("target_modules", tm);
+        }
+        v.put("use_rslora", o.useRslora());
+        v.put("lora_dropout", o.loraDropout());
+        v.put("init_lora_weights", o.initLoraWeights().equals("gaussian") ? "gaussian" : Boolean.TRUE);
+        v.put("base_model_name_or_path", baseName(modelDir));
+        LoraConfig c = LoraConfig.create(v);
+        c.requireSupported();
+        return c;
+    }
+
+    private static void attachLora(Gemma3Model model, LoraConfig cfg, SplittableRandom rng) {
+        Map<String, Linear> byName = new LinkedHashMap<>();
+        for (Linear l : model.weights.linears()) byName.put(l.name, l);
+        List<LoraTarget> targets = cfg.resolve(List.copyOf(byName.keySet()));
+        if (targets.isEmpty()) throw new UserException("--target-modules: " + cfg.targetModules() + " matches no linear layer of the model");
+        Object init = cfg.initLoraWeights();
+        for (LoraTarget t : targets) {
+            Linear l = byName.get(t.moduleName());
+            java.util.random.RandomGenerator g = new SplittableRandom(rng.nextLong());
+            l.lora = new Linear.Lora(t.r(), (float) t.scaling(), LoraInit.initA(init, t.r(), l.in(), g), LoraInit.initB(init, l.out(), t.r(), g), l.in(), l.out());
+        }
+    }
+
+    private static List<TrainStep.Example> examples(Batch b) {
+        List<TrainStep.Example> ex = new ArrayList<>(b.size());
+        for (int i = 0; i < b.size(); i++) {
+            int len = 0;
+            for (int m : b.attentionMask()[i]) len += m;
+            int[] ids = new int[len], lab = new int[len];
+            int k = 0;
+            for (int t = 0; t < b.seqLen(); t++) {
+                if (b.attentionMask()[i][t] == 0) continue;
+                ids[k] = b.inputIds()[i][t];
+                lab[k++] = b.labels()[i][t];
+            }
+            ex.add(new TrainStep.Example(ids, lab));
+        }
+        return ex;
+    }
+
+    /** Mean loss over all predicted tokens of the validation set (as transformers' eval loss with num_items_in_batch). */
+    private double validationLoss(TrainStep ts, TrainingData td, Tokenizer tok) {
+        double sum = 0;
+        long n = 0;
+        Batcher vb = Batcher.inOrder(td.validation(), data.batchSize, tok.padId());
+        for (Batch b : vb.epochBatches(0)) {
+            int items = b.targetTokens();
+            if (items == 0) continue;
+            sum += ts.loss(examples(b)) * items;
+            n += items;
+        }
+        return n == 0 ? Double.NaN : sum / n;
+    }
+
+    // ------------------------------------------------------------------ saving
+
+    private String title(Path modelDir) {
+        return "peft4j " + o.method() + " on " + modelDir.getFileName();
+    }
+
+    private void saveResult(Path dir, Gemma3Model model, float[] prompt, PromptTuningConfig pt, LoraConfig lora) throws IOException {
+        switch (o.method()) {
+            case "prompt-tuning" -> AdapterWriter.promptTuning(dir, pt, prompt, model.config.hidden());
+            case "lora" -> AdapterWriter.lora(dir, lora, model);
+            default -> CheckpointWriter.save(model, dir, o.saveBf16());
+        }
+    }
+
+    private void checkpoint(Path root, long step, Gemma3Model model, Params params, float[] prompt, PromptTuningConfig pt, LoraConfig lora,
+                            AdamW opt, Batcher batcher, long tokens, double elapsed) throws IOException {
+        Path dir = root.resolve(String.format("step-%06d", step));
+        AtomicFiles.writeDirectory(dir, tmp -> {
+            if (o.method().equals("full")) {
+                Map<String, SafeTensors.Entry> e = new LinkedHashMap<>();
+                for (Params.Param p : params) e.put(p.name(), SafeTensors.Entry.f32(p.data(), p.shape()));
+                SafeTensors.write(tmp.resolve("model.safetensors"), e, null);
+            } else {
+                saveResult(tmp, model, prompt, pt, lora);
+            }
+            opt.save(tmp.resolve("optimizer.safetensors"), params);
+            ObjectNode st = JSON.createObjectNode();
+            st.put("step", step);
+            st.put("tokens", tokens);
+            st.put("elapsed_s", elapsed);
+            st.set("data_position", JSON.readTree(batcher.state().toJson()));
+            Files.writeString(tmp.resolve("trainer_state.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(st) + "\n");
+        });
+        // keep the newest checkpoints only
+        List<Path> all;
+        try (Stream<Path> s = Files.list(root)) {
+            all = s.filter(p -> p.getFileName().toString().matches("step-\\d+")).sorted().toList();
+        }
+        for (int i = 0; i < all.size() - Math.max(1, o.keepCheckpoints()); i++) deleteTree(all.get(i));
+    }
+
+    /** Loads trainable values saved in a checkpoint into the live parameter arrays. */
+    private void restoreParams(Path ckpt, Params params, float[] prompt, int H) {
+        Path f = ckpt.resolve(o.method().equals("full") ? "model.safetensors" : "adapter_model.safetensors");
+        try (SafeTensors st = SafeTensors.open(f)) {
+            for (Params.Param p : params) {
+                String key = o.method().equals("prompt-tuning") ? AdapterKeys.PROMPT_EMBEDDINGS : p.name();
+                if (!st.has(key)) throw new UserException(f + ": checkpoint lacks tensor " + key);
+                float[] v = st.get(key).toFloats();
+                if (v.length != p.data().length) throw new UserException(f + ": tensor " + key + " has " + v.length + " values, expected " + p.data().length);
+                System.arraycopy(v, 0, p.data(), 0, v.length);
+            }
+        }
+    }
+
+    private static void truncateMetrics(Path metrics, long step) throws IOException {
+        if (!Files.isRegularFile(metrics)) return;
+        StringBuilder sb = new StringBuilder();
+        for (String line : Files.readAllLines(metrics)) {
+            if (line.isBlank()) continue;
+            JsonNode n = JSON.readTree(line);
+            if (n.path("step").asLong() <= step) sb.append(line).append('\n');
+        }
+        AtomicFiles.writeString(metrics, sb.toString());
+    }
+
+    private static void deleteTree(Path p) throws IOException {
+        if (!Files.exists(p)) return;
+        try (Stream<Path> s = Files.walk(p)) {
+            for (Path x : s.sorted(Comparator.reverseOrder()).toList()) Files.delete(x);
+        } catch (UncheckedIOException e) {
+            throw e.getCause();
+        }
+    }
+}
