@@ -73,10 +73,10 @@ public final class MatMul {
             a30 = x3.fma(w0, a30); a31 = x3.fma(w1, a31); a32 = x3.fma(w2, a32); a33 = x3.fma(w3, a33);
         }
         float[] s = {
-                a00.reduceLanes(VectorOperators.ADD), a01.reduceLanes(VectorOperators.ADD), a02.reduceLanes(VectorOperators.ADD), a03.reduceLanes(VectorOperators.ADD),
-                a10.reduceLanes(VectorOperators.ADD), a11.reduceLanes(VectorOperators.ADD), a12.reduceLanes(VectorOperators.ADD), a13.reduceLanes(VectorOperators.ADD),
-                a20.reduceLanes(VectorOperators.ADD), a21.reduceLanes(VectorOperators.ADD), a22.reduceLanes(VectorOperators.ADD), a23.reduceLanes(VectorOperators.ADD),
-                a30.reduceLanes(VectorOperators.ADD), a31.reduceLanes(VectorOperators.ADD), a32.reduceLanes(VectorOperators.ADD), a33.reduceLanes(VectorOperators.ADD)};
+                Ops.hsum(a00), Ops.hsum(a01), Ops.hsum(a02), Ops.hsum(a03),
+                Ops.hsum(a10), Ops.hsum(a11), Ops.hsum(a12), Ops.hsum(a13),
+                Ops.hsum(a20), Ops.hsum(a21), Ops.hsum(a22), Ops.hsum(a23),
+                Ops.hsum(a30), Ops.hsum(a31), Ops.hsum(a32), Ops.hsum(a33)};
         for (; i < in; i++) {
             for (int r = 0; r < 4; r++) {
                 float xv = x[xo + r * in + i];
@@ -103,7 +103,7 @@ public final class MatMul {
             a2 = x0.fma(FloatVector.fromArray(F, wb, 2 * in + i), a2);
             a3 = x0.fma(FloatVector.fromArray(F, wb, 3 * in + i), a3);
         }
-        float[] s = {a0.reduceLanes(VectorOperators.ADD), a1.reduceLanes(VectorOperators.ADD), a2.reduceLanes(VectorOperators.ADD), a3.reduceLanes(VectorOperators.ADD)};
+        float[] s = {Ops.hsum(a0), Ops.hsum(a1), Ops.hsum(a2), Ops.hsum(a3)};
         for (; i < in; i++) {
             float xv = x[xo + i];
             for (int c = 0; c < 4; c++) s[c] += xv * wb[c * in + i];

@@ -25,7 +25,7 @@ public final class Ops {
                 FloatVector v = FloatVector.fromArray(F, x, xo + i);
                 acc = v.fma(v, acc);
             }
-            float ss = acc.reduceLanes(VectorOperators.ADD);
+            float ss = hsum(acc);
             for (; i < d; i++) ss += x[xo + i] * x[xo + i];
             float rstd = (float) (1.0 / Math.sqrt(ss / d + eps));
             if (rstdOut != null) rstdOut[rstdOff + r] = rstd;
@@ -69,12 +69,32 @@ public final class Ops {
         for (int i = 0; i < len; i++) out[i] = geluTanh(g[i]) * u[i];
     }
 
+    private static final ThreadLocal<float[]> LANES = ThreadLocal.withInitial(() -> new float[64]);
+
+    /**
+     * Sum of a vector's lanes in a fixed order. {@code reduceLanes(ADD)} may add in a different order once the JIT has
+     * compiled it, which would make results depend on timing; this keeps every run bit-identical.
+     */
+    public static float hsum(FloatVector v) {
+        float[] t = LANES.get();
+        v.intoArray(t, 0);
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int n = v.length();
+        for (int i = 0; i < n; i += 4) {
+            s0 += t[i];
+            s1 += t[i + 1];
+            s2 += t[i + 2];
+            s3 += t[i + 3];
+        }
+        return (s0 + s1) + (s2 + s3);
+    }
+
     public static float dot(float[] a, int ao, float[] b, int bo, int len) {
         FloatVector acc = FloatVector.zero(F);
         int i = 0;
         int bound = F.loopBound(len);
         for (; i < bound; i += L) acc = FloatVector.fromArray(F, a, ao + i).fma(FloatVector.fromArray(F, b, bo + i), acc);
-        float s = acc.reduceLanes(VectorOperators.ADD);
+        float s = hsum(acc);
         for (; i < len; i++) s += a[ao + i] * b[bo + i];
         return s;
     }

@@ -291,7 +291,7 @@ public final class Trainer {
         b.fieldNames().forEachRemaining(names::add);
         for (String n : names) {
             if (n.equals("resume") || n.equals("overwrite")) continue;
-            if (!a.path(n).equals(b.path(n))) d.add(n + ": " + a.path(n) + " -> " + b.path(n));
+            if (!a.path(n).toString().equals(b.path(n).toString())) d.add(n + ": " + a.path(n) + " -> " + b.path(n));
         }
         return d;
     }

@@ -1,0 +1,152 @@
+package dev.peft4j.train;
+
+import dev.peft4j.data.DataArgs;
+import dev.peft4j.data.QuickstartAssets;
+import dev.peft4j.io.SafeTensors;
+import dev.peft4j.model.Gemma3LM;
+import dev.peft4j.model.Models;
+import dev.peft4j.model.RandomInit;
+import dev.peft4j.util.MetricsWriter;
+import dev.peft4j.util.UserException;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The training loop end to end on a tiny random model with the shipped quickstart tokenizer and data (no ../shared needed). */
+class TrainerTest {
+    @TempDir
+    static Path tmp;
+    static Path model, data;
+
+    @BeforeAll
+    static void setUp() throws Exception {
+        Path assets = QuickstartAssets.copyTo(tmp.resolve("assets"));
+        model = tmp.resolve("model");
+        RandomInit.write(Path.of(TrainerTest.class.getResource("/tiny-gemma3-config.json").toURI()), model, 11, false, 0.1);
+        for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) Files.copy(assets.resolve("tokenizer").resolve(f), model.resolve(f));
+        data = assets.resolve(QuickstartAssets.DATA);
+    }
+
+    static DataArgs dataArgs() {
+        DataArgs d = new DataArgs();
+        d.data = data;
+        d.format = "auto";
+        d.template = "dolly";
+        d.maxSeqLen = 192;
+        d.valSize = "4";
+        d.seed = 5;
+        d.batchSize = 4;
+        d.bucket = 0;
+        return d;
+    }
+
+    static Trainer.Options opts(Path out, String method, boolean resume, int steps) {
+        return new Trainer.Options(model, null, out, resume, method, 4, "text:Below is an instruction", 4, 8, List.of("q_proj", "v_proj", "down_proj"),
+                false, "true", 0, 1, steps, 2, method.equals("prompt-tuning") ? 0.05 : 1e-2, "cosine", 2, 0.01, 1.0, 3, 2, 2, false, false);
+    }
+
+    static PrintStream quiet() { return new PrintStream(new ByteArrayOutputStream()); }
+
+    static float[] tensor(Path f, String name) {
+        try (SafeTensors st = SafeTensors.open(f)) { return st.get(name).toFloats(); }
+    }
+
+    @Test
+    void killedAndResumedRunEqualsUninterruptedRun() throws Exception {
+        for (String method : new String[]{"prompt-tuning", "lora"}) {
+            Path a = tmp.resolve("full-" + method), b = tmp.resolve("killed-" + method);
+            new Trainer(opts(a, method, false, 7), dataArgs(), quiet()).run();
+            assertThrows(IllegalStateException.class, () -> new Trainer(opts(b, method, false, 7), dataArgs(), quiet())
+                    .onStep(s -> { if (s == 5) throw new IllegalStateException("killed at step 5"); }).run());
+            assertTrue(Files.isDirectory(b.resolve("checkpoints/step-000004")), "checkpoint at step 4 exists");
+            new Trainer(opts(b, method, true, 7), dataArgs(), quiet()).run();
+            try (SafeTensors sa = SafeTensors.open(a.resolve("adapter_model.safetensors"));
+                 SafeTensors sb = SafeTensors.open(b.resolve("adapter_model.safetensors"))) {
+                assertEquals(sa.tensors().keySet(), sb.tensors().keySet());
+                for (String k : sa.tensors().keySet()) assertArrayEquals(sa.get(k).toFloats(), sb.get(k).toFloats(), 0f, method + " " + k);
+            }
+            var ma = MetricsWriter.read(a.resolve("metrics.jsonl"));
+            var mb = MetricsWriter.read(b.resolve("metrics.jsonl"));
+            assertEquals(7, ma.size());
+            assertEquals(ma.size(), mb.size(), "metrics lines after resume");
+            for (int i = 0; i < ma.size(); i++) assertEquals(ma.get(i).get("loss").asDouble(), mb.get(i).get("loss").asDouble(), 0.0, "loss at step " + (i + 1));
+            assertTrue(Files.isRegularFile(a.resolve("loss_curve.svg")));
+            assertTrue(Files.readString(a.resolve("loss_curve.svg")).contains("<svg"));
+        }
+    }
+
+    @Test
+    void savedLoraAdapterReloadsWithSameOutputs() throws Exception {
+        Path out = tmp.resolve("lora-reload");
+        new Trainer(opts(out, "lora", false, 3), dataArgs(), quiet()).run();
+        Gemma3LM base = Models.load(model, null);
+        Gemma3LM tuned = Models.load(model, out);
+        int[] seq = {2, 100, 200, 300, 400};
+        float[] lb = base.logits(List.of(seq), new int[]{0}).get(0);
+        float[] lt = tuned.logits(List.of(seq), new int[]{0}).get(0);
+        double diff = 0;
+        for (int i = 0; i < lb.length; i++) diff = Math.max(diff, Math.abs(lb[i] - lt[i]));
+        assertTrue(diff > 1e-4, "trained LoRA changes the logits");
+        String cfg = Files.readString(out.resolve("adapter_config.json"));
+        assertTrue(cfg.contains("\"peft_type\": \"LORA\""));
+        assertTrue(cfg.contains("\"r\": 4"));
+        // every tensor follows PEFT's on-disk naming
+        try (SafeTensors st = SafeTensors.open(out.resolve("adapter_model.safetensors"))) {
+            assertEquals(6 * 3 * 2, st.tensors().size());
+            for (String k : st.tensors().keySet()) assertTrue(k.matches("base_model\\.model\\.model\\.layers\\.\\d+\\.(self_attn|mlp)\\.\\w+_proj\\.lora_[AB]\\.weight"), k);
+        }
+    }
+
+    @Test
+    void promptTuningLossGoesDownAndAdapterLoads() throws Exception {
+        Path out = tmp.resolve("pt");
+        Trainer.Result r = new Trainer(opts(out, "prompt-tuning", false, 12), dataArgs(), quiet()).run();
+        var m = MetricsWriter.read(out.resolve("metrics.jsonl"));
+        double first = m.get(0).get("loss").asDouble();
+        double lastThree = (m.get(9).get("loss").asDouble() + m.get(10).get("loss").asDouble() + m.get(11).get("loss").asDouble()) / 3;
+        assertTrue(lastThree < first, "loss " + first + " -> " + lastThree);
+        assertEquals(4, Models.load(model, out).virtualTokens());
+        assertTrue(Files.readString(out.resolve("adapter_config.json")).contains("\"prompt_tuning_init\": \"TEXT\""));
+        assertNotNull(r.finalValLoss());
+    }
+
+    @Test
+    void fullFineTuningWritesALoadableCheckpoint() throws Exception {
+        Path out = tmp.resolve("full");
+        new Trainer(opts(out, "full", false, 2), dataArgs(), quiet()).run();
+        Gemma3LM tuned = Models.load(out, null);
+        Gemma3LM base = Models.load(model, null);
+        int[] seq = {2, 10, 20, 30};
+        float[] a = base.logits(List.of(seq), new int[]{0}).get(0), b = tuned.logits(List.of(seq), new int[]{0}).get(0);
+        double diff = 0;
+        for (int i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i] - b[i]));
+        assertTrue(diff > 1e-4, "full fine-tuning changed the model");
+        assertTrue(Files.isRegularFile(out.resolve("tokenizer.json")));
+        try (SafeTensors st = SafeTensors.open(out.resolve("model.safetensors"))) {
+            assertFalse(st.has("lm_head.weight"), "tied head not saved twice");
+            assertEquals("pt", st.metadata().get("format"));
+        }
+    }
+
+    @Test
+    void outputHoldingAnotherRunIsRefused() throws Exception {
+        Path out = tmp.resolve("taken");
+        new Trainer(opts(out, "prompt-tuning", false, 1), dataArgs(), quiet()).run();
+        UserException e = assertThrows(UserException.class, () -> new Trainer(opts(out, "lora", false, 1), dataArgs(), quiet()).run());
+        assertTrue(e.getMessage().contains("different run"), e.getMessage());
+        UserException same = assertThrows(UserException.class, () -> new Trainer(opts(out, "prompt-tuning", false, 1), dataArgs(), quiet()).run());
+        assertTrue(same.getMessage().contains("--resume"), same.getMessage());
+        UserException diff = assertThrows(UserException.class, () -> new Trainer(opts(out, "lora", true, 1), dataArgs(), quiet()).run());
+        assertTrue(diff.getMessage().contains("different settings"), diff.getMessage());
+        // the finished run's files are untouched
+        assertTrue(Files.isRegularFile(out.resolve("adapter_model.safetensors")));
+    }
+}
