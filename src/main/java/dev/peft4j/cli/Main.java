@@ -11,6 +11,10 @@ import java.io.PrintWriter;
         description = "Run, fine-tune (prompt tuning, LoRA, full) and evaluate Gemma 3 models on the JVM.",
         subcommands = {
                 CommandLine.HelpCommand.class,
+                GenerateCommand.class,
+                ForwardCommand.class,
+                InitCommand.class,
+                BenchCommand.class,
         })
 public final class Main {
 

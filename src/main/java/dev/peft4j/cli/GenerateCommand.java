@@ -1,0 +1,94 @@
+package dev.peft4j.cli;
+
+import dev.peft4j.model.Gemma3LM;
+import dev.peft4j.model.Generator;
+import dev.peft4j.model.Models;
+import dev.peft4j.model.Sampler;
+import dev.peft4j.tokenizer.Tokenizer;
+import dev.peft4j.util.UserException;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+@Command(name = "generate", mixinStandardHelpOptions = true, description = "Generate text with a KV cache, printing tokens as they come.")
+public final class GenerateCommand implements Callable<Integer> {
+    @Option(names = "--model", required = true, description = "model directory (Hugging Face layout)") Path model;
+    @Option(names = "--adapter", description = "PEFT adapter directory (prompt tuning or LoRA)") Path adapter;
+    @Option(names = "--merge", description = "merge a LoRA adapter into the weights at load") boolean merge;
+    @Option(names = "--tokenizer", description = "tokenizer directory (default: the model directory)") Path tokenizerDir;
+    @Option(names = "--prompt", description = "prompt text") String prompt;
+    @Option(names = "--prompt-ids", split = ",", description = "prompt as token ids, e.g. 2,17,9 (no BOS added)") int[] promptIds;
+    @Option(names = "--chat", description = "wrap the prompt in Gemma's chat template") boolean chat;
+    @Option(names = "--no-bos", description = "do not prepend BOS to --prompt") boolean noBos;
+    @Option(names = "--max-new-tokens", defaultValue = "128") int maxNew;
+    @Option(names = "--temperature", defaultValue = "0", description = "0 = greedy (default)") float temperature;
+    @Option(names = "--top-k", defaultValue = "0", description = "0 = off") int topK;
+    @Option(names = "--top-p", defaultValue = "1.0") float topP;
+    @Option(names = "--min-p", defaultValue = "0") float minP;
+    @Option(names = "--repetition-penalty", defaultValue = "1.0") float repetitionPenalty;
+    @Option(names = "--seed", defaultValue = "0") long seed;
+    @Option(names = "--stop", description = "stop string (repeatable)") List<String> stops = new ArrayList<>();
+    @Option(names = "--print-ids", description = "print the generated token ids at the end") boolean printIds;
+
+    @Override
+    public Integer call() {
+        if ((prompt == null) == (promptIds == null)) throw new UserException("give exactly one of --prompt TEXT or --prompt-ids 2,17,9");
+        if (maxNew < 0) throw new UserException("--max-new-tokens: expected a number >= 0, got " + maxNew);
+        if (temperature < 0) throw new UserException("--temperature: expected >= 0, got " + temperature);
+        if (topP <= 0 || topP > 1) throw new UserException("--top-p: expected a value in (0, 1], got " + topP);
+        if (minP < 0 || minP > 1) throw new UserException("--min-p: expected a value in [0, 1], got " + minP);
+        if (repetitionPenalty <= 0) throw new UserException("--repetition-penalty: expected > 0, got " + repetitionPenalty);
+        Gemma3LM lm = Models.load(model, adapter, merge);
+        Path tdir = tokenizerDir != null ? tokenizerDir : model;
+        Tokenizer tok = Files.isRegularFile(tdir.resolve("tokenizer.json")) ? Tokenizer.load(tdir) : null;
+        int[] ids;
+        if (promptIds != null) {
+            ids = promptIds;
+            if (chat) throw new UserException("--chat needs --prompt text, not --prompt-ids");
+        } else {
+            if (tok == null) throw new UserException(tdir.resolve("tokenizer.json") + ": not found; --prompt needs a tokenizer (or use --prompt-ids)");
+            String text = chat ? Tokenizer.chatPrompt(prompt) : prompt;
+            ids = tok.encode(text, !noBos);
+        }
+        int V = lm.vocabSize();
+        for (int id : ids) if (id < 0 || id >= V) throw new UserException("--prompt-ids: token id " + id + " is outside the vocabulary (0.." + (V - 1) + ")");
+        if (ids.length >= lm.maxPositions()) {
+            throw new UserException("prompt: " + ids.length + " tokens do not fit max_position_embeddings " + lm.maxPositions());
+        }
+        int[] eos = lm.model.config.generationEos(model);
+        if (chat && tok != null) {
+            int eot = tok.idOf("<end_of_turn>");
+            if (eot >= 0) { eos = Arrays.copyOf(eos, eos.length + 1); eos[eos.length - 1] = eot; }
+        }
+        Sampler sampler = new Sampler(new Sampler.Options(temperature, topK, topP, minP, repetitionPenalty, seed));
+        List<Integer> out = new ArrayList<>();
+        final Tokenizer t = tok;
+        final String[] printed = {""};
+        long t0 = System.nanoTime();
+        Generator.Result r = new Generator(lm).generate(ids, maxNew, sampler, eos, stops.toArray(new String[0]),
+                t == null ? null : x -> t.decode(x, true),
+                id -> {
+                    out.add(id);
+                    if (t != null) {
+                        String s = t.decode(out.stream().mapToInt(Integer::intValue).toArray(), true);
+                        if (s.startsWith(printed[0])) System.out.print(s.substring(printed[0].length()));
+                        else System.out.print(s);
+                        printed[0] = s;
+                    } else {
+                        System.out.print(id + " ");
+                    }
+                    System.out.flush();
+                });
+        double secs = (System.nanoTime() - t0) / 1e9;
+        System.out.println();
+        if (printIds) System.out.println("ids: " + Arrays.toString(r.tokens()));
+        System.err.printf("[%d tokens, %.2f tok/s, stop: %s]%n", r.tokens().length, r.tokens().length / secs, r.stopReason());
+        return 0;
+    }
+}

@@ -1,0 +1,286 @@
+package dev.peft4j.model;
+
+import dev.peft4j.tensor.MatMul;
+import dev.peft4j.tensor.Matrix;
+import dev.peft4j.tensor.Ops;
+import dev.peft4j.tensor.Parallel;
+import dev.peft4j.util.UserException;
+
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * The Gemma 3 text model (Gemma3ForCausalLM): weights plus one forward function over a packed batch. Every sequence has its
+ * own {@link KVCache}; the rows of all sequences are stacked for the matrix products, and attention runs per sequence, so
+ * padding never changes a result. Compute is float32 whatever the weights' dtype.
+ */
+public final class Gemma3Model {
+    public final Gemma3Config config;
+    public final Gemma3Weights weights;
+    public final Path dir;
+    private final float embedScale;
+    private final float attnScale;
+    private float[] cosFull = new float[0], sinFull = new float[0], cosSl = new float[0], sinSl = new float[0];
+    private int ropeLen;
+
+    public Gemma3Model(Gemma3Config config, Gemma3Weights weights, Path dir) {
+        this.config = config;
+        this.weights = weights;
+        this.dir = dir;
+        this.embedScale = (float) Math.sqrt(config.hidden());
+        this.attnScale = (float) Math.pow(config.queryPreAttnScalar(), -0.5);
+    }
+
+    public static Gemma3Model load(Path dir) {
+        Gemma3Config c = Gemma3Config.read(dir.resolve("config.json"));
+        return new Gemma3Model(c, Gemma3Weights.load(dir, c), dir);
+    }
+
+    public float embedScale() { return embedScale; }
+
+    public KVCache newCache() { return new KVCache(config); }
+
+    /** One sequence's new input: optional virtual-token vectors (used as they are), then token ids (scaled embeddings). */
+    public record Input(KVCache cache, float[] virtual, int[] ids) {
+        int rows(int hidden) { return (virtual == null ? 0 : virtual.length / hidden) + ids.length; }
+    }
+
+    // ------------------------------------------------------------------ RoPE tables
+
+    private synchronized void ensureRope(int len) {
+        if (len <= ropeLen) return;
+        int n = Math.max(len, Math.min(config.maxPositions(), Math.max(2 * ropeLen, 1024)));
+        int half = config.headDim() / 2;
+        float[][] full = ropeTable(n, half, config.ropeThetaFull(), config.ropeFactorFull());
+        float[][] sl = ropeTable(n, half, config.ropeThetaSliding(), config.ropeFactorSliding());
+        cosFull = full[0]; sinFull = full[1]; cosSl = sl[0]; sinSl = sl[1];
+        ropeLen = n;
+    }
+
+    /** cos/sin [n, half] as transformers computes them in float32: inv_freq = 1/(base^(2i/d)) / factor, angle = pos·inv_freq. */
+    static float[][] ropeTable(int n, int half, double theta, double factor) {
+        int d = half * 2;
+        float[] inv = new float[half];
+        for (int i = 0; i < half; i++) {
+            float expo = (float) (2 * i) / (float) d;
+            float pw = (float) Math.pow(theta, expo);
+            inv[i] = (float) (1.0f / pw);
+            if (factor != 1.0) inv[i] = (float) (inv[i] / factor);
+        }
+        float[] cos = new float[n * half], sin = new float[n * half];
+        for (int p = 0; p < n; p++) {
+            for (int i = 0; i < half; i++) {
+                float ang = (float) p * inv[i];
+                cos[p * half + i] = (float) Math.cos(ang);
+                sin[p * half + i] = (float) Math.sin(ang);
+            }
+        }
+        return new float[][]{cos, sin};
+    }
+
+    // ------------------------------------------------------------------ forward
+
+    /**
+     * Runs the inputs through the model, appending to each sequence's cache. Returns the final-normed hidden states
+     * [rows, H] of all new rows, packed in input order. If {@code tape} is non-null, activations for backward are recorded.
+     */
+    public float[] forward(List<Input> inputs, Tape tape) {
+        final Gemma3Config c = config;
+        final int H = c.hidden(), D = c.headDim(), nH = c.heads(), nKV = c.kvHeads(), I = c.intermediate();
+        final int S = inputs.size();
+        int[] rowStart = new int[S], rowCount = new int[S], pos0 = new int[S];
+        int N = 0;
+        int maxPos = 0;
+        for (int s = 0; s < S; s++) {
+            Input in = inputs.get(s);
+            rowStart[s] = N;
+            rowCount[s] = in.rows(H);
+            pos0[s] = in.cache().length;
+            N += rowCount[s];
+            maxPos = Math.max(maxPos, pos0[s] + rowCount[s]);
+            if (pos0[s] + rowCount[s] > c.maxPositions()) {
+                throw new UserException("input: sequence of " + (pos0[s] + rowCount[s]) + " positions is longer than max_position_embeddings " + c.maxPositions());
+            }
+        }
+        ensureRope(maxPos);
+        int[] pos = new int[N];
+        int[] tok = new int[N];
+        float[] x = new float[N * H];
+        for (int s = 0; s < S; s++) {
+            Input in = inputs.get(s);
+            int r = rowStart[s];
+            int nv = in.virtual() == null ? 0 : in.virtual().length / H;
+            if (nv > 0) System.arraycopy(in.virtual(), 0, x, r * H, nv * H);
+            for (int t = 0; t < rowCount[s]; t++) {
+                pos[r + t] = pos0[s] + t;
+                tok[r + t] = t < nv ? -1 : in.ids()[t - nv];
+            }
+            for (int t = nv; t < rowCount[s]; t++) {
+                int id = tok[r + t];
+                if (id < 0 || id >= c.vocabSize()) {
+                    throw new UserException("input: token id " + id + " is outside the vocabulary (0.." + (c.vocabSize() - 1) + ")");
+                }
+                weights.embed.rowsToFloat(id, 1, x, (r + t) * H);
+                for (int i = 0; i < H; i++) x[(r + t) * H + i] *= embedScale;
+            }
+        }
+        if (tape != null) {
+            tape.rows = N;
+            tape.rowStart = rowStart;
+            tape.rowCount = rowCount;
+            tape.positions = pos;
+            tape.tokenIds = tok;
+            tape.embedded = x.clone();
+            tape.layers = new Tape.LayerTape[c.layers()];
+        }
+        float[] h = new float[N * H];
+        float[] q = new float[N * nH * D], k = new float[N * nKV * D], v = new float[N * nKV * D];
+        float[] att = new float[N * nH * D];
+        float[] o = new float[N * H];
+        float[] g = new float[N * I], u = new float[N * I];
+        for (int l = 0; l < c.layers(); l++) {
+            Gemma3Weights.Layer w = weights.layers[l];
+            Tape.LayerTape lt = null;
+            if (tape != null) {
+                lt = new Tape.LayerTape();
+                tape.layers[l] = lt;
+                lt.xIn = x.clone();
+                lt.rstdIn = new float[N];
+                lt.rstdQ = new float[N * nH];
+                lt.rstdK = new float[N * nKV];
+                lt.rstdPostAttn = new float[N];
+                lt.rstdPreFf = new float[N];
+                lt.rstdPostFf = new float[N];
+            }
+            // attention block
+            Ops.rmsNorm(x, 0, h, 0, N, H, w.inputNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdIn, 0);
+            w.q.forward(h, N, q, mid(lt, 0, w.q, N));
+            w.k.forward(h, N, k, mid(lt, 1, w.k, N));
+            w.v.forward(h, N, v, mid(lt, 2, w.v, N));
+            if (lt != null) {
+                lt.h1 = h.clone();
+                lt.qPre = q.clone();
+                lt.kPre = k.clone();
+            }
+            Ops.rmsNorm(q, 0, q, 0, N * nH, D, w.qNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdQ, 0);
+            Ops.rmsNorm(k, 0, k, 0, N * nKV, D, w.kNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdK, 0);
+            boolean sl = c.isSliding(l);
+            Ops.rope(q, N, nH, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
+            Ops.rope(k, N, nKV, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
+            if (lt != null) {
+                lt.q = q.clone();
+                lt.k = k.clone();
+                lt.v = v.clone();
+            }
+            for (int s = 0; s < S; s++) {
+                KVCache kv = inputs.get(s).cache();
+                int at = kv.reserve(l, rowCount[s]);
+                System.arraycopy(k, rowStart[s] * nKV * D, kv.k[l], at * nKV * D, rowCount[s] * nKV * D);
+                System.arraycopy(v, rowStart[s] * nKV * D, kv.v[l], at * nKV * D, rowCount[s] * nKV * D);
+                kv.count[l] += rowCount[s];
+            }
+            attention(inputs, l, rowStart, rowCount, pos, q, att, sl);
+            if (lt != null) lt.attn = att.clone();
+            w.o.forward(att, N, o, mid(lt, 3, w.o, N));
+            if (lt != null) lt.oOut = o.clone();
+            Ops.rmsNorm(o, 0, o, 0, N, H, w.postAttnNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPostAttn, 0);
+            for (int i = 0; i < N * H; i++) x[i] += o[i];
+            // MLP block
+            if (lt != null) lt.xMid = x.clone();
+            Ops.rmsNorm(x, 0, h, 0, N, H, w.preFfNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPreFf, 0);
+            w.gate.forward(h, N, g, mid(lt, 4, w.gate, N));
+            w.up.forward(h, N, u, mid(lt, 5, w.up, N));
+            if (lt != null) {
+                lt.h2 = h.clone();
+                lt.gate = g.clone();
+                lt.up = u.clone();
+            }
+            final float[] gg = g, uu = u;
+            Parallel.forRange(N * I, 16384, (a, b) -> {
+                for (int i = a; i < b; i++) gg[i] = Ops.geluTanh(gg[i]) * uu[i];
+            });
+            if (lt != null) lt.act = g.clone();
+            w.down.forward(g, N, o, mid(lt, 6, w.down, N));
+            if (lt != null) lt.dOut = o.clone();
+            Ops.rmsNorm(o, 0, o, 0, N, H, w.postFfNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPostFf, 0);
+            for (int i = 0; i < N * H; i++) x[i] += o[i];
+        }
+        for (int s = 0; s < S; s++) inputs.get(s).cache().length += rowCount[s];
+        if (tape != null) {
+            tape.finalIn = x.clone();
+            tape.finalRstd = new float[N];
+        }
+        Ops.rmsNorm(x, 0, x, 0, N, H, weights.finalNorm, (float) c.rmsEps(), tape == null ? null : tape.finalRstd, 0);
+        if (tape != null) tape.finalOut = x.clone();
+        return x;
+    }
+
+    private static float[] mid(Tape.LayerTape lt, int idx, Linear lin, int n) {
+        if (lt == null || lin.lora == null) return null;
+        return lt.loraMid[idx] = new float[n * lin.lora.r];
+    }
+
+    private static final ThreadLocal<float[][]> SCORES = ThreadLocal.withInitial(() -> new float[1][0]);
+
+    /** Causal (and sliding-window) attention of every new row against its own sequence's cache. */
+    private void attention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding) {
+        final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads(), groups = nH / nKV;
+        final int W = config.slidingWindow();
+        final int N = q.length / (nH * D);
+        final int[] seqOf = new int[N];
+        for (int s = 0; s < rowStart.length; s++) for (int t = 0; t < rowCount[s]; t++) seqOf[rowStart[s] + t] = s;
+        Parallel.forRange(N * nH, 4, (a, b) -> {
+            float[][] hold = SCORES.get();
+            for (int item = a; item < b; item++) {
+                int r = item / nH, hd = item % nH, kvh = hd / groups;
+                KVCache kv = inputs.get(seqOf[r]).cache();
+                float[] K = kv.k[l], V = kv.v[l];
+                int kStart = kv.start[l];
+                int p = pos[r];
+                int lo = sliding ? Math.max(kStart, p - W + 1) : kStart;
+                int nk = p - lo + 1;
+                if (hold[0].length < nk) hold[0] = new float[Math.max(nk, 2 * hold[0].length)];
+                float[] sc = hold[0];
+                int qo = (r * nH + hd) * D;
+                float max = Float.NEGATIVE_INFINITY;
+                for (int j = 0; j < nk; j++) {
+                    int row = lo - kStart + j;
+                    float sv = Ops.dot(q, qo, K, (row * nKV + kvh) * D, D) * attnScale;
+                    sc[j] = sv;
+                    if (sv > max) max = sv;
+                }
+                float sum = 0f;
+                for (int j = 0; j < nk; j++) {
+                    float e = (float) Math.exp(sc[j] - max);
+                    sc[j] = e;
+                    sum += e;
+                }
+                float inv = 1f / sum;
+                java.util.Arrays.fill(out, qo, qo + D, 0f);
+                for (int j = 0; j < nk; j++) {
+                    int row = lo - kStart + j;
+                    Ops.axpy(sc[j] * inv, V, (row * nKV + kvh) * D, out, qo, D);
+                }
+            }
+        });
+    }
+
+    /** Logits [rows.length, V] for the given rows of {@code hidden} (the output of {@link #forward}), softcapped if configured. */
+    public float[] logits(float[] hidden, int[] rows) {
+        final int H = config.hidden(), V = config.vocabSize();
+        float[] sel = new float[rows.length * H];
+        for (int i = 0; i < rows.length; i++) System.arraycopy(hidden, rows[i] * H, sel, i * H, H);
+        float[] out = new float[rows.length * V];
+        MatMul.xWt(sel, 0, rows.length, weights.lmHead, out, 0, false);
+        softcap(out);
+        return out;
+    }
+
+    public void softcap(float[] logits) {
+        if (config.finalLogitSoftcap() == null) return;
+        float cap = config.finalLogitSoftcap().floatValue();
+        for (int i = 0; i < logits.length; i++) logits[i] = (float) (cap * Math.tanh(logits[i] / cap));
+    }
+
+    public Matrix lmHead() { return weights.lmHead; }
+}

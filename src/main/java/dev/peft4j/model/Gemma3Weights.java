@@ -1,0 +1,167 @@
+package dev.peft4j.model;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.peft4j.io.SafeTensors;
+import dev.peft4j.tensor.Matrix;
+import dev.peft4j.util.UserException;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeSet;
+
+/**
+ * The weights of a Gemma 3 text model, memory-mapped from {@code model.safetensors} or sharded files
+ * ({@code model.safetensors.index.json}). Multimodal checkpoints' text weights ({@code language_model.model.*} or
+ * {@code model.language_model.*}) are renamed to the text model's names. Norm weights are stored as w of (1 + w).
+ */
+public final class Gemma3Weights implements AutoCloseable {
+    public final Gemma3Config config;
+    public Matrix embed;          // [V, H]
+    public Matrix lmHead;         // same object as embed when tied
+    public float[] finalNorm;
+    public final Layer[] layers;
+    private final List<SafeTensors> files;
+
+    public static final class Layer {
+        public final Linear q, k, v, o, gate, up, down;
+        public float[] inputNorm, postAttnNorm, preFfNorm, postFfNorm, qNorm, kNorm;
+
+        Layer(Linear q, Linear k, Linear v, Linear o, Linear gate, Linear up, Linear down) {
+            this.q = q; this.k = k; this.v = v; this.o = o; this.gate = gate; this.up = up; this.down = down;
+        }
+
+        public Linear[] linears() { return new Linear[]{q, k, v, o, gate, up, down}; }
+    }
+
+    private Gemma3Weights(Gemma3Config config, List<SafeTensors> files, Layer[] layers) {
+        this.config = config;
+        this.files = files;
+        this.layers = layers;
+    }
+
+    /** The names of all linear modules, in PEFT's naming ({@code model.layers.i.self_attn.q_proj}, ...). */
+    public List<Linear> linears() {
+        List<Linear> l = new ArrayList<>();
+        for (Layer layer : layers) l.addAll(Arrays.asList(layer.linears()));
+        return l;
+    }
+
+    public long weightBytes() {
+        long b = embed.bytes() + (lmHead != embed ? lmHead.bytes() : 0);
+        for (Layer l : layers) for (Linear x : l.linears()) b += x.weight.bytes();
+        return b;
+    }
+
+    public static Gemma3Weights load(Path dir, Gemma3Config cfg) {
+        Map<String, SafeTensors.Tensor> all = new LinkedHashMap<>();
+        List<SafeTensors> files = new ArrayList<>();
+        Path single = dir.resolve("model.safetensors");
+        Path index = dir.resolve("model.safetensors.index.json");
+        if (Files.isRegularFile(index)) {
+            JsonNode idx;
+            try {
+                idx = new ObjectMapper().readTree(index.toFile());
+            } catch (IOException e) {
+                throw new UserException(index + ": not valid JSON");
+            }
+            JsonNode wm = idx.path("weight_map");
+            if (!wm.isObject()) throw new UserException(index + ": missing weight_map");
+            TreeSet<String> shards = new TreeSet<>();
+            wm.fields().forEachRemaining(e -> shards.add(e.getValue().asText()));
+            for (String s : shards) files.add(SafeTensors.open(dir.resolve(s)));
+        } else if (Files.isRegularFile(single)) {
+            files.add(SafeTensors.open(single));
+        } else {
+            try (var ls = Files.list(dir)) {
+                ls.filter(p -> p.getFileName().toString().matches("model-\\d+-of-\\d+\\.safetensors")).sorted()
+                        .forEach(p -> files.add(SafeTensors.open(p)));
+            } catch (IOException e) {
+                throw new UserException(dir + ": cannot list directory");
+            }
+            if (files.isEmpty()) throw new UserException(dir + ": no model.safetensors, model.safetensors.index.json or model-0000K-of-0000N.safetensors found");
+        }
+        for (SafeTensors f : files) {
+            for (var t : f.tensors().values()) {
+                String n = canonical(t.name());
+                if (n != null) all.put(n, t);
+            }
+        }
+        int H = cfg.hidden(), D = cfg.headDim(), I = cfg.intermediate();
+        Layer[] layers = new Layer[cfg.layers()];
+        Gemma3Weights w = new Gemma3Weights(cfg, files, layers);
+        w.embed = matrix(all, "model.embed_tokens.weight", cfg.vocabSize(), H);
+        if (all.containsKey("lm_head.weight") && !cfg.tieEmbeddings()) {
+            w.lmHead = matrix(all, "lm_head.weight", cfg.vocabSize(), H);
+        } else {
+            w.lmHead = w.embed;
+        }
+        w.finalNorm = vector(all, "model.norm.weight", H);
+        for (int i = 0; i < cfg.layers(); i++) {
+            String p = "model.layers." + i + ".";
+            Layer l = new Layer(
+                    lin(all, p + "self_attn.q_proj", cfg.heads() * D, H),
+                    lin(all, p + "self_attn.k_proj", cfg.kvHeads() * D, H),
+                    lin(all, p + "self_attn.v_proj", cfg.kvHeads() * D, H),
+                    lin(all, p + "self_attn.o_proj", H, cfg.heads() * D),
+                    lin(all, p + "mlp.gate_proj", I, H),
+                    lin(all, p + "mlp.up_proj", I, H),
+                    lin(all, p + "mlp.down_proj", H, I));
+            l.inputNorm = vector(all, p + "input_layernorm.weight", H);
+            l.postAttnNorm = vector(all, p + "post_attention_layernorm.weight", H);
+            l.preFfNorm = vector(all, p + "pre_feedforward_layernorm.weight", H);
+            l.postFfNorm = vector(all, p + "post_feedforward_layernorm.weight", H);
+            l.qNorm = vector(all, p + "self_attn.q_norm.weight", D);
+            l.kNorm = vector(all, p + "self_attn.k_norm.weight", D);
+            layers[i] = l;
+        }
+        return w;
+    }
+
+    /** Maps checkpoint names to the text model's names; null for tensors of other towers (vision, projector). */
+    static String canonical(String n) {
+        if (n.startsWith("model.language_model.")) return "model." + n.substring("model.language_model.".length());
+        if (n.startsWith("language_model.model.")) return "model." + n.substring("language_model.model.".length());
+        if (n.startsWith("language_model.lm_head.")) return "lm_head." + n.substring("language_model.lm_head.".length());
+        if (n.startsWith("model.vision_tower") || n.startsWith("vision_tower") || n.startsWith("model.multi_modal_projector")
+                || n.startsWith("multi_modal_projector")) return null;
+        return n;
+    }
+
+    private static SafeTensors.Tensor tensor(Map<String, SafeTensors.Tensor> all, String name) {
+        SafeTensors.Tensor t = all.get(name);
+        if (t == null) throw new UserException("checkpoint: tensor " + name + " is missing");
+        return t;
+    }
+
+    private static Matrix matrix(Map<String, SafeTensors.Tensor> all, String name, int rows, int cols) {
+        SafeTensors.Tensor t = tensor(all, name);
+        if (t.shape().length != 2 || t.shape()[0] != rows || t.shape()[1] != cols) {
+            throw new UserException(t.file() + ": tensor " + name + " has shape " + t.shapeString() + " but the config needs [" + rows + ", " + cols + "]");
+        }
+        return t.matrix();
+    }
+
+    private static Linear lin(Map<String, SafeTensors.Tensor> all, String module, int out, int in) {
+        return new Linear(module, matrix(all, module + ".weight", out, in));
+    }
+
+    private static float[] vector(Map<String, SafeTensors.Tensor> all, String name, int n) {
+        SafeTensors.Tensor t = tensor(all, name);
+        if (t.shape().length != 1 || t.shape()[0] != n) {
+            throw new UserException(t.file() + ": tensor " + name + " has shape " + t.shapeString() + " but the config needs [" + n + "]");
+        }
+        return t.toFloats();
+    }
+
+    @Override
+    public void close() {
+        for (SafeTensors f : files) f.close();
+    }
+}

@@ -1,0 +1,77 @@
+package dev.peft4j.model;
+
+import java.util.Arrays;
+
+/**
+ * Keys and values of one sequence for every layer. Rows are contiguous in absolute-position order: row i holds position
+ * {@code start[l] + i}. Sliding-window layers drop rows no future query can see (they keep the last window−1 rows before
+ * appending), so their memory stays bounded by the window; full-attention layers keep everything.
+ */
+public final class KVCache {
+    final int layers, width, window;
+    final boolean[] sliding;
+    final float[][] k, v;
+    final int[] start, count;
+    /** Number of positions consumed (including virtual tokens). */
+    int length;
+
+    KVCache(Gemma3Config c) {
+        this.layers = c.layers();
+        this.width = c.kvHeads() * c.headDim();
+        this.window = c.slidingWindow();
+        this.sliding = c.sliding().clone();
+        this.k = new float[layers][];
+        this.v = new float[layers][];
+        this.start = new int[layers];
+        this.count = new int[layers];
+        for (int l = 0; l < layers; l++) {
+            k[l] = new float[16 * width];
+            v[l] = new float[16 * width];
+        }
+    }
+
+    private KVCache(KVCache o) {
+        layers = o.layers; width = o.width; window = o.window; sliding = o.sliding;
+        k = new float[layers][];
+        v = new float[layers][];
+        start = o.start.clone();
+        count = o.count.clone();
+        length = o.length;
+        for (int l = 0; l < layers; l++) {
+            k[l] = Arrays.copyOf(o.k[l], Math.max(16, o.count[l]) * width);
+            v[l] = Arrays.copyOf(o.v[l], Math.max(16, o.count[l]) * width);
+        }
+    }
+
+    public KVCache copy() { return new KVCache(this); }
+
+    public int length() { return length; }
+
+    /** Makes room for t new rows in layer l (dropping invisible rows of sliding layers) and returns the row index to write at. */
+    int reserve(int l, int t) {
+        if (sliding[l]) {
+            int keep = window - 1;
+            if (count[l] > keep && count[l] + t > k[l].length / width) {
+                int drop = count[l] - keep;
+                System.arraycopy(k[l], drop * width, k[l], 0, keep * width);
+                System.arraycopy(v[l], drop * width, v[l], 0, keep * width);
+                start[l] += drop;
+                count[l] = keep;
+            }
+        }
+        int need = (count[l] + t) * width;
+        if (need > k[l].length) {
+            int cap = Math.max(need, Math.min(2 * k[l].length, need + 4096 * width));
+            k[l] = Arrays.copyOf(k[l], cap);
+            v[l] = Arrays.copyOf(v[l], cap);
+        }
+        return count[l];
+    }
+
+    /** Memory held, in bytes. */
+    public long bytes() {
+        long b = 0;
+        for (int l = 0; l < layers; l++) b += 4L * (k[l].length + v[l].length);
+        return b;
+    }
+}

@@ -1,0 +1,33 @@
+package dev.peft4j.model;
+
+import dev.peft4j.peft.Adapters;
+import dev.peft4j.util.UserException;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/** Loading a model directory (and optionally a PEFT adapter) as a {@link CausalLM}. */
+public final class Models {
+    private Models() {}
+
+    public static Path checkDir(Path dir, String what) {
+        if (dir == null) throw new UserException(what + ": no directory given");
+        if (!Files.exists(dir)) throw new UserException(dir + ": " + what + " directory not found");
+        if (!Files.isDirectory(dir)) throw new UserException(dir + ": expected a " + what + " directory, found a file");
+        return dir;
+    }
+
+    public static Gemma3LM load(Path modelDir, Path adapterDir) {
+        return load(modelDir, adapterDir, false);
+    }
+
+    /** Loads the model; a LoRA adapter is applied unmerged, or merged into float32 copies of the weights when {@code merge}. */
+    public static Gemma3LM load(Path modelDir, Path adapterDir, boolean merge) {
+        Gemma3Model m = Gemma3Model.load(checkDir(modelDir, "model"));
+        float[] virtual = null;
+        if (adapterDir != null) {
+            virtual = Adapters.apply(m, checkDir(adapterDir, "adapter"), merge).virtualTokens();
+        }
+        return new Gemma3LM(m, virtual);
+    }
+}

@@ -1,0 +1,108 @@
+package dev.peft4j.model;
+
+import java.util.Arrays;
+import java.util.SplittableRandom;
+
+/**
+ * Next-token choice as transformers' {@code generate} does it: repetition penalty, then temperature, top-k, top-p and min-p
+ * warpers, then a draw from the softmax (or argmax when temperature is 0). Reproducible for a given seed.
+ */
+public final class Sampler {
+    public record Options(float temperature, int topK, float topP, float minP, float repetitionPenalty, long seed) {
+        public static Options greedy() { return new Options(0f, 0, 1f, 0f, 1f, 0); }
+        public boolean isGreedy() { return temperature <= 0f; }
+    }
+
+    private final Options opt;
+    private final SplittableRandom rng;
+
+    public Sampler(Options opt) {
+        this.opt = opt;
+        this.rng = new SplittableRandom(opt.seed());
+    }
+
+    public static int argmax(float[] logits, int off, int n) {
+        int best = 0;
+        float bv = Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < n; i++) {
+            if (logits[off + i] > bv) { bv = logits[off + i]; best = i; }
+        }
+        return best;
+    }
+
+    /** Picks the next token from a logits row (modified in place); {@code history} holds ids already in the sequence. */
+    public int next(float[] logits, int[] history, int historyLen) {
+        int V = logits.length;
+        if (opt.repetitionPenalty() != 1f) {
+            boolean[] seen = new boolean[V];
+            for (int i = 0; i < historyLen; i++) {
+                int id = history[i];
+                if (id < 0 || id >= V || seen[id]) continue;
+                seen[id] = true;
+                float l = logits[id];
+                logits[id] = l < 0 ? l * opt.repetitionPenalty() : l / opt.repetitionPenalty();
+            }
+        }
+        if (opt.isGreedy()) return argmax(logits, 0, V);
+        float t = opt.temperature();
+        for (int i = 0; i < V; i++) logits[i] /= t;
+        // candidates sorted by logit, descending
+        int k = V;
+        if (opt.topK() > 0 && opt.topK() < V) k = opt.topK();
+        int[] order = topIndices(logits, k);
+        double max = logits[order[0]];
+        double[] p = new double[order.length];
+        double sum = 0;
+        for (int i = 0; i < order.length; i++) { p[i] = Math.exp(logits[order[i]] - max); sum += p[i]; }
+        for (int i = 0; i < p.length; i++) p[i] /= sum;
+        int keep = p.length;
+        if (opt.topP() < 1f) {
+            // transformers keeps the smallest set whose cumulative probability reaches top_p (at least one token)
+            double cum = 0;
+            for (int i = 0; i < p.length; i++) {
+                cum += p[i];
+                if (cum >= opt.topP()) { keep = i + 1; break; }
+            }
+        }
+        if (opt.minP() > 0f) {
+            double thr = opt.minP() * p[0];
+            int m = 0;
+            while (m < keep && p[m] >= thr) m++;
+            keep = Math.max(1, m);
+        }
+        double s = 0;
+        for (int i = 0; i < keep; i++) s += p[i];
+        double u = rng.nextDouble() * s;
+        double acc = 0;
+        for (int i = 0; i < keep; i++) {
+            acc += p[i];
+            if (u < acc) return order[i];
+        }
+        return order[keep - 1];
+    }
+
+    /** Indices of the k largest values, descending (ties by lower index). */
+    static int[] topIndices(float[] v, int k) {
+        if (k >= v.length) {
+            // tokens more than e^-40 below the best cannot change a draw in double precision: leave them out of the sort
+            float max = Float.NEGATIVE_INFINITY;
+            for (float x : v) max = Math.max(max, x);
+            int n = 0;
+            for (float x : v) if (x >= max - 40f) n++;
+            Integer[] all = new Integer[n];
+            for (int i = 0, j = 0; i < v.length; i++) if (v[i] >= max - 40f) all[j++] = i;
+            Arrays.sort(all, (a, b) -> v[b] != v[a] ? Float.compare(v[b], v[a]) : Integer.compare(a, b));
+            return Arrays.stream(all).mapToInt(Integer::intValue).toArray();
+        }
+        // partial selection with a small heap
+        java.util.PriorityQueue<Integer> pq = new java.util.PriorityQueue<>(k + 1,
+                (a, b) -> v[a] != v[b] ? Float.compare(v[a], v[b]) : Integer.compare(b, a));
+        for (int i = 0; i < v.length; i++) {
+            if (pq.size() < k) pq.add(i);
+            else if (v[i] > v[pq.peek()]) { pq.poll(); pq.add(i); }
+        }
+        int[] out = new int[pq.size()];
+        for (int i = out.length - 1; i >= 0; i--) out[i] = pq.poll();
+        return out;
+    }
+}

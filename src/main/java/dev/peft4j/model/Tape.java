@@ -1,0 +1,31 @@
+package dev.peft4j.model;
+
+/**
+ * Activations a training forward pass keeps for the backward pass (llm.c style: each layer's inputs and the statistics its
+ * backward needs). Rows are packed over the batch: sequence s occupies rows [rowStart[s], rowStart[s] + rowCount[s]), with
+ * absolute positions starting at 0 (training runs each sequence from an empty cache).
+ */
+public final class Tape {
+    public int rows;
+    public int[] rowStart, rowCount;
+    public int[] positions;         // [rows] absolute position of each row
+    public int[] tokenIds;          // [rows] token id, or -1 for a virtual (prompt-tuning) row
+    public float[] embedded;        // [rows, H] the layer-0 input (scaled embeddings / virtual tokens)
+    public LayerTape[] layers;
+    public float[] finalIn;         // [rows, H] residual stream before the final norm
+    public float[] finalRstd;       // [rows]
+    public float[] finalOut;        // [rows, H] after the final norm (input of the output head)
+
+    public static final class LayerTape {
+        public float[] xIn, rstdIn, h1;             // residual input, its norm statistic, normed input (q/k/v input)
+        public float[] qPre, kPre, rstdQ, rstdK;    // projections before q/k norms; rstd per (row, head)
+        public float[] q, k, v;                     // after norms + RoPE (q, k), v as projected
+        public float[] attn;                        // attention output (o_proj input) [rows, heads*D]
+        public float[] oOut, rstdPostAttn;          // o_proj output, its post-norm statistic
+        public float[] xMid, rstdPreFf, h2;         // residual after attention, its pre-FF norm statistic, normed (MLP input)
+        public float[] gate, up, act;               // gate/up projections, gelu(gate)*up (down_proj input)
+        public float[] dOut, rstdPostFf;            // down_proj output, its post-norm statistic
+        /** x·Aᵀ of LoRA modules q,k,v,o,gate,up,down (null where not adapted), already multiplied by the scale. */
+        public float[][] loraMid = new float[7][];
+    }
+}
