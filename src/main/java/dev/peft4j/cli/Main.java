@@ -15,6 +15,9 @@ import java.io.PrintWriter;
                 ForwardCommand.class,
                 InitCommand.class,
                 BenchCommand.class,
+                EvalCommand.class,
+                CompareCommand.class,
+                CardCommand.class,
         })
 public final class Main {
 

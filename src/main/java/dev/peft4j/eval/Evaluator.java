@@ -184,8 +184,27 @@ public final class Evaluator {
 
     // ------------------------------------------------------------------ the run
 
+    /** Documents and requests of every task, built before any model time is spent (data errors show first). */
+    public static final class Prepared {
+        private final Tasks.Selection sel;
+        private final Options opt;
+        private final List<TaskRun> runs;
+        private final List<LLRequest> llReqs;
+        private final List<GenRequest> genReqs;
+
+        private Prepared(Tasks.Selection sel, Options opt, List<TaskRun> runs, List<LLRequest> ll, List<GenRequest> gen) {
+            this.sel = sel; this.opt = opt; this.runs = runs; this.llReqs = ll; this.genReqs = gen;
+        }
+
+        public int loglikelihoodRequests() { return llReqs.size(); }
+        public int generationRequests() { return genReqs.size(); }
+    }
+
     public static Output evaluate(EvalLM lm, Tasks.Selection sel, Path dataDir, Options opt) {
-        long t0 = System.nanoTime();
+        return run(lm, prepare(sel, dataDir, opt));
+    }
+
+    public static Prepared prepare(Tasks.Selection sel, Path dataDir, Options opt) {
         if (opt.limit() != null && opt.limit() <= 0) throw new UserException("--limit must be at least 1, got " + opt.limit());
         if (opt.numFewshot() < 0) throw new UserException("--num-fewshot must be 0 or more, got " + opt.numFewshot());
 
@@ -214,7 +233,16 @@ public final class Evaluator {
             }
             runs.add(new TaskRun(t, all.size(), docRuns));
         }
+        return new Prepared(sel, opt, runs, llReqs, genReqs);
+    }
 
+    public static Output run(EvalLM lm, Prepared prep) {
+        long t0 = System.nanoTime();
+        Options opt = prep.opt;
+        List<TaskRun> runs = prep.runs;
+        List<LLRequest> llReqs = prep.llReqs;
+        List<GenRequest> genReqs = prep.genReqs;
+        Tasks.Selection sel = prep.sel;
         List<LL> lls = List.of();
         if (!llReqs.isEmpty()) {
             IntConsumer p = opt.progress().start("loglikelihood", llReqs.size());
