@@ -25,7 +25,7 @@ import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-class EvalCommandTest {
+public class EvalCommandTest {
     @TempDir Path tmp;
     private final EvalCommand.Loader original = EvalCommand.loader;
 
@@ -33,9 +33,9 @@ class EvalCommandTest {
     void restore() { EvalCommand.loader = original; }
 
     /** Runs the CLI in-process: exit code, stdout, stderr. */
-    record Run(int code, String out, String err) {}
+    public record Run(int code, String out, String err) {}
 
-    static Run cli(String... args) {
+    public static Run cli(String... args) {
         CommandLine cl = Main.commandLine();
         StringWriter err = new StringWriter();
         cl.setErr(new PrintWriter(err));
