@@ -41,7 +41,7 @@ public final class EvalCommand implements Callable<Integer> {
     @Option(names = "--tasks", required = true, split = ",", description = "comma-separated task or group names") List<String> tasks;
     @Option(names = "--data-dir", defaultValue = "data", description = "datasets root (default ${DEFAULT-VALUE}); see README, Evaluation") Path dataDir;
     @Option(names = "--num-fewshot", defaultValue = "0", description = "few-shot examples per prompt (default ${DEFAULT-VALUE})") int numFewshot;
-    @Option(names = "--limit", description = "evaluate only the first N documents of each task") Integer limit;
+    @Option(names = "--limit", description = "evaluate only the first N documents of each task (a value below 1 is a fraction)") Double limit;
     @Option(names = "--batch-size", defaultValue = "8", description = "contexts per forward pass (default ${DEFAULT-VALUE})") int batchSize;
     @Option(names = "--output", description = "results JSON file (lm-eval layout)") Path output;
     @Option(names = "--log-samples", description = "also write samples_<task>_<date>.jsonl next to --output") boolean logSamples;
@@ -60,7 +60,6 @@ public final class EvalCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        if (limit != null && limit < 1) throw new UserException("--limit must be at least 1, got " + limit);
         if (numFewshot < 0) throw new UserException("--num-fewshot must be 0 or more, got " + numFewshot);
         if (batchSize < 1) throw new UserException("--batch-size must be at least 1, got " + batchSize);
         if (logSamples && output == null) throw new UserException("--log-samples needs --output (the samples are written next to it)");

@@ -38,11 +38,11 @@ public final class Evaluator {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     /**
-     * @param limit        first N documents of each task (null = all)
+     * @param limit        first N documents of each task, or a fraction of them when below 1 (null = all), as lm-eval
      * @param modelArgs    shown in {@code config.model_args}
      * @param progress     makes a progress reporter for a phase name and total; receives steps
      */
-    public record Options(int numFewshot, Integer limit, int batchSize, String modelArgs,
+    public record Options(int numFewshot, Double limit, int batchSize, String modelArgs,
                           ProgressFactory progress) {}
 
     public interface ProgressFactory {
@@ -205,7 +205,9 @@ public final class Evaluator {
     }
 
     public static Prepared prepare(Tasks.Selection sel, Path dataDir, Options opt) {
-        if (opt.limit() != null && opt.limit() <= 0) throw new UserException("--limit must be at least 1, got " + opt.limit());
+        if (opt.limit() != null && !(opt.limit() > 0)) {
+            throw new UserException("--limit must be a number of documents (1 or more) or a fraction between 0 and 1, got " + fmtLimit(opt.limit()));
+        }
         if (opt.numFewshot() < 0) throw new UserException("--num-fewshot must be 0 or more, got " + opt.numFewshot());
 
         // Load everything first so that data errors show before any model time is spent.
@@ -214,7 +216,7 @@ public final class Evaluator {
         List<GenRequest> genReqs = new ArrayList<>();
         for (Task t : sel.tasks()) {
             List<Doc> all = Datasets.load(dataDir, t, t.evalSplit());
-            List<Doc> docs = opt.limit() == null ? all : all.subList(0, Math.min(opt.limit(), all.size()));
+            List<Doc> docs = all.subList(0, limitDocs(opt.limit(), all.size()));
             List<JsonNode> pool = opt.numFewshot() > 0
                     ? Datasets.load(dataDir, t, t.fewshotSplit()).stream().map(Doc::json).toList() : List.of();
             PyRandom rnd = new PyRandom(FEWSHOT_SEED);
@@ -235,6 +237,14 @@ public final class Evaluator {
         }
         return new Prepared(sel, opt, runs, llReqs, genReqs);
     }
+
+    /** lm-eval: {@code int(math.ceil(len(docs) * limit)) if limit < 1.0 else int(limit)}. */
+    static int limitDocs(Double limit, int n) {
+        if (limit == null) return n;
+        return (int) Math.min(n, limit < 1 ? Math.ceil(n * limit) : Math.floor(limit));
+    }
+
+    static String fmtLimit(double l) { return l == Math.rint(l) ? String.valueOf((long) l) : String.valueOf(l); }
 
     public static Output run(EvalLM lm, Prepared prep) {
         long t0 = System.nanoTime();
@@ -383,7 +393,9 @@ public final class Evaluator {
         config.put("model", "peft4j");
         config.put("model_args", opt.modelArgs());
         config.put("batch_size", String.valueOf(opt.batchSize()));
-        if (opt.limit() == null) config.putNull("limit"); else config.put("limit", opt.limit());
+        if (opt.limit() == null) config.putNull("limit");
+        else if (opt.limit() >= 1) config.put("limit", (long) Math.floor(opt.limit()));
+        else config.put("limit", opt.limit());
         config.put("bootstrap_iters", 100000);
         config.putNull("gen_kwargs");
         config.put("random_seed", 0);

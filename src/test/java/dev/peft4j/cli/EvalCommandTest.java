@@ -143,7 +143,7 @@ public class EvalCommandTest {
 
         Run zero = cli("eval", "--model", "m", "--tasks", "hellaswag", "--limit", "0", "--data-dir", tmp.resolve("data").toString());
         assertEquals(2, zero.code());
-        assertEquals("error: --limit must be at least 1, got 0", zero.err().strip());
+        assertEquals("error: --limit must be a number of documents (1 or more) or a fraction between 0 and 1, got 0", zero.err().strip());
 
         Run missing = cli("eval", "--model", "m", "--tasks", "boolq", "--data-dir", tmp.resolve("data").toString());
         assertEquals(2, missing.code());

@@ -49,7 +49,7 @@ class EvaluatorTest {
         Files.writeString(p, String.join("\n", lines) + "\n");
     }
 
-    private static Evaluator.Options opts(int shots, Integer limit) {
+    private static Evaluator.Options opts(int shots, Double limit) {
         return new Evaluator.Options(shots, limit, 1, "pretrained=x", Evaluator.ProgressFactory.NONE);
     }
 
@@ -139,7 +139,7 @@ class EvaluatorTest {
         assertEquals(13, r.at("/group_subtasks/mmlu_humanities").size());
         assertEquals(2.0, r.at("/versions/mmlu_humanities").asDouble());
         // --limit 1: one doc per subject, stderr N/A
-        var lim = Evaluator.evaluate(new FakeEvalLM(), Tasks.resolve(List.of("mmlu_formal_logic")), dir, opts(0, 1));
+        var lim = Evaluator.evaluate(new FakeEvalLM(), Tasks.resolve(List.of("mmlu_formal_logic")), dir, opts(0, 1.0));
         assertEquals("N/A", lim.results().at("/results/mmlu_formal_logic/acc_stderr,none").asText());
         assertEquals(1, lim.results().at("/n-samples/mmlu_formal_logic/effective").asInt());
         assertEquals("formal_logic", lim.results().at("/results/mmlu_formal_logic/alias").asText());
@@ -180,8 +180,11 @@ class EvaluatorTest {
 
         write("piqa/validation.jsonl", "{\"goal\":\"g\",\"sol1\":\"a\",\"sol2\":\"b\",\"label\":0}");
         UserException zero = assertThrows(UserException.class,
-                () -> Evaluator.evaluate(lm, Tasks.resolve(List.of("piqa")), dir, opts(0, 0)));
-        assertEquals("--limit must be at least 1, got 0", zero.getMessage());
+                () -> Evaluator.evaluate(lm, Tasks.resolve(List.of("piqa")), dir, opts(0, 0.0)));
+        assertEquals("--limit must be a number of documents (1 or more) or a fraction between 0 and 1, got 0", zero.getMessage());
+        assertEquals(3, Evaluator.limitDocs(0.25, 10)); // ceil(2.5)
+        assertEquals(10, Evaluator.limitDocs(50.0, 10));
+        assertEquals(2, Evaluator.limitDocs(2.0, 10));
 
         UserException pool = assertThrows(UserException.class,
                 () -> Evaluator.evaluate(lm, Tasks.resolve(List.of("piqa")), dir, opts(2, null)));
