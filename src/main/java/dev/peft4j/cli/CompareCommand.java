@@ -1,7 +1,7 @@
 package dev.peft4j.cli;
 
 import dev.peft4j.eval.Reports;
-import dev.peft4j.io.AtomicFiles;
+import dev.peft4j.util.AtomicFiles;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 

@@ -11,7 +11,7 @@ import dev.peft4j.eval.HarnessLM;
 import dev.peft4j.eval.Reports;
 import dev.peft4j.eval.Tasks;
 import dev.peft4j.eval.TextCodec;
-import dev.peft4j.io.AtomicFiles;
+import dev.peft4j.util.AtomicFiles;
 import dev.peft4j.model.CausalLM;
 import dev.peft4j.model.Models;
 import dev.peft4j.tokenizer.Tokenizer;
@@ -50,12 +50,13 @@ public final class EvalCommand implements Callable<Integer> {
     /** A loaded model and its tokenizer. */
     public record Loaded(CausalLM lm, TextCodec codec) {}
 
-    /** How the command gets a model (tests substitute a small one). */
+    /** How the command gets a model; {@code tokenizer} null means the model's directory (tests substitute a small model). */
     public interface Loader { Loaded load(Path model, Path adapter, Path tokenizer); }
 
     public static Loader loader = (m, a, t) -> {
-        CausalLM lm = Models.load(m, a);
-        return new Loaded(lm, TextCodec.of(Tokenizer.load(t)));
+        Path dir = Models.resolve(m, "model");   // a directory, or a Hub repo id from the cache
+        CausalLM lm = Models.load(dir, a);
+        return new Loaded(lm, TextCodec.of(Tokenizer.load(t != null ? t : dir)));
     };
 
     @Override
@@ -70,7 +71,7 @@ public final class EvalCommand implements Callable<Integer> {
                 noProgress ? Evaluator.ProgressFactory.NONE : EvalCommand::progressBar);
         Evaluator.Prepared prep = Evaluator.prepare(sel, dataDir, opt);   // data errors before the model loads
 
-        Loaded l = loader.load(model, adapter, tokenizer != null ? tokenizer : model);
+        Loaded l = loader.load(model, adapter, tokenizer);
         Evaluator.Output out = Evaluator.run(new HarnessLM(l.lm(), l.codec(), batchSize), prep);
         ObjectNode res = out.results();
         res.put("model_name", model.toString());

@@ -44,6 +44,7 @@ public final class GenerateCommand implements Callable<Integer> {
         if (topP <= 0 || topP > 1) throw new UserException("--top-p: expected a value in (0, 1], got " + topP);
         if (minP < 0 || minP > 1) throw new UserException("--min-p: expected a value in [0, 1], got " + minP);
         if (repetitionPenalty <= 0) throw new UserException("--repetition-penalty: expected > 0, got " + repetitionPenalty);
+        model = Models.resolve(model, "model");
         Gemma3LM lm = Models.load(model, adapter, merge);
         Path tdir = tokenizerDir != null ? tokenizerDir : model;
         Tokenizer tok = Files.isRegularFile(tdir.resolve("tokenizer.json")) ? Tokenizer.load(tdir) : null;

@@ -15,6 +15,7 @@ import java.io.PrintWriter;
                 ForwardCommand.class,
                 InitCommand.class,
                 BenchCommand.class,
+                DownloadCommand.class,
                 EvalCommand.class,
                 CompareCommand.class,
                 CardCommand.class,

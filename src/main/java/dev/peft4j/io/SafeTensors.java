@@ -190,6 +190,7 @@ public final class SafeTensors implements AutoCloseable {
     public record Entry(DType dtype, long[] shape, float[] floats, int[] ints) {
         public static Entry f32(float[] v, long... shape) { return new Entry(DType.F32, shape, v, null); }
         public static Entry bf16(float[] v, long... shape) { return new Entry(DType.BF16, shape, v, null); }
+        public static Entry f16(float[] v, long... shape) { return new Entry(DType.F16, shape, v, null); }
         public static Entry i32(int[] v, long... shape) { return new Entry(DType.I32, shape, null, v); }
     }
 
@@ -219,9 +220,8 @@ public final class SafeTensors implements AutoCloseable {
         int pad = (8 - hb.length % 8) % 8;
         byte[] hp = Arrays.copyOf(hb, hb.length + pad);
         Arrays.fill(hp, hb.length, hp.length, (byte) ' ');
-        Files.createDirectories(file.toAbsolutePath().getParent());
-        Path tmp = file.resolveSibling(file.getFileName() + ".tmp-" + ProcessHandle.current().pid());
-        try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE)) {
+        dev.peft4j.util.AtomicFiles.write(file, os -> {
+            java.nio.channels.WritableByteChannel ch = java.nio.channels.Channels.newChannel(os);
             ByteBuffer lb = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(hp.length).flip();
             writeFully(ch, lb);
             writeFully(ch, ByteBuffer.wrap(hp));
@@ -233,6 +233,7 @@ public final class SafeTensors implements AutoCloseable {
                     switch (t.dtype) {
                         case F32 -> buf.putFloat(t.floats[i]);
                         case BF16 -> buf.putShort(toBf16(t.floats[i]));
+                        case F16 -> buf.putShort(Float.floatToFloat16(t.floats[i]));
                         case I32 -> buf.putInt(t.ints[i]);
                         default -> throw new IllegalArgumentException("cannot write " + t.dtype);
                     }
@@ -240,12 +241,10 @@ public final class SafeTensors implements AutoCloseable {
             }
             buf.flip();
             writeFully(ch, buf);
-            ch.force(true);
-        }
-        AtomicFiles.move(tmp, file);
+        });
     }
 
-    private static void writeFully(FileChannel ch, ByteBuffer b) throws IOException {
+    private static void writeFully(java.nio.channels.WritableByteChannel ch, ByteBuffer b) throws IOException {
         while (b.hasRemaining()) ch.write(b);
     }
 

@@ -144,7 +144,7 @@ public final class Gemma3Model {
             if (tape != null) {
                 lt = new Tape.LayerTape();
                 tape.layers[l] = lt;
-                lt.xIn = x.clone();
+                lt.xIn = l == 0 ? tape.embedded : x.clone();
                 lt.rstdIn = new float[N];
                 lt.rstdQ = new float[N * nH];
                 lt.rstdK = new float[N * nKV];
@@ -158,20 +158,15 @@ public final class Gemma3Model {
             w.k.forward(h, N, k, mid(lt, 1, w.k, N));
             w.v.forward(h, N, v, mid(lt, 2, w.v, N));
             if (lt != null) {
-                lt.h1 = h.clone();
                 lt.qPre = q.clone();
                 lt.kPre = k.clone();
+                lt.v = v.clone();
             }
             Ops.rmsNorm(q, 0, q, 0, N * nH, D, w.qNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdQ, 0);
             Ops.rmsNorm(k, 0, k, 0, N * nKV, D, w.kNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdK, 0);
             boolean sl = c.isSliding(l);
             Ops.rope(q, N, nH, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
             Ops.rope(k, N, nKV, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
-            if (lt != null) {
-                lt.q = q.clone();
-                lt.k = k.clone();
-                lt.v = v.clone();
-            }
             for (int s = 0; s < S; s++) {
                 KVCache kv = inputs.get(s).cache();
                 int at = kv.reserve(l, rowCount[s]);
@@ -191,7 +186,6 @@ public final class Gemma3Model {
             w.gate.forward(h, N, g, mid(lt, 4, w.gate, N));
             w.up.forward(h, N, u, mid(lt, 5, w.up, N));
             if (lt != null) {
-                lt.h2 = h.clone();
                 lt.gate = g.clone();
                 lt.up = u.clone();
             }
@@ -199,7 +193,6 @@ public final class Gemma3Model {
             Parallel.forRange(N * I, 16384, (a, b) -> {
                 for (int i = a; i < b; i++) gg[i] = Ops.geluTanh(gg[i]) * uu[i];
             });
-            if (lt != null) lt.act = g.clone();
             w.down.forward(g, N, o, mid(lt, 6, w.down, N));
             if (lt != null) lt.dOut = o.clone();
             Ops.rmsNorm(o, 0, o, 0, N, H, w.postFfNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPostFf, 0);
@@ -283,4 +276,18 @@ public final class Gemma3Model {
     }
 
     public Matrix lmHead() { return weights.lmHead; }
+
+    /** RoPE cos table [positions, headDim/2] of full (false) or sliding (true) layers, covering at least {@code len} positions. */
+    public float[] ropeCos(boolean sliding, int len) {
+        ensureRope(len);
+        return sliding ? cosSl : cosFull;
+    }
+
+    /** RoPE sin table, see {@link #ropeCos}. */
+    public float[] ropeSin(boolean sliding, int len) {
+        ensureRope(len);
+        return sliding ? sinSl : sinFull;
+    }
+
+    public float attnScale() { return attnScale; }
 }

@@ -10,6 +10,20 @@ import java.nio.file.Path;
 public final class Models {
     private Models() {}
 
+    /**
+     * A local directory for {@code --model}/{@code --adapter}: an existing path as it is, or a Hub repo id
+     * ({@code google/gemma-3-270m[@revision]}) from the Hugging Face cache, downloading it when allowed.
+     */
+    public static Path resolve(Path ref, String what) {
+        if (ref == null) throw new UserException(what + ": no directory given");
+        if (Files.exists(ref)) return checkDir(ref, what);
+        String s = ref.toString();
+        if (s.matches("[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[^/]+)?") && !s.startsWith(".")) {
+            return checkDir(dev.peft4j.hub.HubResolver.resolve(s), what);
+        }
+        throw new UserException(ref + ": " + what + " directory not found");
+    }
+
     public static Path checkDir(Path dir, String what) {
         if (dir == null) throw new UserException(what + ": no directory given");
         if (!Files.exists(dir)) throw new UserException(dir + ": " + what + " directory not found");
@@ -23,10 +37,10 @@ public final class Models {
 
     /** Loads the model; a LoRA adapter is applied unmerged, or merged into float32 copies of the weights when {@code merge}. */
     public static Gemma3LM load(Path modelDir, Path adapterDir, boolean merge) {
-        Gemma3Model m = Gemma3Model.load(checkDir(modelDir, "model"));
+        Gemma3Model m = Gemma3Model.load(resolve(modelDir, "model"));
         float[] virtual = null;
         if (adapterDir != null) {
-            virtual = Adapters.apply(m, checkDir(adapterDir, "adapter"), merge).virtualTokens();
+            virtual = Adapters.apply(m, resolve(adapterDir, "adapter"), merge).virtualTokens();
         }
         return new Gemma3LM(m, virtual);
     }

@@ -2,7 +2,7 @@ package dev.peft4j.model;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.peft4j.io.AtomicFiles;
+import dev.peft4j.util.AtomicFiles;
 import dev.peft4j.io.SafeTensors;
 import dev.peft4j.tensor.Parallel;
 import dev.peft4j.util.UserException;

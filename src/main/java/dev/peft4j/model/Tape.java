@@ -17,13 +17,15 @@ public final class Tape {
     public float[] finalOut;        // [rows, H] after the final norm (input of the output head)
 
     public static final class LayerTape {
-        public float[] xIn, rstdIn, h1;             // residual input, its norm statistic, normed input (q/k/v input)
+        // Only what cannot be recomputed cheaply is kept: the backward pass recomputes the normed inputs (h1 = norm(xIn),
+        // h2 = norm(xMid)), q/k after their norms and RoPE (from qPre/kPre) and gelu(gate)*up, with the same kernels.
+        public float[] xIn, rstdIn;                 // residual input, its norm statistic
         public float[] qPre, kPre, rstdQ, rstdK;    // projections before q/k norms; rstd per (row, head)
-        public float[] q, k, v;                     // after norms + RoPE (q, k), v as projected
+        public float[] v;                           // v as projected
         public float[] attn;                        // attention output (o_proj input) [rows, heads*D]
         public float[] oOut, rstdPostAttn;          // o_proj output, its post-norm statistic
-        public float[] xMid, rstdPreFf, h2;         // residual after attention, its pre-FF norm statistic, normed (MLP input)
-        public float[] gate, up, act;               // gate/up projections, gelu(gate)*up (down_proj input)
+        public float[] xMid, rstdPreFf;             // residual after attention, its pre-FF norm statistic
+        public float[] gate, up;                    // gate/up projections (MLP)
         public float[] dOut, rstdPostFf;            // down_proj output, its post-norm statistic
         /** x·Aᵀ of LoRA modules q,k,v,o,gate,up,down (null where not adapted), already multiplied by the scale. */
         public float[][] loraMid = new float[7][];

@@ -1,48 +1,32 @@
 package dev.peft4j.peft;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.peft4j.io.SafeTensors;
 import dev.peft4j.model.Gemma3Model;
 import dev.peft4j.model.Linear;
 import dev.peft4j.util.UserException;
 
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
-import java.util.Iterator;
+import java.util.HashSet;
+import java.util.List;
 import java.util.Map;
-import java.util.regex.Pattern;
+import java.util.Set;
 
 /**
  * Applies an adapter directory as PEFT writes it ({@code adapter_config.json} + {@code adapter_model.safetensors}) to a loaded
- * model: PROMPT_TUNING returns the virtual-token vectors; LORA attaches A/B to the adapted linears (unmerged, or merged into
- * float32 copies of the base weights when asked). The base model's mapped weights are never modified.
+ * model: PROMPT_TUNING returns the virtual-token vectors; LORA attaches A/B to the modules the config targets (unmerged, or
+ * merged into float32 copies of the base weights). The base model's mapped weights are never modified.
  */
 public final class Adapters {
     private Adapters() {}
 
     /** What an adapter added to the model. */
-    public record Applied(String peftType, float[] virtualTokens, int loraModules) {}
-
-    public static JsonNode readConfig(Path dir) {
-        Path cfg = dir.resolve("adapter_config.json");
-        if (!Files.isRegularFile(cfg)) throw new UserException(cfg + ": adapter_config.json not found (is " + dir + " a PEFT adapter directory?)");
-        try {
-            JsonNode n = new ObjectMapper().readTree(cfg.toFile());
-            if (n == null || !n.isObject()) throw new UserException(cfg + ": expected a JSON object");
-            if (!n.hasNonNull("peft_type")) throw new UserException(cfg + ": required field 'peft_type' is missing");
-            return n;
-        } catch (IOException e) {
-            throw new UserException(cfg + ": not valid JSON (" + e.getMessage().split("\n")[0] + ")");
-        }
-    }
+    public record Applied(AdapterConfig config, float[] virtualTokens, int loraModules) {}
 
     public static Applied apply(Gemma3Model model, Path dir, boolean merge) {
-        JsonNode cfg = readConfig(dir);
-        String type = cfg.get("peft_type").asText();
-        Path weights = dir.resolve("adapter_model.safetensors");
+        AdapterConfig cfg = AdapterConfig.read(dir);
+        Path weights = dir.resolve(AdapterConfig.WEIGHTS_NAME);
         if (!Files.isRegularFile(weights)) {
             if (Files.isRegularFile(dir.resolve("adapter_model.bin"))) {
                 throw new UserException(dir.resolve("adapter_model.bin") + ": pickle adapters are not supported; save with safe_serialization=True (adapter_model.safetensors)");
@@ -50,83 +34,68 @@ public final class Adapters {
             throw new UserException(weights + ": adapter weights not found");
         }
         try (SafeTensors st = SafeTensors.open(weights)) {
-            return switch (type) {
-                case "PROMPT_TUNING" -> new Applied(type, promptTuning(model, cfg, st), 0);
-                case "LORA" -> new Applied(type, null, lora(model, cfg, st, merge));
-                default -> throw new UserException(dir.resolve("adapter_config.json") + ": peft_type " + type + " is not supported (expected PROMPT_TUNING or LORA)");
-            };
+            if (cfg instanceof PromptTuningConfig pt) return new Applied(cfg, promptTuning(model, pt, st), 0);
+            if (cfg instanceof LoraConfig lc) return new Applied(cfg, null, lora(model, lc, st, merge));
+            throw new UserException(cfg.source() + ": peft_type " + cfg.peftType() + " is not supported at inference yet (expected PROMPT_TUNING or LORA)");
         }
     }
 
-    private static float[] promptTuning(Gemma3Model model, JsonNode cfg, SafeTensors st) {
+    private static float[] promptTuning(Gemma3Model model, PromptTuningConfig cfg, SafeTensors st) {
         int H = model.config.hidden();
-        if (cfg.hasNonNull("token_dim") && cfg.get("token_dim").asInt() != H) {
-            throw new UserException(st.file().resolveSibling("adapter_config.json") + ": token_dim " + cfg.get("token_dim").asInt()
-                    + " does not fit the model (hidden_size " + H + "); the adapter was trained for another base model");
+        if (cfg.tokenDim() != null && cfg.tokenDim() != H) {
+            throw new UserException(cfg.source() + ": token_dim " + cfg.tokenDim() + " does not fit the model (hidden_size " + H
+                    + "); the adapter was trained for another base model");
         }
-        SafeTensors.Tensor t = st.get("prompt_embeddings");
-        int n = cfg.path("num_virtual_tokens").asInt((int) t.shape()[0]);
-        if (t.shape().length != 2 || t.shape()[1] != H || t.shape()[0] < n) {
+        if (cfg.numLayers() != null && cfg.numLayers() != model.config.layers()) {
+            throw new UserException(cfg.source() + ": num_layers " + cfg.numLayers() + " does not fit the model (" + model.config.layers()
+                    + " layers); the adapter was trained for another base model");
+        }
+        SafeTensors.Tensor t = st.get(AdapterKeys.PROMPT_EMBEDDINGS);
+        int n = cfg.totalVirtualTokens();
+        if (t.shape().length != 2 || t.shape()[1] != H || t.shape()[0] != n) {
             throw new UserException(st.file() + ": prompt_embeddings has shape " + t.shapeString() + ", expected [" + n + ", " + H + "]");
         }
-        float[] all = t.toFloats();
-        return java.util.Arrays.copyOf(all, n * H);
+        return t.toFloats();
     }
 
-    private static int lora(Gemma3Model model, JsonNode cfg, SafeTensors st, boolean merge) {
-        int r = cfg.path("r").asInt(8);
-        double alpha = cfg.path("lora_alpha").asDouble(8);
-        boolean rs = cfg.path("use_rslora").asBoolean(false);
-        if (cfg.path("use_dora").asBoolean(false)) throw new UserException(st.file().resolveSibling("adapter_config.json") + ": use_dora is not supported");
+    private static int lora(Gemma3Model model, LoraConfig cfg, SafeTensors st, boolean merge) {
+        cfg.requireSupported();
         Map<String, Linear> byName = new HashMap<>();
         for (Linear l : model.weights.linears()) byName.put(l.name, l);
-        int applied = 0;
-        for (String key : st.tensors().keySet()) {
-            if (!key.endsWith(".lora_A.weight")) continue;
-            String module = key.substring(0, key.length() - ".lora_A.weight".length());
-            String name = module.startsWith("base_model.model.") ? module.substring("base_model.model.".length()) : module;
-            Linear lin = byName.get(name);
-            if (lin == null) throw new UserException(st.file() + ": tensor " + key + " adapts module " + name + ", which the model does not have (adapter for another base model?)");
-            SafeTensors.Tensor a = st.get(key), b = st.get(module + ".lora_B.weight");
-            int rank = (int) a.shape()[0];
-            int expectRank = patternInt(cfg.path("rank_pattern"), name, r);
-            double al = patternDouble(cfg.path("alpha_pattern"), name, alpha);
-            if (rank != expectRank) throw new UserException(st.file() + ": tensor " + key + " has rank " + rank + " but adapter_config.json says r=" + expectRank);
-            if (a.shape().length != 2 || a.shape()[1] != lin.in()) {
-                throw new UserException(st.file() + ": tensor " + key + " has shape " + a.shapeString() + ", module " + name + " needs [" + rank + ", " + lin.in() + "] (adapter for another base model?)");
+        List<LoraTarget> targets = cfg.resolve(List.copyOf(byName.keySet()));
+        Set<String> used = new HashSet<>();
+        for (LoraTarget tg : targets) {
+            Linear lin = byName.get(tg.moduleName());
+            String ka = AdapterKeys.loraA(tg.moduleName()), kb = AdapterKeys.loraB(tg.moduleName());
+            if (!st.has(ka) || !st.has(kb)) {
+                throw new UserException(st.file() + ": adapter_config.json targets " + tg.moduleName() + " but " + (st.has(ka) ? kb : ka) + " is missing");
             }
-            if (b.shape().length != 2 || b.shape()[0] != lin.out() || b.shape()[1] != rank) {
-                throw new UserException(st.file() + ": tensor " + module + ".lora_B.weight has shape " + b.shapeString() + ", module " + name + " needs [" + lin.out() + ", " + rank + "]");
+            SafeTensors.Tensor a = st.get(ka), b = st.get(kb);
+            if (a.shape().length != 2 || a.shape()[0] != tg.r() || a.shape()[1] != lin.in()) {
+                throw new UserException(st.file() + ": tensor " + ka + " has shape " + a.shapeString() + ", module " + tg.moduleName()
+                        + " needs [" + tg.r() + ", " + lin.in() + "] (adapter for another base model?)");
             }
-            float scale = (float) (rs ? al / Math.sqrt(rank) : al / rank);
-            lin.lora = new Linear.Lora(rank, scale, a.toFloats(), b.toFloats(), lin.in(), lin.out());
+            if (b.shape().length != 2 || b.shape()[0] != lin.out() || b.shape()[1] != tg.r()) {
+                throw new UserException(st.file() + ": tensor " + kb + " has shape " + b.shapeString() + ", module " + tg.moduleName()
+                        + " needs [" + lin.out() + ", " + tg.r() + "]");
+            }
+            lin.lora = new Linear.Lora(tg.r(), (float) tg.scaling(), a.toFloats(), b.toFloats(), lin.in(), lin.out());
             if (merge) {
                 lin.merge();
                 lin.lora = null;
             }
-            applied++;
+            used.add(ka);
+            used.add(kb);
         }
-        if (applied == 0) throw new UserException(st.file() + ": no lora_A/lora_B tensors found");
-        return applied;
-    }
-
-    /** PEFT's get_pattern_key: the first key k with {@code re.match(rf"(.*\.)?({k})$", name)}. */
-    public static String patternKey(JsonNode pattern, String name) {
-        if (pattern == null || !pattern.isObject()) return null;
-        for (Iterator<String> it = pattern.fieldNames(); it.hasNext(); ) {
-            String k = it.next();
-            if (Pattern.compile("(.*\\.)?(" + k + ")$").matcher(name).matches()) return k;
+        for (String k : st.tensors().keySet()) {
+            if (!used.contains(k)) {
+                String module = AdapterKeys.loraModule(k);
+                throw new UserException(st.file() + ": tensor " + k + " is not used: "
+                        + (module != null && !byName.containsKey(module) ? "the model has no module " + module + " (adapter for another base model?)"
+                        : "adapter_config.json does not target it"));
+            }
         }
-        return null;
-    }
-
-    private static int patternInt(JsonNode p, String name, int d) {
-        String k = patternKey(p, name);
-        return k == null ? d : p.get(k).asInt();
-    }
-
-    private static double patternDouble(JsonNode p, String name, double d) {
-        String k = patternKey(p, name);
-        return k == null ? d : p.get(k).asDouble();
+        if (targets.isEmpty()) throw new UserException(cfg.source() + ": target_modules matches no module of the model");
+        return targets.size();
     }
 }

@@ -111,7 +111,7 @@ public final class Tokenizer implements AutoCloseable {
 
     /** Gemma's chat format for one user turn, ending where the model's answer starts (BOS not included). */
     public static String chatPrompt(String user) {
-        return "<start_of_turn>user\n" + user + "<end_of_turn>\n<start_of_turn>model\n";
+        return ChatTemplate.user(user);
     }
 
     @Override

@@ -1,0 +1,146 @@
+package dev.peft4j.train;
+
+import dev.peft4j.tensor.MatMul;
+import dev.peft4j.tensor.Matrix;
+import dev.peft4j.tensor.Parallel;
+import dev.peft4j.util.UserException;
+
+/**
+ * Cross-entropy of the output head over the vocabulary, computed in vocabulary chunks with an online log-sum-exp, only for
+ * rows that have a target: no [rows x vocab] logits matrix is ever held. The backward pass recomputes each chunk's logits.
+ * Final logit softcapping (c·tanh(z/c)) is applied in both directions when {@code softcap} is non-null.
+ */
+public final class CrossEntropy {
+    public static final int IGNORE = -100;
+    /** Most floats one chunk of logits may hold (64 MB). */
+    static int maxChunkFloats = 16 << 20;
+
+    private CrossEntropy() {}
+
+    /**
+     * Shifted targets of one sequence as transformers' ForCausalLMLoss builds them: row t predicts labels[t+1]; the last row
+     * and rows whose next label is −100 have no target (−100).
+     */
+    public static int[] shiftLabels(int[] labels) {
+        int[] t = new int[labels.length];
+        for (int i = 0; i < labels.length; i++) t[i] = i + 1 < labels.length ? labels[i + 1] : IGNORE;
+        return t;
+    }
+
+    /** Number of targets that count (not −100). */
+    public static int count(int[] targets) {
+        int n = 0;
+        for (int t : targets) if (t != IGNORE) n++;
+        return n;
+    }
+
+    /**
+     * Sum over rows with a target of −log softmax(logits[row])[target], logits = softcap(hidden[row]·headᵀ).
+     * If {@code dHidden} is non-null, ACCUMULATES gradScale · d(sum)/d(hidden) into it; if {@code dHead} [V, H] is non-null,
+     * accumulates gradScale · d(sum)/d(head) into it (the output half of a tied embedding's gradient).
+     *
+     * @param hidden  [N, H] the final-normed hidden states
+     * @param targets [N] target id per row, or −100
+     */
+    public static double lossAndGrad(float[] hidden, int H, int[] targets, Matrix head, Double softcap,
+                                     float gradScale, float[] dHidden, float[] dHead) {
+        final int V = head.rows;
+        if (head.cols != H) throw new IllegalArgumentException("head has " + head.cols + " columns, hidden " + H);
+        int M = 0;
+        for (int t : targets) {
+            if (t == IGNORE) continue;
+            if (t < 0 || t >= V) throw new UserException("labels: token id " + t + " is outside the vocabulary (0.." + (V - 1) + ") and is not -100");
+            M++;
+        }
+        if (M == 0) return 0;
+        final int[] rows = new int[M], tgt = new int[M];
+        for (int r = 0, m = 0; r < targets.length; r++) if (targets[r] != IGNORE) { rows[m] = r; tgt[m++] = targets[r]; }
+        final float[] hs = new float[M * H];
+        for (int m = 0; m < M; m++) System.arraycopy(hidden, rows[m] * H, hs, m * H, H);
+        final int C = Math.max(1, Math.min(V, maxChunkFloats / M));
+        final float[] logits = new float[M * C];
+        final float[] wbuf = new float[C * H];
+        final float cap = softcap == null ? 0f : softcap.floatValue();
+        final float[] mx = new float[M], tl = new float[M];
+        final double[] se = new double[M];
+        java.util.Arrays.fill(mx, Float.NEGATIVE_INFINITY);
+        final int MM = M;
+        // pass 1: online log-sum-exp
+        for (int v0 = 0; v0 < V; v0 += C) {
+            final int c = Math.min(C, V - v0), base = v0;
+            Matrix w = chunk(head, v0, c, wbuf);
+            MatMul.xWt(hs, 0, M, w, logits, 0, false);
+            Parallel.forRange(M, 8, (a, b) -> {
+                for (int m = a; m < b; m++) {
+                    int lo = m * c;
+                    float cm = Float.NEGATIVE_INFINITY;
+                    for (int j = 0; j < c; j++) {
+                        float z = logits[lo + j];
+                        if (cap != 0f) z = logits[lo + j] = (float) (cap * Math.tanh(z / cap));
+                        if (z > cm) cm = z;
+                    }
+                    float nm = Math.max(mx[m], cm);
+                    double s = se[m] * Math.exp(mx[m] - nm);
+                    for (int j = 0; j < c; j++) s += Math.exp(logits[lo + j] - nm);
+                    se[m] = s;
+                    mx[m] = nm;
+                    int t = tgt[m] - base;
+                    if (t >= 0 && t < c) tl[m] = logits[lo + t];
+                }
+            });
+        }
+        final float[] lse = new float[M];
+        double loss = 0;
+        for (int m = 0; m < M; m++) {
+            lse[m] = (float) (mx[m] + Math.log(se[m]));
+            loss += (double) lse[m] - tl[m];
+        }
+        if (dHidden == null && dHead == null) return loss;
+        // pass 2: recompute each chunk, dlogits = (softmax - onehot)·gradScale (· softcap derivative)
+        final float[] dhs = dHidden == null ? null : new float[M * H];
+        final float[] dw = dHead == null ? null : new float[C * H];
+        for (int v0 = 0; v0 < V; v0 += C) {
+            final int c = Math.min(C, V - v0), base = v0;
+            Matrix w = chunk(head, v0, c, wbuf);
+            MatMul.xWt(hs, 0, M, w, logits, 0, false);
+            Parallel.forRange(MM, 8, (a, b) -> {
+                for (int m = a; m < b; m++) {
+                    int lo = m * c;
+                    for (int j = 0; j < c; j++) {
+                        float z = logits[lo + j];
+                        float deriv = 1f;
+                        if (cap != 0f) {
+                            float y = (float) Math.tanh(z / cap);
+                            z = cap * y;
+                            deriv = 1f - y * y;
+                        }
+                        float p = (float) Math.exp(z - lse[m]);
+                        if (tgt[m] == base + j) p -= 1f;
+                        logits[lo + j] = p * gradScale * deriv;
+                    }
+                }
+            });
+            if (dhs != null) MatMul.dyW(logits, M, w, dhs);
+            if (dw != null) {
+                java.util.Arrays.fill(dw, 0, c * H, 0f);
+                MatMul.dyTx(logits, hs, M, c, H, dw);
+                for (int i = 0; i < c * H; i++) dHead[v0 * H + i] += dw[i];
+            }
+        }
+        if (dhs != null) {
+            for (int m = 0; m < M; m++) {
+                int ho = rows[m] * H;
+                for (int i = 0; i < H; i++) dHidden[ho + i] += dhs[m * H + i];
+            }
+        }
+        return loss;
+    }
+
+    /** Rows [v0, v0+c) of the head as a float32 heap matrix (the whole head itself when it is on the heap and c = V). */
+    private static Matrix chunk(Matrix head, int v0, int c, float[] buf) {
+        if (v0 == 0 && c == head.rows && head.onHeap()) return head;
+        float[] b = buf.length == c * head.cols ? buf : new float[c * head.cols];
+        head.rowsToFloat(v0, c, b, 0);
+        return Matrix.heap(c, head.cols, b);
+    }
+}

@@ -1,0 +1,232 @@
+package dev.peft4j.train;
+
+import dev.peft4j.model.Linear;
+import dev.peft4j.tensor.MatMul;
+import dev.peft4j.tensor.Ops;
+import dev.peft4j.tensor.Parallel;
+
+/**
+ * Backward kernels of the Gemma 3 layer (llm.c style: one explicit backward per forward op). Arrays are row-major float32,
+ * rows packed over the batch as in {@link dev.peft4j.model.Tape}. Unless a method says otherwise, input gradients
+ * ({@code dx}) and parameter gradients ({@code dw}, {@code dW}, {@code dA}, {@code dB}) are ACCUMULATED (+=), and a null
+ * gradient array means "not needed" (its computation is skipped).
+ */
+public final class Kernels {
+    private Kernels() {}
+
+    // ------------------------------------------------------------------ RMSNorm
+
+    /**
+     * Backward of the Gemma RMSNorm y = x·rstd·(1 + w) over n rows of width d (rstd as saved by the forward pass).
+     * dx += rstd·(1+w)·dy − x·rstd³/d · Σ_j dy_j (1+w_j) x_j;  dw += Σ_rows dy·x·rstd.
+     * The per-head variant (q_norm / k_norm) is the same call with n = rows·heads and d = head_dim (w shared by all heads).
+     */
+    public static void rmsNormBackward(float[] x, int xOff, float[] rstd, int rOff, float[] w, float[] dy, int dyOff,
+                                       float[] dx, int dxOff, float[] dw, int n, int d) {
+        int blocks = Math.min(n, Math.max(1, Parallel.threads()));
+        float[][] partial = dw == null ? null : new float[blocks][];
+        Parallel.forRange(blocks, 1, (b0, b1) -> {
+            for (int b = b0; b < b1; b++) {
+                int r0 = (int) ((long) n * b / blocks), r1 = (int) ((long) n * (b + 1) / blocks);
+                float[] pw = dw == null ? null : (partial[b] = new float[d]);
+                for (int r = r0; r < r1; r++) {
+                    int xo = xOff + r * d, go = dyOff + r * d, oo = dxOff + r * d;
+                    float rs = rstd[rOff + r];
+                    double dot = 0;
+                    for (int i = 0; i < d; i++) dot += (double) dy[go + i] * (1f + w[i]) * x[xo + i];
+                    if (dx != null) {
+                        float c = (float) (dot * rs * rs * rs / d);
+                        for (int i = 0; i < d; i++) dx[oo + i] += rs * (1f + w[i]) * dy[go + i] - x[xo + i] * c;
+                    }
+                    if (pw != null) for (int i = 0; i < d; i++) pw[i] += dy[go + i] * x[xo + i] * rs;
+                }
+            }
+        });
+        if (dw != null) for (float[] p : partial) for (int i = 0; i < d; i++) dw[i] += p[i];
+    }
+
+    /** {@link #rmsNormBackward} over whole arrays: n rows of width d. */
+    public static void rmsNormBackward(float[] x, float[] rstd, float[] w, float[] dy, float[] dx, float[] dw, int n, int d) {
+        rmsNormBackward(x, 0, rstd, 0, w, dy, 0, dx, 0, dw, n, d);
+    }
+
+    // ------------------------------------------------------------------ RoPE
+
+    /**
+     * Backward of {@link Ops#rope} (rotate-half layout), in place: the gradient is rotated back by the inverse rotation
+     * (dx1 = dy1·cos + dy2·sin, dx2 = dy2·cos − dy1·sin).
+     */
+    public static void ropeBackward(float[] d, int n, int heads, int dim, int[] pos, float[] cos, float[] sin) {
+        int half = dim / 2;
+        Parallel.forRange(n, 64, (r0, r1) -> {
+            for (int r = r0; r < r1; r++) {
+                int tb = pos[r] * half;
+                for (int h = 0; h < heads; h++) {
+                    int b = (r * heads + h) * dim;
+                    for (int i = 0; i < half; i++) {
+                        float c = cos[tb + i], s = sin[tb + i];
+                        float g1 = d[b + i], g2 = d[b + half + i];
+                        d[b + i] = g1 * c + g2 * s;
+                        d[b + half + i] = g2 * c - g1 * s;
+                    }
+                }
+            }
+        });
+    }
+
+    // ------------------------------------------------------------------ attention
+
+    /**
+     * Backward of causal (optionally sliding-window) GQA attention, per packed sequence: sequence s owns rows
+     * [rowStart[s], rowStart[s]+rowCount[s]) at consecutive positions; query i sees key j iff j ≤ i and (window ≤ 0 or
+     * i − j < window). q [N, nH·D], k/v [N, nKV·D] are the saved post-RoPE q/k and v; dOut [N, nH·D]. The probabilities are
+     * recomputed from q and k. dq, dk, dv are OVERWRITTEN. Two passes without write conflicts: over (query row, head) for dq
+     * and the row statistics (log-sum-exp and Σ p·dp), then over (key row, kv head) for dk and dv.
+     */
+    public static void attentionBackward(float[] q, float[] k, float[] v, float[] dOut, float[] dq, float[] dk, float[] dv,
+                                         int[] rowStart, int[] rowCount, int nH, int nKV, int D, float scale, int window) {
+        final int N = q.length / (nH * D);
+        final int groups = nH / nKV;
+        final int[] seqOf = new int[N];
+        int maxLen = 1;
+        for (int s = 0; s < rowStart.length; s++) {
+            for (int t = 0; t < rowCount[s]; t++) seqOf[rowStart[s] + t] = s;
+            maxLen = Math.max(maxLen, rowCount[s]);
+        }
+        final float[] lse = new float[N * nH], dsum = new float[N * nH];
+        final int buf = maxLen;
+        Parallel.forRange(N * nH, 4, (a, b) -> {
+            float[] p = new float[buf], dp = new float[buf];
+            for (int item = a; item < b; item++) {
+                int r = item / nH, h = item % nH, kvh = h / groups;
+                int s = seqOf[r], base = rowStart[s], i = r - base;
+                int lo = window > 0 ? Math.max(0, i - window + 1) : 0;
+                int nk = i - lo + 1;
+                int qo = (r * nH + h) * D;
+                float max = Float.NEGATIVE_INFINITY;
+                for (int j = 0; j < nk; j++) {
+                    int ko = ((base + lo + j) * nKV + kvh) * D;
+                    p[j] = Ops.dot(q, qo, k, ko, D) * scale;
+                    if (p[j] > max) max = p[j];
+                }
+                double sum = 0;
+                for (int j = 0; j < nk; j++) sum += Math.exp(p[j] - max);
+                float l = (float) (max + Math.log(sum));
+                lse[item] = l;
+                double ds = 0;
+                for (int j = 0; j < nk; j++) {
+                    int vo = ((base + lo + j) * nKV + kvh) * D;
+                    p[j] = (float) Math.exp(p[j] - l);
+                    dp[j] = Ops.dot(dOut, qo, v, vo, D);
+                    ds += (double) p[j] * dp[j];
+                }
+                float dS = (float) ds;
+                dsum[item] = dS;
+                java.util.Arrays.fill(dq, qo, qo + D, 0f);
+                for (int j = 0; j < nk; j++) {
+                    int ko = ((base + lo + j) * nKV + kvh) * D;
+                    Ops.axpy(p[j] * (dp[j] - dS) * scale, k, ko, dq, qo, D);
+                }
+            }
+        });
+        Parallel.forRange(N * nKV, 4, (a, b) -> {
+            for (int item = a; item < b; item++) {
+                int r = item / nKV, kvh = item % nKV;
+                int s = seqOf[r], base = rowStart[s], j = r - base;
+                int hi = window > 0 ? Math.min(rowCount[s] - 1, j + window - 1) : rowCount[s] - 1;
+                int ko = item * D;
+                java.util.Arrays.fill(dk, ko, ko + D, 0f);
+                java.util.Arrays.fill(dv, ko, ko + D, 0f);
+                for (int i = j; i <= hi; i++) {
+                    for (int h = kvh * groups; h < (kvh + 1) * groups; h++) {
+                        int qi = (base + i) * nH + h, qo = qi * D;
+                        float pr = (float) Math.exp(Ops.dot(q, qo, k, ko, D) * scale - lse[qi]);
+                        float dpv = Ops.dot(dOut, qo, v, ko, D);
+                        Ops.axpy(pr * (dpv - dsum[qi]) * scale, q, qo, dk, ko, D);
+                        Ops.axpy(pr, dOut, qo, dv, ko, D);
+                    }
+                }
+            }
+        });
+    }
+
+    // ------------------------------------------------------------------ MLP activation
+
+    /** d/dx of gelu_tanh(x) = 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))). */
+    public static double geluTanhGrad(double x) {
+        double c = 0.7978845608028654;
+        double t = Math.tanh(c * (x + 0.044715 * x * x * x));
+        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
+    }
+
+    /** Backward of act = gelu_tanh(g)·u: dg = dAct·u·gelu'(g), du = dAct·gelu(g) (both OVERWRITTEN; dg may alias dAct). */
+    public static void geluMulBackward(float[] g, float[] u, float[] dAct, float[] dg, float[] du, int len) {
+        Parallel.forRange(len, 16384, (a, b) -> {
+            for (int i = a; i < b; i++) {
+                float da = dAct[i], gi = g[i];
+                du[i] = da * Ops.geluTanh(gi);
+                dg[i] = (float) (da * u[i] * geluTanhGrad(gi));
+            }
+        });
+    }
+
+    /** Recomputes act = gelu_tanh(g)·u exactly as the forward pass does. */
+    public static void geluMul(float[] g, float[] u, float[] act, int len) {
+        Parallel.forRange(len, 16384, (a, b) -> {
+            for (int i = a; i < b; i++) act[i] = Ops.geluTanh(g[i]) * u[i];
+        });
+    }
+
+    // ------------------------------------------------------------------ linear + LoRA
+
+    /**
+     * Backward of {@link Linear#forward}: dx += dy·W (+ LoRA), dW += dyᵀ·x, and the LoRA factors' gradients.
+     * {@code loraMid} is the saved scale·x·Aᵀ [n, r] (only read when the module has LoRA).
+     */
+    public static void linearBackward(Linear lin, float[] x, float[] dy, int n, float[] dx, float[] dW,
+                                      float[] loraMid, float[] dA, float[] dB) {
+        if (dx != null) MatMul.dyW(dy, n, lin.weight, dx);
+        if (dW != null) MatMul.dyTx(dy, x, n, lin.out(), lin.in(), dW);
+        if (lin.lora != null && (dx != null || dA != null || dB != null)) loraBackward(lin.lora, x, loraMid, dy, n, dx, dA, dB);
+    }
+
+    /**
+     * Backward of the LoRA branch y += mid·Bᵀ with mid = s·x·Aᵀ (saved): dB += dyᵀ·mid, dmid = s·dy·B,
+     * dA += dmidᵀ·x, dx += dmid·A.
+     */
+    public static void loraBackward(Linear.Lora lora, float[] x, float[] mid, float[] dy, int n, float[] dx, float[] dA, float[] dB) {
+        int r = lora.r, in = lora.a.cols, out = lora.b.rows;
+        if (dB != null) MatMul.dyTx(dy, mid, n, out, r, dB);
+        if (dx == null && dA == null) return;
+        float[] dmid = new float[n * r];
+        MatMul.dyW(dy, n, lora.b, dmid);
+        if (lora.scale != 1f) for (int i = 0; i < dmid.length; i++) dmid[i] *= lora.scale;
+        if (dA != null) MatMul.dyTx(dmid, x, n, r, in, dA);
+        if (dx != null) MatMul.dyW(dmid, n, lora.a, dx);
+    }
+
+    // ------------------------------------------------------------------ embeddings
+
+    /**
+     * Backward of the scaled input embedding x[row] = E[id]·scale: dE[id] += scale·dx[row] for every row with a token id ≥ 0
+     * (virtual rows have −1). Rows whose id is {@code paddingIdx} get no gradient, as nn.Embedding(padding_idx) does.
+     */
+    public static void embeddingBackward(int[] tokenIds, float[] dx, int H, float scale, int paddingIdx, float[] dE) {
+        for (int r = 0; r < tokenIds.length; r++) {
+            int id = tokenIds[r];
+            if (id < 0 || id == paddingIdx) continue;
+            int eo = id * H, xo = r * H;
+            for (int i = 0; i < H; i++) dE[eo + i] += scale * dx[xo + i];
+        }
+    }
+
+    /**
+     * Prompt tuning: the gradient of the shared virtual-token vectors [nVirtual, H] is the sum over sequences of the
+     * gradient at their first nVirtual rows (PEFT repeats the same prompt for every sequence of the batch).
+     */
+    public static void virtualTokensBackward(int[] rowStart, float[] dx, int H, int nVirtual, float[] dPrompt) {
+        for (int start : rowStart) {
+            for (int i = 0; i < nVirtual * H; i++) dPrompt[i] += dx[start * H + i];
+        }
+    }
+}

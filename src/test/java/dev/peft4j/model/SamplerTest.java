@@ -1,0 +1,56 @@
+package dev.peft4j.model;
+
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class SamplerTest {
+    static float[] logits() { return new float[]{1f, 3f, 2.5f, -1f, 0f, 2.9f}; }
+
+    static Sampler s(float t, int k, float p, float minP, float rep, long seed) {
+        return new Sampler(new Sampler.Options(t, k, p, minP, rep, seed));
+    }
+
+    @Test
+    void greedyAndTopK1PickTheArgmax() {
+        assertEquals(1, s(0, 0, 1, 0, 1, 0).next(logits(), new int[0], 0));
+        for (long seed = 0; seed < 20; seed++) assertEquals(1, s(1.5f, 1, 1, 0, 1, seed).next(logits(), new int[0], 0));
+    }
+
+    @Test
+    void sameSeedSameDrawsAndDrawsStayInTopK() {
+        int diff = 0;
+        for (long seed = 0; seed < 50; seed++) {
+            int a = s(1f, 3, 1, 0, 1, seed).next(logits(), new int[0], 0);
+            int b = s(1f, 3, 1, 0, 1, seed).next(logits(), new int[0], 0);
+            assertEquals(a, b);
+            assertTrue(a == 1 || a == 5 || a == 2, "outside top-3: " + a);
+            if (a != 1) diff++;
+        }
+        assertTrue(diff > 0, "sampling never left the argmax");
+    }
+
+    @Test
+    void topPKeepsSmallestSetReachingP() {
+        // probabilities at T=1: token 1 alone has about 0.34 of the mass, so top_p 0.3 keeps only it
+        for (long seed = 0; seed < 30; seed++) assertEquals(1, s(1f, 0, 0.3f, 0, 1, seed).next(logits(), new int[0], 0));
+    }
+
+    @Test
+    void minPDropsUnlikelyTokens() {
+        // min_p 0.9: only tokens with p >= 0.9 * p_max survive: token 1 (3.0) and token 5 (2.9, ratio e^-0.1 = 0.905)
+        for (long seed = 0; seed < 40; seed++) {
+            int t = s(1f, 0, 1, 0.9f, 1, seed).next(logits(), new int[0], 0);
+            assertTrue(t == 1 || t == 5, "got " + t);
+        }
+    }
+
+    @Test
+    void repetitionPenaltyDividesPositiveAndMultipliesNegativeLogits() {
+        float[] l = logits();
+        // penalise token 1 (3.0 -> 1.5) and token 3 (-1 -> -2): greedy now picks token 5 (2.9)
+        assertEquals(5, s(0, 0, 1, 0, 2f, 0).next(l, new int[]{1, 3, 1}, 3));
+        assertEquals(1.5f, l[1]);
+        assertEquals(-2f, l[3]);
+    }
+}
