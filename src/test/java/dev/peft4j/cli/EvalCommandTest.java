@@ -90,30 +90,66 @@ public class EvalCommandTest {
         assertTrue(r.out().contains("|abstract_algebra|") || r.out().contains("|abstract_algebra "), r.out());
         assertTrue(r.out().contains("acc_norm"), r.out());
 
-        // Logged log-likelihoods equal a from-scratch forward of context + continuation (no KV cache, no batching).
-        Path samples;
-        try (Stream<Path> s = Files.list(out.getParent())) {
-            samples = s.filter(p -> p.getFileName().toString().startsWith("samples_hellaswag_")).findFirst().orElseThrow();
-        }
-        JsonNode first = new ObjectMapper().readTree(Files.readAllLines(samples).get(0));
-        String ctx = first.at("/arguments/gen_args_0/arg_0").asText();
-        assertTrue(ctx.startsWith("Roof shingle removal: A man is sitting on a roof. he") == false, "1-shot: the example comes first");
-        assertTrue(ctx.endsWith("Roof shingle removal: A man is sitting on a roof. he"), ctx);
+        // Logged log-likelihoods equal a from-scratch forward of context + continuation (no KV cache, no batching):
+        // hellaswag exercises the forked-session path, MMLU (one-token " A".." D") the batched path.
         TextCodec codec = folded(tok);
-        for (int k = 0; k < 4; k++) {
-            String cont = first.at("/arguments/gen_args_" + k + "/arg_1").asText();
-            int[] c = codec.encode(ctx, true), whole = codec.encode(ctx + cont, true);
-            int[] inp = Arrays.copyOf(whole, whole.length - 1);
-            float[] rows = lm[0].logits(List.of(inp), new int[]{c.length - 1}).get(0);
-            double sum = 0;
-            for (int t = c.length; t < whole.length; t++) {
-                int base = (t - c.length) * 1024;
-                double max = Double.NEGATIVE_INFINITY, z = 0;
-                for (int v = 0; v < 1024; v++) max = Math.max(max, rows[base + v]);
-                for (int v = 0; v < 1024; v++) z += Math.exp(rows[base + v] - max);
-                sum += rows[base + whole[t]] - max - Math.log(z);
+        for (String task : List.of("hellaswag", "mmlu_abstract_algebra")) {
+            Path samples;
+            try (Stream<Path> s = Files.list(out.getParent())) {
+                samples = s.filter(p -> p.getFileName().toString().startsWith("samples_" + task + "_")).findFirst().orElseThrow();
             }
-            assertEquals(sum, first.at("/filtered_resps/" + k + "/0").asDouble(), 1e-3, "choice " + k);
+            List<String> lines = Files.readAllLines(samples);
+            assertEquals(2, lines.size());
+            for (String line : lines) {
+                JsonNode sample = new ObjectMapper().readTree(line);
+                String ctx = sample.at("/arguments/gen_args_0/arg_0").asText();
+                for (int k = 0; k < 4; k++) {
+                    String cont = sample.at("/arguments/gen_args_" + k + "/arg_1").asText();
+                    int[] c = codec.encode(ctx, true), whole = codec.encode(ctx + cont, true);
+                    float[] rows = lm[0].logits(List.of(Arrays.copyOf(whole, whole.length - 1)), new int[]{c.length - 1}).get(0);
+                    double sum = 0;
+                    for (int t = c.length; t < whole.length; t++) {
+                        int base = (t - c.length) * 1024;
+                        double max = Double.NEGATIVE_INFINITY, z = 0;
+                        for (int v = 0; v < 1024; v++) max = Math.max(max, rows[base + v]);
+                        for (int v = 0; v < 1024; v++) z += Math.exp(rows[base + v] - max);
+                        sum += rows[base + whole[t]] - max - Math.log(z);
+                    }
+                    assertEquals(sum, sample.at("/filtered_resps/" + k + "/0").asDouble(), 1e-3, task + " choice " + k);
+                }
+            }
+        }
+        JsonNode hs = new ObjectMapper().readTree(Files.readAllLines(Files.list(out.getParent())
+                .filter(p -> p.getFileName().toString().startsWith("samples_hellaswag_")).findFirst().orElseThrow()).get(0));
+        String ctx0 = hs.at("/arguments/gen_args_0/arg_0").asText();
+        assertTrue(ctx0.endsWith("\n\nRoof shingle removal: A man is sitting on a roof. he"), "1-shot: one example, then the doc: " + ctx0);
+    }
+
+    @Test
+    void triviaqaGeneratesGreedilyAndCutsAtStopStrings() throws Exception {
+        Path model = Shared.require("fixtures/tiny-gemma3");
+        Tokenizer tok = Tokenizer.load(Shared.require("tokenizers/gemma3"));
+        EvalCommand.loader = (m, a, t) -> new EvalCommand.Loaded(Models.load(m, a), folded(tok));
+        Path data = tmp.resolve("data/triviaqa");
+        Files.createDirectories(data);
+        Files.writeString(data.resolve("validation.jsonl"),
+                "{\"question\": \"Which planet is known as the Red Planet\", \"answer\": {\"aliases\": [\"Mars\"]}}\n"
+                + "{\"question\": \"Capital of France\", \"answer\": {\"aliases\": [\"Paris\"]}}\n");
+        Path out = tmp.resolve("tqa.json");
+        Run r = cli("eval", "--model", model.toString(), "--tasks", "triviaqa", "--data-dir", tmp.resolve("data").toString(),
+                "--output", out.toString(), "--log-samples", "--no-progress");
+        assertEquals(0, r.code(), r.err());
+        JsonNode res = new ObjectMapper().readTree(out.toFile());
+        assertTrue(res.at("/results/triviaqa/exact_match,remove_whitespace").isNumber(), res.toString());
+        Path samples;
+        try (Stream<Path> s = Files.list(tmp)) {
+            samples = s.filter(p -> p.getFileName().toString().startsWith("samples_triviaqa_")).findFirst().orElseThrow();
+        }
+        for (String line : Files.readAllLines(samples)) {
+            JsonNode sample = new ObjectMapper().readTree(line);
+            String raw = sample.at("/resps/0/0").asText();
+            for (String stop : List.of("\n", ".", ",")) assertFalse(raw.contains(stop), "cut at " + stop + ": " + raw);
+            assertEquals(raw.stripLeading(), sample.at("/filtered_resps/0").asText());
         }
     }
 
