@@ -7,6 +7,7 @@ import dev.peft4j.eval.FakeLMs.PrefixLM;
 import dev.peft4j.eval.FakeLMs.WordCodec;
 import dev.peft4j.eval.HarnessLM.LL;
 import dev.peft4j.eval.HarnessLM.LLRequest;
+import dev.peft4j.model.CausalLM;
 import dev.peft4j.tokenizer.Tokenizer;
 import org.junit.jupiter.api.Test;
 
@@ -106,6 +107,23 @@ class HarnessLMTest {
             assertEquals(expected.get(i)[0], got.get(i).logprob(), 1e-4, "request " + i);
             assertEquals(expectedGreedy.get(i), got.get(i).greedy(), "greedy flag of request " + i);
         }
+    }
+
+    @Test
+    void theRealTinyModelGivesTheReferenceLoglikelihoods() throws IOException {
+        fixtureLM(32768); // loads ids and reference logits
+        CausalLM model = dev.peft4j.model.Models.load(Shared.require("fixtures/tiny-gemma3"), null);
+        HarnessLM h = new HarnessLM(model, new WordCodec(), 2);
+        List<LLRequest> reqs = new ArrayList<>();
+        List<Double> expected = new ArrayList<>();
+        int[][] cases = {{0, 10, 1}, {0, 10, 6}, {1, 4, 16}, {2, 12, 1}, {2, 12, 8}, {1, 19, 1}};
+        for (int[] c : cases) {
+            int s = c[0], ctxEnd = c[1], m = c[2];
+            reqs.add(new LLRequest(words(ids[s], 1, ctxEnd), " " + words(ids[s], ctxEnd, ctxEnd + m)));
+            expected.add(handLL(s, ctxEnd - 1, Arrays.copyOfRange(ids[s], ctxEnd, ctxEnd + m)));
+        }
+        List<LL> got = h.loglikelihood(reqs, n -> {});
+        for (int i = 0; i < reqs.size(); i++) assertEquals(expected.get(i), got.get(i).logprob(), 2e-4, "request " + i);
     }
 
     @Test
