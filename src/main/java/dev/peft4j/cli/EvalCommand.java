@@ -64,8 +64,8 @@ public final class EvalCommand implements Callable<Integer> {
         if (numFewshot < 0) throw new UserException("--num-fewshot must be 0 or more, got " + numFewshot);
         if (batchSize < 1) throw new UserException("--batch-size must be at least 1, got " + batchSize);
         if (logSamples && output == null) throw new UserException("--log-samples needs --output (the samples are written next to it)");
-        if (!Files.isDirectory(dataDir)) throw new UserException("--data-dir: " + dataDir.toAbsolutePath() + " is not a directory");
         Tasks.Selection sel = Tasks.resolve(tasks);
+        if (!Files.isDirectory(dataDir)) throw new UserException("--data-dir: " + dataDir.toAbsolutePath() + " is not a directory");
         String modelArgs = "pretrained=" + model + (adapter != null ? ",peft=" + adapter : "");
         Evaluator.Options opt = new Evaluator.Options(numFewshot, limit, batchSize, modelArgs,
                 noProgress ? Evaluator.ProgressFactory.NONE : EvalCommand::progressBar);
