@@ -17,6 +17,9 @@ import java.io.PrintWriter;
                 BenchCommand.class,
                 DownloadCommand.class,
                 TrainCommand.class,
+                EvalCommand.class,
+                CompareCommand.class,
+                CardCommand.class,
         })
 public final class Main {
 

@@ -1,0 +1,217 @@
+package dev.peft4j.eval;
+
+import dev.peft4j.model.CausalLM;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.IntConsumer;
+
+/**
+ * lm-eval's {@code HFLM} request types on top of a {@link CausalLM}: {@code loglikelihood} (REFERENCE 3.4) and
+ * {@code generate_until} (REFERENCE 3.6).
+ *
+ * <p>Requests are grouped by their context tokens. A context whose continuations are all one token long is scored by a
+ * single batched forward of the context (one logits row gives every choice); other contexts are run once in a KV-cached
+ * session that is forked for each multi-token continuation, so a context is never recomputed for its choices.
+ */
+public final class HarnessLM implements EvalLM {
+    public record LLRequest(String context, String continuation) {}
+
+    /** Summed log-probability of the continuation and whether greedy decoding would have produced it. */
+    public record LL(double logprob, boolean greedy) {}
+
+    public record GenRequest(String context, List<String> until, int maxGenToks) {}
+
+    /** Token ids of a request after lm-eval's {@code _encode_pair}. */
+    public record Pair(int[] context, int[] continuation) {}
+
+    private final CausalLM lm;
+    private final TextCodec tok;
+    private final int batchSize;
+    private final int maxLength;
+    private final Map<String, int[]> contextCache = new HashMap<>();
+
+    public HarnessLM(CausalLM lm, TextCodec tok, int batchSize) {
+        this.lm = lm;
+        this.tok = tok;
+        this.batchSize = Math.max(1, batchSize);
+        this.maxLength = lm.maxPositions();
+    }
+
+    /** {@code tok_encode}: Gemma's tokenizer adds BOS, unless the text already starts with the BOS string. */
+    public int[] tokEncode(String text) {
+        return tok.encode(text, !text.startsWith(tok.bosToken()));
+    }
+
+    /** {@code _encode_pair}: trailing context whitespace moves to the continuation; continuation = whole[len(context):]. */
+    public Pair encodePair(String context, String continuation) {
+        if (context.isEmpty()) return new Pair(new int[]{tok.bosId()}, tok.encode(continuation, false));
+        String stripped = Py.rstrip(context);
+        int nSpaces = context.length() - stripped.length();
+        if (nSpaces > 0) {
+            continuation = context.substring(stripped.length()) + continuation;
+            context = stripped;
+        }
+        int[] whole = tokEncode(context + continuation);
+        int[] ctx = contextCache.computeIfAbsent(context, this::tokEncode);
+        int[] cont = Arrays.copyOfRange(whole, Math.min(ctx.length, whole.length), whole.length);
+        if (cont.length == 0) {
+            throw new IllegalStateException("continuation '" + continuation + "' has no tokens of its own after context '"
+                    + tail(context) + "' (the tokenizer merged it into the context)");
+        }
+        return new Pair(ctx, cont);
+    }
+
+    private static String tail(String s) { return s.length() <= 60 ? s : "..." + s.substring(s.length() - 60); }
+
+    private record Key(int[] ids) {
+        @Override public boolean equals(Object o) { return o instanceof Key k && Arrays.equals(ids, k.ids); }
+        @Override public int hashCode() { return Arrays.hashCode(ids); }
+    }
+
+    /** Scores every request; {@code progress} receives the number of requests finished by each step. */
+    @Override
+    public List<LL> loglikelihood(List<LLRequest> requests, IntConsumer progress) {
+        LL[] out = new LL[requests.size()];
+        int[][] conts = new int[requests.size()][];
+        Map<Key, List<Integer>> groups = new LinkedHashMap<>();
+        List<Integer> overlong = new ArrayList<>();
+        List<int[]> ctxOf = new ArrayList<>();
+        for (int i = 0; i < requests.size(); i++) {
+            Pair p = encodePair(requests.get(i).context(), requests.get(i).continuation());
+            conts[i] = p.continuation();
+            ctxOf.add(p.context());
+            if (p.context().length + p.continuation().length - 1 > maxLength) overlong.add(i);
+            else groups.computeIfAbsent(new Key(p.context()), k -> new ArrayList<>()).add(i);
+        }
+        contextCache.clear();
+
+        // Longest first, as lm-eval orders its batches.
+        List<Map.Entry<Key, List<Integer>>> single = new ArrayList<>(), multi = new ArrayList<>();
+        for (var e : groups.entrySet()) {
+            boolean allSingle = e.getValue().stream().allMatch(i -> conts[i].length == 1);
+            (allSingle ? single : multi).add(e);
+        }
+        Comparator<Map.Entry<Key, List<Integer>>> longestFirst = Comparator.comparingInt(e -> -e.getKey().ids().length);
+        single.sort(longestFirst);
+        multi.sort(longestFirst);
+
+        int vocab = lm.vocabSize();
+        for (int b = 0; b < single.size(); b += batchSize) {
+            List<Map.Entry<Key, List<Integer>>> batch = single.subList(b, Math.min(single.size(), b + batchSize));
+            List<int[]> seqs = batch.stream().map(e -> e.getKey().ids()).toList();
+            int[] from = seqs.stream().mapToInt(s -> s.length - 1).toArray();
+            List<float[]> rows = lm.logits(seqs, from);
+            int done = 0;
+            for (int j = 0; j < batch.size(); j++) {
+                for (int i : batch.get(j).getValue()) { out[i] = score(rows.get(j), 0, vocab, conts[i]); done++; }
+            }
+            progress.accept(done);
+        }
+
+        for (var e : multi) {
+            CausalLM.Session s = lm.newSession();
+            float[] last = s.append(e.getKey().ids());
+            List<Integer> members = e.getValue();
+            int lastMulti = -1;
+            for (int i : members) if (conts[i].length > 1) lastMulti = i;
+            for (int i : members) {
+                int[] c = conts[i];
+                if (c.length == 1) { out[i] = score(last, 0, vocab, c); continue; }
+                CausalLM.Session f = i == lastMulti ? s : s.fork();
+                float[] rest = f.appendAll(Arrays.copyOf(c, c.length - 1));
+                float[] all = new float[c.length * vocab];
+                System.arraycopy(last, 0, all, 0, vocab);
+                System.arraycopy(rest, 0, all, vocab, rest.length);
+                out[i] = score(all, 0, vocab, c);
+            }
+            progress.accept(members.size());
+        }
+
+        for (int i : overlong) {
+            int[] ctx = ctxOf.get(i), cont = conts[i];
+            int[] joined = new int[ctx.length + cont.length];
+            System.arraycopy(ctx, 0, joined, 0, ctx.length);
+            System.arraycopy(cont, 0, joined, ctx.length, cont.length);
+            // (context + continuation)[-(max_length + 1):][:-1]
+            int start = Math.max(0, joined.length - (maxLength + 1));
+            int[] inp = Arrays.copyOfRange(joined, start, joined.length - 1);
+            int contLen = Math.min(cont.length, inp.length);
+            List<float[]> rows = lm.logits(List.of(inp), new int[]{inp.length - contLen});
+            out[i] = score(rows.get(0), 0, vocab, Arrays.copyOfRange(cont, cont.length - contLen, cont.length));
+            progress.accept(1);
+        }
+        return Arrays.asList(out);
+    }
+
+    /** Sum of log-softmax(row_k)[cont_k] over rows starting at {@code off}, and whether each token is the row's argmax. */
+    static LL score(float[] rows, int off, int vocab, int[] cont) {
+        double sum = 0;
+        boolean greedy = true;
+        for (int k = 0; k < cont.length; k++) {
+            int base = off + k * vocab;
+            sum += rows[base + cont[k]] - logSumExp(rows, base, vocab);
+            if (argmax(rows, base, vocab) != cont[k]) greedy = false;
+        }
+        return new LL(sum, greedy);
+    }
+
+    static double logSumExp(float[] a, int off, int n) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < n; i++) max = Math.max(max, a[off + i]);
+        double s = 0;
+        for (int i = 0; i < n; i++) s += Math.exp(a[off + i] - max);
+        return max + Math.log(s);
+    }
+
+    static int argmax(float[] a, int off, int n) {
+        int best = 0;
+        for (int i = 1; i < n; i++) if (a[off + i] > a[off + best]) best = i;
+        return best;
+    }
+
+    private static boolean containsAny(String text, List<String> stops) {
+        for (String x : stops) if (!x.isEmpty() && text.contains(x)) return true;
+        return false;
+    }
+
+    /** Greedy generation until a stop string or EOS, cut at the first occurrence of each stop string in turn. */
+    @Override
+    public List<String> generateUntil(List<GenRequest> requests, IntConsumer progress) {
+        List<String> out = new ArrayList<>(requests.size());
+        int vocab = lm.vocabSize();
+        for (GenRequest r : requests) {
+            List<String> stops = new ArrayList<>(r.until());
+            if (!stops.contains(tok.eosToken())) stops.add(tok.eosToken());
+            int[] ctx = tokEncode(r.context());
+            int maxCtx = Math.max(1, maxLength - r.maxGenToks());
+            if (ctx.length > maxCtx) ctx = Arrays.copyOfRange(ctx, ctx.length - maxCtx, ctx.length);
+            CausalLM.Session s = lm.newSession();
+            float[] row = s.append(ctx);
+            List<Integer> gen = new ArrayList<>();
+            String text = "";
+            for (int step = 0; step < r.maxGenToks(); step++) {
+                int t = argmax(row, 0, vocab);
+                if (t == tok.eosId()) break;
+                gen.add(t);
+                text = tok.decode(gen.stream().mapToInt(Integer::intValue).toArray());
+                if (containsAny(text, stops)) break;
+                if (step + 1 == r.maxGenToks() || s.length() >= lm.maxPositions()) break;
+                row = s.append(new int[]{t});
+            }
+            for (String term : stops) {
+                if (term.isEmpty()) continue;
+                int k = text.indexOf(term);
+                if (k >= 0) text = text.substring(0, k);
+            }
+            out.add(text);
+            progress.accept(1);
+        }
+        return out;
+    }
+}
