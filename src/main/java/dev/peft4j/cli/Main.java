@@ -17,6 +17,7 @@ import java.io.PrintWriter;
                 BenchCommand.class,
                 DownloadCommand.class,
                 TrainCommand.class,
+                QuickstartCommand.class,
                 EvalCommand.class,
                 CompareCommand.class,
                 CardCommand.class,
