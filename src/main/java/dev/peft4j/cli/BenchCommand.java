@@ -24,9 +24,14 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--decode-tokens", defaultValue = "128") int decodeTokens;
     @Option(names = "--repeat", defaultValue = "2", description = "timed repetitions (after one warm-up); the best is reported") int repeat;
     @Option(names = "--json", description = "print one JSON object") boolean json;
+    @Option(names = "--train", description = "measure training instead: prompt-tuning, lora or full") String train;
+    @Option(names = "--batch", defaultValue = "4", description = "training batch size (default ${DEFAULT-VALUE})") int batch;
+    @Option(names = "--seq-len", defaultValue = "256", description = "training sequence length (default ${DEFAULT-VALUE})") int seqLen;
+    @Option(names = "--steps", defaultValue = "3", description = "timed training steps after one warm-up step") int steps;
 
     @Override
     public Integer call() throws Exception {
+        if (train != null) return trainBench();
         long t0 = System.nanoTime();
         Gemma3LM lm = Models.load(model, adapter);
         double loadS = (System.nanoTime() - t0) / 1e9;
@@ -82,6 +87,81 @@ public final class BenchCommand implements Callable<Integer> {
             System.out.printf("prefill      %.1f tok/s (one %d-token sequence)%n", bestPrefill, promptLen);
             System.out.printf("decode       %.1f tok/s (batch 1, %d tokens; %.1f GB/s of weights)%n", bestDecode, decodeTokens, bestDecode * wBytes / 1e9);
             System.out.printf("peak memory  heap %.0f MB, RSS %.0f MB%n", peakHeap / 1e6, rss / 1e6);
+        }
+        return 0;
+    }
+
+    /**
+     * Training throughput as the anchors measure it: batch x seq-len random tokens, loss on the second half of each sequence,
+     * forward + backward + AdamW step. Prompt tuning: 20 virtual tokens; LoRA: r=8, alpha 16 on q_proj and v_proj.
+     */
+    private int trainBench() throws Exception {
+        long t0 = System.nanoTime();
+        dev.peft4j.model.Gemma3Model m = dev.peft4j.model.Gemma3Model.load(Models.resolve(model, "model"));
+        double loadS = (System.nanoTime() - t0) / 1e9;
+        int H = m.config.hidden(), V = m.config.vocabSize();
+        SplittableRandom rng = new SplittableRandom(7);
+        float[] prompt = null;
+        dev.peft4j.train.Params params;
+        switch (train) {
+            case "prompt-tuning" -> {
+                prompt = dev.peft4j.peft.PromptInit.random(20, H, rng);
+                params = dev.peft4j.train.Params.promptTuning(prompt, H);
+            }
+            case "lora" -> {
+                for (dev.peft4j.model.Linear l : m.weights.linears()) {
+                    if (!l.name.endsWith("q_proj") && !l.name.endsWith("v_proj")) continue;
+                    l.lora = new dev.peft4j.model.Linear.Lora(8, 2f, dev.peft4j.peft.LoraInit.kaimingUniformA(8, l.in(), rng),
+                            new float[l.out() * 8], l.in(), l.out());
+                }
+                params = dev.peft4j.train.Params.lora(m);
+            }
+            case "full" -> params = dev.peft4j.train.Params.full(m);
+            default -> throw new dev.peft4j.util.UserException("--train: expected prompt-tuning, lora or full, got '" + train + "'");
+        }
+        dev.peft4j.train.TrainStep ts = new dev.peft4j.train.TrainStep(m, params, prompt, dev.peft4j.train.AdamW.defaults(0.0),
+                dev.peft4j.train.LrSchedule.of("constant", 1e-4, 0, 1000), 1.0);
+        java.util.List<dev.peft4j.train.TrainStep.Example> b = new java.util.ArrayList<>();
+        for (int i = 0; i < batch; i++) {
+            int[] ids = new int[seqLen], labels = new int[seqLen];
+            ids[0] = m.config.bosId();
+            for (int t = 1; t < seqLen; t++) ids[t] = 3 + rng.nextInt(Math.min(V, 200_000) - 3);
+            for (int t = 0; t < seqLen; t++) labels[t] = t >= seqLen / 2 ? ids[t] : -100;
+            b.add(new dev.peft4j.train.TrainStep.Example(ids, labels));
+        }
+        ts.step(b); // warm-up (JIT)
+        double best = Double.MAX_VALUE;
+        for (int i = 0; i < steps; i++) {
+            long a = System.nanoTime();
+            ts.step(b);
+            best = Math.min(best, (System.nanoTime() - a) / 1e9);
+        }
+        double tps = batch * seqLen / best;
+        long peakHeap = 0;
+        for (var pool : ManagementFactory.getMemoryPoolMXBeans()) {
+            if (pool.getType() == java.lang.management.MemoryType.HEAP && pool.getPeakUsage() != null) peakHeap += pool.getPeakUsage().getUsed();
+        }
+        if (json) {
+            ObjectNode o = new ObjectMapper().createObjectNode();
+            o.put("model", model.toString());
+            o.put("method", train);
+            o.put("threads", Parallel.threads());
+            o.put("batch", batch);
+            o.put("seq_len", seqLen);
+            o.put("trainable_parameters", params.numel());
+            o.put("load_s", round(loadS));
+            o.put("step_s", round(best));
+            o.put("train_tokens_per_s", round(tps));
+            o.put("peak_heap_bytes", peakHeap);
+            o.put("max_heap_bytes", Runtime.getRuntime().maxMemory());
+            o.put("peak_rss_bytes", rssBytes());
+            System.out.println(o);
+        } else {
+            System.out.printf("model        %s (%s weights, %d threads)%n", model, m.weights.embed.dtype, Parallel.threads());
+            System.out.printf("training     %s, %s trainable parameters, batch %d x %d, loss on the second half%n", train, params.numel(), batch, seqLen);
+            System.out.printf("step         %.2f s (best of %d)%n", best, steps);
+            System.out.printf("throughput   %.1f tokens/s%n", tps);
+            System.out.printf("peak memory  heap %.0f MB (max %.0f MB), RSS %.0f MB%n", peakHeap / 1e6, Runtime.getRuntime().maxMemory() / 1e6, rssBytes() / 1e6);
         }
         return 0;
     }
