@@ -30,4 +30,24 @@ public final class Tape {
         /** x·Aᵀ of LoRA modules q,k,v,o,gate,up,down (null where not adapted), already multiplied by the scale. */
         public float[][] loraMid = new float[7][];
     }
+
+    /** Heap bytes held by the recorded activations (arrays shared between fields counted once). */
+    public long bytes() {
+        java.util.Set<Object> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        long b = 0;
+        b += size(seen, embedded) + size(seen, finalIn) + size(seen, finalRstd) + size(seen, finalOut);
+        if (layers != null) {
+            for (LayerTape l : layers) {
+                if (l == null) continue;
+                for (float[] a : new float[][]{l.xIn, l.rstdIn, l.qPre, l.kPre, l.rstdQ, l.rstdK, l.v, l.attn, l.oOut, l.rstdPostAttn,
+                        l.xMid, l.rstdPreFf, l.gate, l.up, l.dOut, l.rstdPostFf}) b += size(seen, a);
+                for (float[] a : l.loraMid) b += size(seen, a);
+            }
+        }
+        return b;
+    }
+
+    private static long size(java.util.Set<Object> seen, float[] a) {
+        return a == null || !seen.add(a) ? 0 : 4L * a.length;
+    }
 }

@@ -65,6 +65,11 @@ public final class CrossEntropy {
         final double[] se = new double[M];
         java.util.Arrays.fill(mx, Float.NEGATIVE_INFINITY);
         final int MM = M;
+        final boolean fused = dHidden != null && dHead == null;
+        // with only d(hidden) wanted, one pass suffices (as in flash attention): d(hidden) = Σ_v softmax_v·z'_v·W_v − z'_t·W_t,
+        // accumulated unnormalized with the running maximum and rescaled whenever it grows
+        final float[] acc = fused ? new float[M * H] : null;
+        final float[] ex = fused ? new float[M * C] : null;
         // pass 1: online log-sum-exp
         for (int v0 = 0; v0 < V; v0 += C) {
             final int c = Math.min(C, V - v0), base = v0;
@@ -80,14 +85,28 @@ public final class CrossEntropy {
                         if (z > cm) cm = z;
                     }
                     float nm = Math.max(mx[m], cm);
-                    double s = se[m] * Math.exp(mx[m] - nm);
-                    for (int j = 0; j < c; j++) s += Math.exp(logits[lo + j] - nm);
+                    double rescale = Math.exp(mx[m] - nm);
+                    double s = se[m] * rescale;
+                    for (int j = 0; j < c; j++) {
+                        double e = Math.exp(logits[lo + j] - nm);
+                        s += e;
+                        if (fused) {
+                            float deriv = 1f;
+                            if (cap != 0f) { float y = logits[lo + j] / cap; deriv = 1f - y * y; }
+                            ex[lo + j] = (float) e * deriv;
+                        }
+                    }
+                    if (fused && rescale != 1.0) {
+                        float f = (float) rescale;
+                        for (int i = 0; i < H; i++) acc[m * H + i] *= f;
+                    }
                     se[m] = s;
                     mx[m] = nm;
                     int t = tgt[m] - base;
                     if (t >= 0 && t < c) tl[m] = logits[lo + t];
                 }
             });
+            if (fused) MatMul.dyW(ex, M, w, acc);
         }
         final float[] lse = new float[M];
         double loss = 0;
@@ -96,6 +115,18 @@ public final class CrossEntropy {
             loss += (double) lse[m] - tl[m];
         }
         if (dHidden == null && dHead == null) return loss;
+        if (fused) {
+            float[] wt = new float[H];
+            for (int m = 0; m < M; m++) {
+                head.rowsToFloat(tgt[m], 1, wt, 0);
+                float dt = 1f;
+                if (cap != 0f) { float y = tl[m] / cap; dt = 1f - y * y; }
+                float inv = (float) (1.0 / se[m]);
+                int ho = rows[m] * H;
+                for (int i = 0; i < H; i++) dHidden[ho + i] += gradScale * (acc[m * H + i] * inv - dt * wt[i]);
+            }
+            return loss;
+        }
         // pass 2: recompute each chunk, dlogits = (softmax - onehot)·gradScale (· softcap derivative)
         final float[] dhs = dHidden == null ? null : new float[M * H];
         final float[] dw = dHead == null ? null : new float[C * H];

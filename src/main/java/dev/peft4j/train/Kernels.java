@@ -2,6 +2,7 @@ package dev.peft4j.train;
 
 import dev.peft4j.model.Linear;
 import dev.peft4j.tensor.MatMul;
+import dev.peft4j.tensor.Matrix;
 import dev.peft4j.tensor.Ops;
 import dev.peft4j.tensor.Parallel;
 
@@ -196,13 +197,38 @@ public final class Kernels {
      */
     public static void loraBackward(Linear.Lora lora, float[] x, float[] mid, float[] dy, int n, float[] dx, float[] dA, float[] dB) {
         int r = lora.r, in = lora.a.cols, out = lora.b.rows;
-        if (dB != null) MatMul.dyTx(dy, mid, n, out, r, dB);
+        if (dB != null) outerAccumulate(dy, mid, n, out, r, dB);
         if (dx == null && dA == null) return;
+        // dmid [n, r] = dy·B as a product against Bᵀ [r, out] (vectorized over the long dimension out)
+        float[] b = lora.b.array(), bt = new float[r * out];
+        for (int o = 0; o < out; o++) for (int k = 0; k < r; k++) bt[k * out + o] = b[o * r + k];
         float[] dmid = new float[n * r];
-        MatMul.dyW(dy, n, lora.b, dmid);
+        MatMul.xWt(dy, 0, n, Matrix.heap(r, out, bt), dmid, 0, false);
         if (lora.scale != 1f) for (int i = 0; i < dmid.length; i++) dmid[i] *= lora.scale;
         if (dA != null) MatMul.dyTx(dmid, x, n, r, in, dA);
         if (dx != null) MatMul.dyW(dmid, n, lora.a, dx);
+    }
+
+    /**
+     * dW[out, r] += dyᵀ·x for a narrow x [n, r] (LoRA's B gradient): streams dy once, parallel over blocks of output rows,
+     * each block of dW staying in cache.
+     */
+    public static void outerAccumulate(float[] dy, float[] x, int n, int out, int r, float[] dW) {
+        final int blk = 64;
+        Parallel.forRange((out + blk - 1) / blk, 1, (b0, b1) -> {
+            for (int bb = b0; bb < b1; bb++) {
+                int o0 = bb * blk, o1 = Math.min(out, o0 + blk);
+                for (int t = 0; t < n; t++) {
+                    int dyo = t * out, xo = t * r;
+                    for (int o = o0; o < o1; o++) {
+                        float c = dy[dyo + o];
+                        if (c == 0f) continue;
+                        int wo = o * r;
+                        for (int k = 0; k < r; k++) dW[wo + k] += c * x[xo + k];
+                    }
+                }
+            }
+        });
     }
 
     // ------------------------------------------------------------------ embeddings
