@@ -59,10 +59,22 @@ public final class TrainStep {
         params.zeroGrad();
         int[] count = new int[1];
         double loss = accumulate(batch, -1, count);
+        return update(loss, count[0]);
+    }
+
+    /**
+     * Clips the accumulated gradients (if configured), takes one AdamW step at the scheduled learning rate and zeroes the
+     * gradients. With gradient accumulation: {@code accumulate} each micro-batch, then call this once.
+     *
+     * @param loss   the loss to report in the result
+     * @param tokens the number of predicted tokens to report
+     */
+    public Result update(double loss, int tokens) {
         double norm = maxGradNorm > 0 ? GradClip.clip(params, maxGradNorm) : GradClip.globalNorm(params);
         double lr = schedule.lr(optimizer.step());
         optimizer.update(params, lr);
-        return new Result(loss, count[0], norm, lr);
+        params.zeroGrad();
+        return new Result(loss, tokens, norm, lr);
     }
 
     /**
@@ -106,6 +118,8 @@ public final class TrainStep {
     private record Batch(List<Gemma3Model.Input> inputs, int[] targets) {}
 
     private Batch prepare(List<Example> batch) {
+        if (batch.isEmpty()) throw new IllegalArgumentException("empty batch");
+        for (Example e : batch) if (e.ids().length == 0) throw new UserException("training example with no tokens");
         int nv = prompt == null ? 0 : prompt.length / model.config.hidden();
         List<Gemma3Model.Input> inputs = new ArrayList<>();
         int rows = 0;

@@ -145,6 +145,32 @@ class GradientParityTest {
         }
     }
 
+    @Test
+    void loraOnUpperLayersOnlySkipsTheRestAndStillMatches() {
+        Path fx = Shared.require("fixtures");
+        Gemma3Model m = Gemma3Model.load(fx.resolve("tiny-gemma3"));
+        try (SafeTensors ref = SafeTensors.open(fx.resolve("tiny-lora-reference.safetensors"));
+             SafeTensors grads = SafeTensors.open(fx.resolve("tiny-lora-grads.safetensors"));
+             SafeTensors ad = SafeTensors.open(fx.resolve("tiny-lora/adapter_model.safetensors"))) {
+            attachLora(m, ad);
+            // train only layer 4's MLP factors and layer 5's v_proj: layers 0-3 and layer 4's attention need no backward
+            Params p = new Params();
+            for (Linear l : m.weights.linears()) {
+                if (!(l.name.startsWith("model.layers.4.mlp") || l.name.equals("model.layers.5.self_attn.v_proj"))) continue;
+                String base = "base_model.model." + l.name + ".";
+                p.add(base + "lora_A.weight", l.lora.a.array(), true, l.lora.r, l.in());
+                p.add(base + "lora_B.weight", l.lora.b.array(), true, l.out(), l.lora.r);
+            }
+            assertEquals(8, p.size());
+            double loss = step(m, p, null).accumulate(batch(ref), -1, null);
+            assertEquals(ref.get("loss").toFloats()[0], loss, 1e-5, "loss");
+            for (Params.Param q : p) {
+                double e = relErr(q.grad(), grads.get(q.name().replace(".weight", ".default.weight")).toFloats());
+                assertTrue(e < 1e-4, q.name() + ": relative error " + e);
+            }
+        }
+    }
+
     // Linear.merge() keeps the LoRA branch attached; while merged, park it so the forward does not add it twice.
     private static final java.util.Map<Linear, Linear.Lora> PARKED = new java.util.IdentityHashMap<>();
 
