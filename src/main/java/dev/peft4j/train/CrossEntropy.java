@@ -106,7 +106,7 @@ public final class CrossEntropy {
                     if (t >= 0 && t < c) tl[m] = logits[lo + t];
                 }
             });
-            if (fused) MatMul.dyW(ex, M, w, acc);
+            if (fused) BackMatMul.dx(ex, M, w, acc);
         }
         final float[] lse = new float[M];
         double loss = 0;
@@ -151,10 +151,10 @@ public final class CrossEntropy {
                     }
                 }
             });
-            if (dhs != null) MatMul.dyW(logits, M, w, dhs);
+            if (dhs != null) BackMatMul.dx(logits, M, w, dhs);
             if (dw != null) {
                 java.util.Arrays.fill(dw, 0, c * H, 0f);
-                MatMul.dyTx(logits, hs, M, c, H, dw);
+                BackMatMul.dW(logits, hs, M, c, H, dw);
                 for (int i = 0; i < c * H; i++) dHead[v0 * H + i] += dw[i];
             }
         }

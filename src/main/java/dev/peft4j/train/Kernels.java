@@ -186,8 +186,8 @@ public final class Kernels {
      */
     public static void linearBackward(Linear lin, float[] x, float[] dy, int n, float[] dx, float[] dW,
                                       float[] loraMid, float[] dA, float[] dB) {
-        if (dx != null) MatMul.dyW(dy, n, lin.weight, dx);
-        if (dW != null) MatMul.dyTx(dy, x, n, lin.out(), lin.in(), dW);
+        if (dx != null) BackMatMul.dx(dy, n, lin.weight, dx);
+        if (dW != null) BackMatMul.dW(dy, x, n, lin.out(), lin.in(), dW);
         if (lin.lora != null && (dx != null || dA != null || dB != null)) loraBackward(lin.lora, x, loraMid, dy, n, dx, dA, dB);
     }
 
@@ -205,8 +205,8 @@ public final class Kernels {
         float[] dmid = new float[n * r];
         MatMul.xWt(dy, 0, n, Matrix.heap(r, out, bt), dmid, 0, false);
         if (lora.scale != 1f) for (int i = 0; i < dmid.length; i++) dmid[i] *= lora.scale;
-        if (dA != null) MatMul.dyTx(dmid, x, n, r, in, dA);
-        if (dx != null) MatMul.dyW(dmid, n, lora.a, dx);
+        if (dA != null) BackMatMul.dW(dmid, x, n, r, in, dA);
+        if (dx != null) BackMatMul.dx(dmid, n, lora.a, dx);
     }
 
     /**
