@@ -17,6 +17,8 @@ public final class Linear {
         public final int r;
         public final float scale;
         public final Matrix a, b;
+        /** PEFT's lora_dropout: probability of zeroing an input element of the LoRA branch while training (0 = none). */
+        public float dropout;
 
         public Lora(int r, float scale, float[] a, float[] b, int in, int out) {
             this.r = r;
@@ -36,12 +38,41 @@ public final class Linear {
 
     /** y[n, out] = x[n, in]·Wᵀ (+ LoRA). If {@code loraMid} is non-null it receives x·Aᵀ [n, r] (for the backward pass). */
     public void forward(float[] x, int n, float[] y, float[] loraMid) {
+        forward(x, n, y, loraMid, 0L);
+    }
+
+    /**
+     * As {@link #forward(float[], int, float[], float[])}; with a non-zero {@code dropoutSeed} and {@code lora.dropout} > 0 the
+     * LoRA branch sees dropout(x) (inverted dropout, mask from the seed, see {@link #dropout}), as PEFT does in training.
+     */
+    public void forward(float[] x, int n, float[] y, float[] loraMid, long dropoutSeed) {
         MatMul.xWt(x, 0, n, weight, y, 0, false);
         if (lora != null) {
             float[] t = loraMid != null ? loraMid : new float[n * lora.r];
-            MatMul.xWt(x, 0, n, lora.a, t, 0, false);
+            float[] xl = x;
+            if (dropoutSeed != 0 && lora.dropout > 0f) {
+                xl = new float[n * in()];
+                dropout(x, xl, n * in(), lora.dropout, dropoutSeed);
+            }
+            MatMul.xWt(xl, 0, n, lora.a, t, 0, false);
             if (lora.scale != 1f) for (int i = 0; i < n * lora.r; i++) t[i] *= lora.scale;
             MatMul.xWt(t, 0, n, lora.b, y, 0, true);
+        }
+    }
+
+    /**
+     * Inverted dropout with a mask that is a pure function of (seed, index), so the backward pass can recompute it:
+     * out[i] = keep(i) ? x[i] / (1 − p) : 0, keep(i) with probability 1 − p.
+     */
+    public static void dropout(float[] x, float[] out, int len, float p, long seed) {
+        float scale = 1f / (1f - p);
+        long threshold = (long) (p * (double) (1L << 40));
+        for (int i = 0; i < len; i++) {
+            long z = seed + 0x9E3779B97F4A7C15L * (i + 1L);
+            z = (z ^ (z >>> 33)) * 0xFF51AFD7ED558CCDL;
+            z = (z ^ (z >>> 33)) * 0xC4CEB9FE1A85EC53L;
+            z ^= z >>> 33;
+            out[i] = (z >>> 24) >= threshold ? x[i] * scale : 0f;
         }
     }
 

@@ -15,6 +15,17 @@ public final class Tape {
     public float[] finalIn;         // [rows, H] residual stream before the final norm
     public float[] finalRstd;       // [rows]
     public float[] finalOut;        // [rows, H] after the final norm (input of the output head)
+    /** Non-zero: apply LoRA dropout (modules with {@code Lora.dropout} > 0) with masks derived from this seed (training). */
+    public long dropoutSeed;
+
+    /** The dropout seed of module {@code module} (0..6 = q,k,v,o,gate,up,down) of layer {@code layer}; never 0. */
+    public static long moduleSeed(long base, int layer, int module) {
+        long z = base + 0x9E3779B97F4A7C15L * (layer * 8L + module + 1);
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        z ^= z >>> 31;
+        return z == 0 ? 1 : z;
+    }
 
     public static final class LayerTape {
         // Only what cannot be recomputed cheaply is kept: the backward pass recomputes the normed inputs (h1 = norm(xIn),

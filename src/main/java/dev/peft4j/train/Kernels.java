@@ -186,9 +186,15 @@ public final class Kernels {
      */
     public static void linearBackward(Linear lin, float[] x, float[] dy, int n, float[] dx, float[] dW,
                                       float[] loraMid, float[] dA, float[] dB) {
+        linearBackward(lin, x, dy, n, dx, dW, loraMid, dA, dB, 0L);
+    }
+
+    /** {@link #linearBackward} of a forward that ran with LoRA dropout seed {@code dropoutSeed} (0 = none). */
+    public static void linearBackward(Linear lin, float[] x, float[] dy, int n, float[] dx, float[] dW,
+                                      float[] loraMid, float[] dA, float[] dB, long dropoutSeed) {
         if (dx != null) BackMatMul.dx(dy, n, lin.weight, dx);
         if (dW != null) BackMatMul.dW(dy, x, n, lin.out(), lin.in(), dW);
-        if (lin.lora != null && (dx != null || dA != null || dB != null)) loraBackward(lin.lora, x, loraMid, dy, n, dx, dA, dB);
+        if (lin.lora != null && (dx != null || dA != null || dB != null)) loraBackward(lin.lora, x, loraMid, dy, n, dx, dA, dB, dropoutSeed);
     }
 
     /**
@@ -196,7 +202,17 @@ public final class Kernels {
      * dA += dmidᵀ·x, dx += dmid·A.
      */
     public static void loraBackward(Linear.Lora lora, float[] x, float[] mid, float[] dy, int n, float[] dx, float[] dA, float[] dB) {
+        loraBackward(lora, x, mid, dy, n, dx, dA, dB, 0L);
+    }
+
+    /**
+     * {@link #loraBackward} with LoRA dropout: the forward used xd = dropout(x) (mask recomputed from {@code dropoutSeed}), so
+     * dA += dmidᵀ·xd and dx += dropout(dmid·A) with the same mask and scale.
+     */
+    public static void loraBackward(Linear.Lora lora, float[] x, float[] mid, float[] dy, int n, float[] dx, float[] dA, float[] dB,
+                                    long dropoutSeed) {
         int r = lora.r, in = lora.a.cols, out = lora.b.rows;
+        boolean drop = dropoutSeed != 0 && lora.dropout > 0f;
         if (dB != null) outerAccumulate(dy, mid, n, out, r, dB);
         if (dx == null && dA == null) return;
         // dmid [n, r] = dy·B as a product against Bᵀ [r, out] (vectorized over the long dimension out)
@@ -205,8 +221,24 @@ public final class Kernels {
         float[] dmid = new float[n * r];
         MatMul.xWt(dy, 0, n, Matrix.heap(r, out, bt), dmid, 0, false);
         if (lora.scale != 1f) for (int i = 0; i < dmid.length; i++) dmid[i] *= lora.scale;
-        if (dA != null) BackMatMul.dW(dmid, x, n, r, in, dA);
-        if (dx != null) BackMatMul.dx(dmid, n, lora.a, dx);
+        if (dA != null) {
+            float[] xd = x;
+            if (drop) {
+                xd = new float[n * in];
+                Linear.dropout(x, xd, n * in, lora.dropout, dropoutSeed);
+            }
+            BackMatMul.dW(dmid, xd, n, r, in, dA);
+        }
+        if (dx != null) {
+            if (!drop) {
+                BackMatMul.dx(dmid, n, lora.a, dx);
+            } else {
+                float[] t = new float[n * in];
+                BackMatMul.dx(dmid, n, lora.a, t);
+                Linear.dropout(t, t, n * in, lora.dropout, dropoutSeed);
+                for (int i = 0; i < n * in; i++) dx[i] += t[i];
+            }
+        }
     }
 
     /**

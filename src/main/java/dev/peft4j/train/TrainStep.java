@@ -37,18 +37,25 @@ public final class TrainStep {
     public final AdamW optimizer;
     public final LrSchedule schedule;
     public final double maxGradNorm;
+    private final java.util.SplittableRandom dropoutRng;
 
     /**
      * @param prompt      the virtual-token vectors [n, H] for prompt tuning (must be a parameter in {@code params}), else null
      * @param maxGradNorm clip the global gradient norm to this (≤ 0: no clipping)
      */
     public TrainStep(Gemma3Model model, Params params, float[] prompt, AdamW optimizer, LrSchedule schedule, double maxGradNorm) {
+        this(model, params, prompt, optimizer, schedule, maxGradNorm, 42L);
+    }
+
+    /** @param seed seeds the LoRA dropout masks (only used by modules with {@code Lora.dropout} > 0) */
+    public TrainStep(Gemma3Model model, Params params, float[] prompt, AdamW optimizer, LrSchedule schedule, double maxGradNorm, long seed) {
         this.model = model;
         this.params = params;
         this.prompt = prompt;
         this.optimizer = optimizer;
         this.schedule = schedule;
         this.maxGradNorm = maxGradNorm;
+        this.dropoutRng = new java.util.SplittableRandom(seed);
         if (prompt != null && (prompt.length % model.config.hidden() != 0 || params.gradOf(prompt) == null)) {
             throw new IllegalArgumentException("prompt must be [n, hidden] and registered in params");
         }
@@ -88,6 +95,8 @@ public final class TrainStep {
     public double accumulate(List<Example> batch, int numItems, int[] countOut) {
         Batch b = prepare(batch);
         Tape tape = new Tape();
+        long ds = dropoutRng.nextLong();
+        tape.dropoutSeed = ds == 0 ? 1 : ds;
         float[] hidden = model.forward(b.inputs, tape);
         int n = CrossEntropy.count(b.targets);
         if (countOut != null) countOut[0] = n;

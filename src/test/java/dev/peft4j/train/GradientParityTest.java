@@ -4,6 +4,7 @@ import dev.peft4j.Shared;
 import dev.peft4j.io.SafeTensors;
 import dev.peft4j.model.Gemma3Model;
 import dev.peft4j.model.Linear;
+import dev.peft4j.model.Tape;
 import org.junit.jupiter.api.Test;
 
 import java.nio.file.Path;
@@ -198,6 +199,53 @@ class GradientParityTest {
                 assertTrue(e < 1e-5, q.name() + ": packed vs separate relative difference " + e);
             }
         }
+    }
+
+    /** With LoRA dropout the gradient is that of the dropped-out forward: a directional derivative of the loss agrees. */
+    @Test
+    void loraDropoutGradientMatchesDirectionalDerivative() {
+        Path fx = Shared.require("fixtures");
+        Gemma3Model m = Gemma3Model.load(fx.resolve("tiny-gemma3"));
+        try (SafeTensors ref = SafeTensors.open(fx.resolve("tiny-lora-reference.safetensors"));
+             SafeTensors ad = SafeTensors.open(fx.resolve("tiny-lora/adapter_model.safetensors"))) {
+            attachLora(m, ad);
+            for (Linear l : m.weights.linears()) l.lora.dropout = 0.25f;
+            Params p = Params.lora(m);
+            List<TrainStep.Example> b = batch(ref);
+            int[] targets = new int[B * T];
+            for (int s = 0; s < B; s++) System.arraycopy(CrossEntropy.shiftLabels(b.get(s).labels()), 0, targets, s * T, T);
+            int count = CrossEntropy.count(targets);
+            long seed = 1234567L;
+            java.util.function.Supplier<Double> loss = () -> {
+                Tape t = new Tape();
+                t.dropoutSeed = seed;
+                float[] h = m.forward(inputs(m, b), t);
+                return CrossEntropy.lossAndGrad(h, H, targets, m.lmHead(), null, 1f, null, null) / count;
+            };
+            Tape t = new Tape();
+            t.dropoutSeed = seed;
+            float[] h = m.forward(inputs(m, b), t);
+            float[] dh = new float[h.length];
+            double l0 = CrossEntropy.lossAndGrad(h, H, targets, m.lmHead(), null, 1f / count, dh, null) / count;
+            Backward.run(m, t, dh, p, false);
+            double noDrop = step(m, new Params(), null).loss(b);
+            assertTrue(Math.abs(l0 - noDrop) > 1e-4, "dropout changes the loss");
+            // direction: the gradient itself, normalized; derivative along it = |g|
+            double norm = GradClip.globalNorm(p);
+            double eps = 1e-2 / norm;
+            for (Params.Param q : p) for (int i = 0; i < q.data().length; i++) q.data()[i] += (float) (eps * q.grad()[i]);
+            double up = loss.get();
+            for (Params.Param q : p) for (int i = 0; i < q.data().length; i++) q.data()[i] -= (float) (2 * eps * q.grad()[i]);
+            double dn = loss.get();
+            double numeric = (up - dn) / (2 * eps * norm);   // ≈ |g|
+            assertEquals(norm, numeric, 2e-3 * norm, "directional derivative");
+        }
+    }
+
+    static List<Gemma3Model.Input> inputs(Gemma3Model m, List<TrainStep.Example> b) {
+        List<Gemma3Model.Input> in = new ArrayList<>();
+        for (TrainStep.Example e : b) in.add(new Gemma3Model.Input(m.newCache(), null, e.ids()));
+        return in;
     }
 
     static TrainStep.Example trim(TrainStep.Example e, int n) {

@@ -221,6 +221,65 @@ class KernelsGradientTest {
     }
 
     @Test
+    void loraBackwardWithDropout() {
+        int n = 7, in = 24, out = 11, r = 2;
+        float s = 2f, p = 0.3f;
+        long seed = 0x5EEDL;
+        float[] x = rand(n * in, 1), w = rand(out * in, 0.3), a = rand(r * in, 0.3), b = rand(out * r, 0.3), R = rand(n * out, 1);
+        Linear lin = new Linear("m", Matrix.heap(out, in, w.clone()));
+        lin.lora = new Linear.Lora(r, s, a.clone(), b.clone(), in, out);
+        lin.lora.dropout = p;
+        float[] y = new float[n * out], mid = new float[n * r];
+        lin.forward(x, n, y, mid, seed);
+        // the mask as a pure function of (seed, index): applied to ones it gives 0 or 1/(1-p)
+        float[] mask = new float[n * in];
+        java.util.Arrays.fill(mask, 1f);
+        Linear.dropout(mask, mask, n * in, p, seed);
+        int zeros = 0;
+        for (float m : mask) {
+            if (m == 0f) zeros++;
+            else assertEquals(1f / (1f - p), m, 1e-6f);
+        }
+        assertTrue(zeros > 0 && zeros < n * in, "mask drops " + zeros + " of " + n * in);
+        double[] xd = d(x), wd = d(w), ad = d(a), bd = d(b);
+        Function<double[][], double[]> fwd = v -> {
+            double[] xm = v[0].clone();
+            for (int i = 0; i < xm.length; i++) xm[i] *= mask[i];
+            double[] base = linear(v[0], v[1], v[2], v[3], 0, n, in, out, r);
+            double[] lora = linear(xm, new double[out * in], v[2], v[3], s, n, in, out, r);
+            for (int i = 0; i < base.length; i++) base[i] += lora[i];
+            return base;
+        };
+        double[] yd = fwd.apply(new double[][]{xd, wd, ad, bd});
+        for (int i = 0; i < y.length; i++) assertEquals(yd[i], y[i], 1e-5, "forward with dropout");
+        float[] dx = new float[n * in], dA = new float[r * in], dB = new float[out * r];
+        Kernels.linearBackward(lin, x, R, n, dx, null, mid, dA, dB, seed);
+        assertClose(numeric(xd, v -> dot(fwd.apply(new double[][]{v, wd, ad, bd}), R)), dx, 1e-5, "dropout dx");
+        assertClose(numeric(ad, v -> dot(fwd.apply(new double[][]{xd, wd, v, bd}), R)), dA, 1e-5, "dropout dA");
+        assertClose(numeric(bd, v -> dot(fwd.apply(new double[][]{xd, wd, ad, v}), R)), dB, 1e-5, "dropout dB");
+        // without a seed (evaluation) there is no dropout
+        float[] y0 = new float[n * out];
+        lin.forward(x, n, y0, null, 0L);
+        double[] ye = linear(xd, wd, ad, bd, s, n, in, out, r);
+        for (int i = 0; i < y0.length; i++) assertEquals(ye[i], y0[i], 1e-5);
+    }
+
+    @Test
+    void dropoutMaskRate() {
+        int len = 200_000;
+        float[] ones = new float[len];
+        java.util.Arrays.fill(ones, 1f);
+        for (float p : new float[]{0.05f, 0.5f}) {
+            float[] m = new float[len];
+            Linear.dropout(ones, m, len, p, 99L);
+            int z = 0;
+            for (float v : m) if (v == 0f) z++;
+            double sd = Math.sqrt(len * p * (1 - p));
+            assertEquals(len * p, z, 5 * sd, "dropped elements at p=" + p);
+        }
+    }
+
+    @Test
     void embeddingAndVirtualTokenBackward() {
         int V = 7, H = 5;
         float scale = 2.5f;
