@@ -58,7 +58,7 @@ public final class Backward {
             // ---- MLP block: xOut = xMid + postFf(down(gelu(gate(h2))·up(h2))), h2 = preFf(xMid)
             java.util.Arrays.fill(dd, 0f);
             Kernels.rmsNormBackward(t.dOut, t.rstdPostFf, w.postFfNorm, dx, dd, params.gradOf(w.postFfNorm), N, H);
-            Kernels.geluMul(t.gate, t.up, act, N * I);
+            if (needsInput(w.down, params)) Kernels.geluMul(t.gate, t.up, act, N * I);   // down's input, only for its own gradients
             java.util.Arrays.fill(dAct, 0f);
             linear(w.down, act, dd, N, dAct, params, t.loraMid[6], seed(tape, l, 6));
             Kernels.geluMulBackward(t.gate, t.up, dAct, dAct, du, N * I);
@@ -112,6 +112,11 @@ public final class Backward {
             dB = p.gradOf(lin.lora.b);
         }
         Kernels.linearBackward(lin, x, dy, n, dx, p.gradOf(lin.weight), loraMid, dA, dB, dropoutSeed);
+    }
+
+    /** Whether a linear's input is read by its backward (weight gradient or LoRA A gradient). */
+    private static boolean needsInput(Linear l, Params p) {
+        return p.gradOf(l.weight) != null || (l.lora != null && p.gradOf(l.lora.a) != null);
     }
 
     private static boolean trainable(Gemma3Weights.Layer w, Params p) {
