@@ -175,7 +175,7 @@ public final class Gemma3Model {
                 kv.count[l] += rowCount[s];
             }
             attention(inputs, l, rowStart, rowCount, pos, q, att, sl);
-            if (lt != null) lt.attn = att.clone();
+            if (lt != null && tape.keepAttn) lt.attn = att.clone();
             w.o.forward(att, N, o, mid(lt, 3, w.o, N), dropSeed(tape, l, 3));
             if (lt != null) lt.oOut = o.clone();
             Ops.rmsNorm(o, 0, o, 0, N, H, w.postAttnNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPostAttn, 0);

@@ -17,6 +17,8 @@ public final class Tape {
     public float[] finalOut;        // [rows, H] after the final norm (input of the output head)
     /** Non-zero: apply LoRA dropout (modules with {@code Lora.dropout} > 0) with masks derived from this seed (training). */
     public long dropoutSeed;
+    /** Whether to keep each layer's attention output (o_proj's input); only o_proj's own gradients (weight, LoRA A) read it. */
+    public boolean keepAttn = true;
 
     /** The dropout seed of module {@code module} (0..6 = q,k,v,o,gate,up,down) of layer {@code layer}; never 0. */
     public static long moduleSeed(long base, int layer, int module) {

@@ -72,6 +72,7 @@ public final class Backward {
             java.util.Arrays.fill(dd, 0f);
             Kernels.rmsNormBackward(t.oOut, t.rstdPostAttn, w.postAttnNorm, dx, dd, params.gradOf(w.postAttnNorm), N, H);
             java.util.Arrays.fill(dAtt, 0f);
+            if (t.attn == null && needsInput(w.o, params)) throw new IllegalStateException("o_proj is trainable but the tape has no attention output (Tape.keepAttn)");
             linear(w.o, t.attn, dd, N, dAtt, params, t.loraMid[3], seed(tape, l, 3));
             boolean sl = c.isSliding(l);
             float[] cos = model.ropeCos(sl, maxLen), sin = model.ropeSin(sl, maxLen);
@@ -115,7 +116,7 @@ public final class Backward {
     }
 
     /** Whether a linear's input is read by its backward (weight gradient or LoRA A gradient). */
-    private static boolean needsInput(Linear l, Params p) {
+    static boolean needsInput(Linear l, Params p) {
         return p.gradOf(l.weight) != null || (l.lora != null && p.gradOf(l.lora.a) != null);
     }
 

@@ -97,6 +97,8 @@ public final class TrainStep {
         Tape tape = new Tape();
         long ds = dropoutRng.nextLong();
         tape.dropoutSeed = ds == 0 ? 1 : ds;
+        tape.keepAttn = false;
+        for (var layer : model.weights.layers) tape.keepAttn |= Backward.needsInput(layer.o, params);
         float[] hidden = model.forward(b.inputs, tape);
         int n = CrossEntropy.count(b.targets);
         if (countOut != null) countOut[0] = n;

@@ -34,6 +34,12 @@ class TapeMemoryTest {
         m.forward(in, t);
         var c = m.config;
         assertEquals(4L * rows * floatsPerRow(c.hidden(), c.intermediate(), c.heads(), c.kvHeads(), c.headDim(), c.layers()), t.bytes());
+        Tape lean = new Tape();
+        lean.keepAttn = false;   // prompt tuning, or LoRA without o_proj
+        List<Gemma3Model.Input> again = new ArrayList<>();
+        for (Gemma3Model.Input i : in) again.add(new Gemma3Model.Input(m.newCache(), null, i.ids()));
+        m.forward(again, lean);
+        assertEquals(t.bytes() - 4L * rows * c.heads() * c.headDim() * c.layers(), lean.bytes());
         // gemma-3-270m (hidden 640, intermediate 2048, 4 x 256 heads, 1 x 256 kv, 18 layers), batch 4 x 512
         long real = 4L * 4 * 512 * floatsPerRow(640, 2048, 4, 1, 256, 18);
         System.out.printf("tape for gemma-3-270m, 4 x 512 tokens: %.2f GB%n", real / 1e9);
