@@ -4,6 +4,9 @@ import dev.peft4j.tensor.MatMul;
 import dev.peft4j.tensor.Matrix;
 import dev.peft4j.tensor.Parallel;
 import dev.peft4j.util.UserException;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * Cross-entropy of the output head over the vocabulary, computed in vocabulary chunks with an online log-sum-exp, only for
@@ -78,24 +81,10 @@ public final class CrossEntropy {
             Parallel.forRange(M, 8, (a, b) -> {
                 for (int m = a; m < b; m++) {
                     int lo = m * c;
-                    float cm = Float.NEGATIVE_INFINITY;
-                    for (int j = 0; j < c; j++) {
-                        float z = logits[lo + j];
-                        if (cap != 0f) z = logits[lo + j] = (float) (cap * Math.tanh(z / cap));
-                        if (z > cm) cm = z;
-                    }
+                    float cm = softcapMax(logits, lo, c, cap);
                     float nm = Math.max(mx[m], cm);
                     double rescale = Math.exp(mx[m] - nm);
-                    double s = se[m] * rescale;
-                    for (int j = 0; j < c; j++) {
-                        double e = Math.exp(logits[lo + j] - nm);
-                        s += e;
-                        if (fused) {
-                            float deriv = 1f;
-                            if (cap != 0f) { float y = logits[lo + j] / cap; deriv = 1f - y * y; }
-                            ex[lo + j] = (float) e * deriv;
-                        }
-                    }
+                    double s = se[m] * rescale + expSum(logits, lo, c, nm, fused ? ex : null, cap);
                     if (fused && rescale != 1.0) {
                         float f = (float) rescale;
                         for (int i = 0; i < H; i++) acc[m * H + i] *= f;
@@ -111,8 +100,9 @@ public final class CrossEntropy {
         final float[] lse = new float[M];
         double loss = 0;
         for (int m = 0; m < M; m++) {
-            lse[m] = (float) (mx[m] + Math.log(se[m]));
-            loss += (double) lse[m] - tl[m];
+            double l = mx[m] + Math.log(se[m]);
+            lse[m] = (float) l;
+            loss += l - tl[m];
         }
         if (dHidden == null && dHead == null) return loss;
         if (fused) {
@@ -137,17 +127,11 @@ public final class CrossEntropy {
             Parallel.forRange(MM, 8, (a, b) -> {
                 for (int m = a; m < b; m++) {
                     int lo = m * c;
-                    for (int j = 0; j < c; j++) {
-                        float z = logits[lo + j];
-                        float deriv = 1f;
-                        if (cap != 0f) {
-                            float y = (float) Math.tanh(z / cap);
-                            z = cap * y;
-                            deriv = 1f - y * y;
-                        }
-                        float p = (float) Math.exp(z - lse[m]);
-                        if (tgt[m] == base + j) p -= 1f;
-                        logits[lo + j] = p * gradScale * deriv;
+                    softmaxGrad(logits, lo, c, lse[m], cap, gradScale);
+                    int t = tgt[m] - base;
+                    if (t >= 0 && t < c) {
+                        float y = cap != 0f ? tl[m] / cap : 0f;
+                        logits[lo + t] -= gradScale * (1f - y * y);
                     }
                 }
             });
@@ -165,6 +149,81 @@ public final class CrossEntropy {
             }
         }
         return loss;
+    }
+
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final int L = F.length();
+
+    /** Applies the softcap c·tanh(z/c) in place (if cap != 0) to z[lo, lo+n) and returns the maximum. */
+    static float softcapMax(float[] z, int lo, int n, float cap) {
+        FloatVector mv = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+        int j = 0;
+        for (; j + L <= n; j += L) {
+            FloatVector v = FloatVector.fromArray(F, z, lo + j);
+            if (cap != 0f) {
+                v = v.div(cap).lanewise(VectorOperators.TANH).mul(cap);
+                v.intoArray(z, lo + j);
+            }
+            mv = mv.max(v);
+        }
+        float m = mv.reduceLanes(VectorOperators.MAX);
+        for (; j < n; j++) {
+            if (cap != 0f) z[lo + j] = (float) (cap * Math.tanh(z[lo + j] / cap));
+            m = Math.max(m, z[lo + j]);
+        }
+        return m;
+    }
+
+    /** Σ exp(z − max) over z[lo, lo+n) (softcapped values); if ex is non-null it receives exp(z − max)·(1 − (z/cap)²). */
+    static double expSum(float[] z, int lo, int n, float max, float[] ex, float cap) {
+        FloatVector acc = FloatVector.zero(F);
+        int j = 0;
+        for (; j + L <= n; j += L) {
+            FloatVector v = FloatVector.fromArray(F, z, lo + j);
+            FloatVector e = v.sub(max).lanewise(VectorOperators.EXP);
+            acc = acc.add(e);
+            if (ex != null) {
+                if (cap != 0f) {
+                    FloatVector y = v.div(cap);
+                    e = e.mul(y.mul(y).neg().add(1f));
+                }
+                e.intoArray(ex, lo + j);
+            }
+        }
+        double s = acc.reduceLanes(VectorOperators.ADD);
+        for (; j < n; j++) {
+            double e = Math.exp(z[lo + j] - max);
+            s += e;
+            if (ex != null) {
+                float y = cap != 0f ? z[lo + j] / cap : 0f;
+                ex[lo + j] = (float) e * (1f - y * y);
+            }
+        }
+        return s;
+    }
+
+    /** z[lo, lo+n) (raw logits) ← softmax(softcap(z))·scale·softcap'(z), given the row's log-sum-exp. */
+    static void softmaxGrad(float[] z, int lo, int n, float lse, float cap, float scale) {
+        int j = 0;
+        for (; j + L <= n; j += L) {
+            FloatVector v = FloatVector.fromArray(F, z, lo + j);
+            FloatVector d = FloatVector.broadcast(F, scale);
+            if (cap != 0f) {
+                FloatVector y = v.div(cap).lanewise(VectorOperators.TANH);
+                v = y.mul(cap);
+                d = d.mul(y.mul(y).neg().add(1f));
+            }
+            v.sub(lse).lanewise(VectorOperators.EXP).mul(d).intoArray(z, lo + j);
+        }
+        for (; j < n; j++) {
+            float v = z[lo + j], d = scale;
+            if (cap != 0f) {
+                float y = (float) Math.tanh(v / cap);
+                v = cap * y;
+                d *= 1f - y * y;
+            }
+            z[lo + j] = (float) Math.exp(v - lse) * d;
+        }
     }
 
     /** Rows [v0, v0+c) of the head as a float32 heap matrix (the whole head itself when it is on the heap and c = V). */

@@ -349,6 +349,52 @@ class KernelsGradientTest {
         }
     }
 
+    /** Wider vocabulary (vector paths, several chunks) against the closed-form gradient in double precision. */
+    @Test
+    void chunkedCrossEntropyAgainstClosedForm() {
+        int N = 5, H = 16, V = 300;
+        int[] targets = {299, 0, -100, 150, 17};
+        float[] hid = rand(N * H, 1), head = rand(V * H, 1);
+        int saved = CrossEntropy.maxChunkFloats;
+        try {
+            for (Double cap : new Double[]{null, 4.0}) {
+                for (int chunkFloats : new int[]{1 << 20, 4 * 130}) {   // one chunk; chunks of 130 columns
+                    CrossEntropy.maxChunkFloats = chunkFloats;
+                    double want = 0;
+                    double[] wdh = new double[N * H], wdw = new double[V * H];
+                    for (int r = 0; r < N; r++) {
+                        if (targets[r] == -100) continue;
+                        double[] z = new double[V], dz = new double[V];
+                        double max = Double.NEGATIVE_INFINITY, se = 0;
+                        for (int o = 0; o < V; o++) {
+                            for (int i = 0; i < H; i++) z[o] += (double) hid[r * H + i] * head[o * H + i];
+                            dz[o] = 1;
+                            if (cap != null) { double y = Math.tanh(z[o] / cap); z[o] = cap * y; dz[o] = 1 - y * y; }
+                            max = Math.max(max, z[o]);
+                        }
+                        for (int o = 0; o < V; o++) se += Math.exp(z[o] - max);
+                        want += max + Math.log(se) - z[targets[r]];
+                        for (int o = 0; o < V; o++) {
+                            double g = 0.5 * (Math.exp(z[o] - max) / se - (o == targets[r] ? 1 : 0)) * dz[o];
+                            for (int i = 0; i < H; i++) { wdh[r * H + i] += g * head[o * H + i]; wdw[o * H + i] += g * hid[r * H + i]; }
+                        }
+                    }
+                    float[] dh = new float[N * H], dw = new float[V * H], dh2 = new float[N * H];
+                    double loss = CrossEntropy.lossAndGrad(hid, H, targets, Matrix.heap(V, H, head), cap, 0.5f, dh, dw);
+                    double loss2 = CrossEntropy.lossAndGrad(hid, H, targets, Matrix.heap(V, H, head), cap, 0.5f, dh2, null);   // fused path
+                    String w = " (cap " + cap + ", chunk " + chunkFloats + ")";
+                    assertEquals(want, loss, 1e-5 * want, "loss" + w);
+                    assertEquals(want, loss2, 1e-5 * want, "loss, fused" + w);
+                    assertClose(wdh, dh, 1e-5, "d hidden" + w);
+                    assertClose(wdh, dh2, 1e-5, "d hidden, fused" + w);
+                    assertClose(wdw, dw, 1e-5, "d head" + w);
+                }
+            }
+        } finally {
+            CrossEntropy.maxChunkFloats = saved;
+        }
+    }
+
     @Test
     void labelsAreShiftedAndOutOfRangeTargetsRejected() {
         assertArrayEquals(new int[]{-100, 5, 6, -100}, CrossEntropy.shiftLabels(new int[]{4, -100, 5, 6}));
