@@ -87,10 +87,18 @@ public final class Kernels {
      * Backward of causal (optionally sliding-window) GQA attention, per packed sequence: sequence s owns rows
      * [rowStart[s], rowStart[s]+rowCount[s]) at consecutive positions; query i sees key j iff j ≤ i and (window ≤ 0 or
      * i − j < window). q [N, nH·D], k/v [N, nKV·D] are the saved post-RoPE q/k and v; dOut [N, nH·D]. The probabilities are
-     * recomputed from q and k. dq, dk, dv are OVERWRITTEN. Two passes without write conflicts: over (query row, head) for dq
-     * and the row statistics (log-sum-exp and Σ p·dp), then over (key row, kv head) for dk and dv.
+     * recomputed from q and k. dq, dk, dv are OVERWRITTEN. Tiled implementation: {@link AttentionBackward}.
      */
     public static void attentionBackward(float[] q, float[] k, float[] v, float[] dOut, float[] dq, float[] dk, float[] dv,
+                                         int[] rowStart, int[] rowCount, int nH, int nKV, int D, float scale, int window) {
+        AttentionBackward.run(q, k, v, dOut, dq, dk, dv, rowStart, rowCount, nH, nKV, D, scale, window);
+    }
+
+    /**
+     * The same as {@link #attentionBackward}, one (query, key) pair at a time (a simple reference): two passes without write
+     * conflicts, over (query row, head) for dq and the row statistics, then over (key row, kv head) for dk and dv.
+     */
+    public static void attentionBackwardRowwise(float[] q, float[] k, float[] v, float[] dOut, float[] dq, float[] dk, float[] dv,
                                          int[] rowStart, int[] rowCount, int nH, int nKV, int D, float scale, int window) {
         final int N = q.length / (nH * D);
         final int groups = nH / nKV;

@@ -170,15 +170,38 @@ class KernelsGradientTest {
         int[] rowStart = {0, 7}, rowCount = {7, 5};
         int N = 12;
         float scale = (float) Math.pow(6, -0.5);
-        for (int window : new int[]{0, 3}) {
-            float[] q = rand(N * nH * D, 1), k = rand(N * nKV * D, 1), v = rand(N * nKV * D, 1), R = rand(N * nH * D, 1);
-            float[] dq = new float[q.length], dk = new float[k.length], dv = new float[v.length];
-            Kernels.attentionBackward(q, k, v, R, dq, dk, dv, rowStart, rowCount, nH, nKV, D, scale, window);
-            double[] qd = d(q), kd = d(k), vd = d(v);
-            String w = " (window " + window + ")";
-            assertClose(numeric(qd, x -> dot(attention(x, kd, vd, rowStart, rowCount, nH, nKV, D, scale, window), R)), dq, 1e-4, "attention dq" + w);
-            assertClose(numeric(kd, x -> dot(attention(qd, x, vd, rowStart, rowCount, nH, nKV, D, scale, window), R)), dk, 1e-4, "attention dk" + w);
-            assertClose(numeric(vd, x -> dot(attention(qd, kd, x, rowStart, rowCount, nH, nKV, D, scale, window), R)), dv, 1e-4, "attention dv" + w);
+        for (boolean tiled : new boolean[]{true, false}) {
+            for (int window : new int[]{0, 3}) {
+                float[] q = rand(N * nH * D, 1), k = rand(N * nKV * D, 1), v = rand(N * nKV * D, 1), R = rand(N * nH * D, 1);
+                float[] dq = new float[q.length], dk = new float[k.length], dv = new float[v.length];
+                if (tiled) Kernels.attentionBackward(q, k, v, R, dq, dk, dv, rowStart, rowCount, nH, nKV, D, scale, window);
+                else Kernels.attentionBackwardRowwise(q, k, v, R, dq, dk, dv, rowStart, rowCount, nH, nKV, D, scale, window);
+                double[] qd = d(q), kd = d(k), vd = d(v);
+                String w = " (window " + window + (tiled ? ", tiled)" : ", row-wise)");
+                assertClose(numeric(qd, x -> dot(attention(x, kd, vd, rowStart, rowCount, nH, nKV, D, scale, window), R)), dq, 1e-4, "attention dq" + w);
+                assertClose(numeric(kd, x -> dot(attention(qd, x, vd, rowStart, rowCount, nH, nKV, D, scale, window), R)), dk, 1e-4, "attention dk" + w);
+                assertClose(numeric(vd, x -> dot(attention(qd, kd, x, rowStart, rowCount, nH, nKV, D, scale, window), R)), dv, 1e-4, "attention dv" + w);
+            }
+        }
+    }
+
+    /** The tiled kernel against the row-wise one on longer packed sequences (several blocks, windows inside blocks, tails). */
+    @Test
+    void tiledAttentionBackwardEqualsRowwise() {
+        int[][] cfg = {{4, 1, 32}, {4, 2, 40}, {2, 2, 3}};   // heads, kv heads, head_dim (40 and 3: vector tails)
+        int[] rowStart = {0, 70, 71, 116}, rowCount = {70, 1, 45, 33};
+        int N = 149;
+        for (int[] c : cfg) {
+            int nH = c[0], nKV = c[1], D = c[2];
+            for (int window : new int[]{0, 20, 5, 16}) {
+                float[] q = rand(N * nH * D, 1), k = rand(N * nKV * D, 1), v = rand(N * nKV * D, 1), R = rand(N * nH * D, 1);
+                float[][] a = {new float[q.length], new float[k.length], new float[v.length]};
+                float[][] b = {new float[q.length], new float[k.length], new float[v.length]};
+                java.util.Arrays.fill(a[0], 9f);   // outputs are overwritten, whatever they held
+                Kernels.attentionBackward(q, k, v, R, a[0], a[1], a[2], rowStart, rowCount, nH, nKV, D, 0.3f, window);
+                Kernels.attentionBackwardRowwise(q, k, v, R, b[0], b[1], b[2], rowStart, rowCount, nH, nKV, D, 0.3f, window);
+                for (int t = 0; t < 3; t++) assertClose(d(b[t]), a[t], 1e-5, "tiled vs row-wise " + "qkv".charAt(t) + " " + java.util.Arrays.toString(c) + " window " + window);
+            }
         }
     }
 
