@@ -24,7 +24,7 @@ public final class TrainCommand implements Callable<Integer> {
 
     @Option(names = "--lora-r", defaultValue = "8", description = "LoRA rank (default ${DEFAULT-VALUE})") int loraR;
     @Option(names = "--lora-alpha", defaultValue = "16", description = "LoRA alpha (default ${DEFAULT-VALUE})") double loraAlpha;
-    @Option(names = "--lora-dropout", defaultValue = "0", description = "LoRA dropout (only 0 so far)") double loraDropout;
+    @Option(names = "--lora-dropout", defaultValue = "0", description = "LoRA dropout on the adapter input while training (default ${DEFAULT-VALUE})") double loraDropout;
     @Option(names = "--target-modules", split = ",", defaultValue = "q_proj,v_proj",
             description = "LoRA targets: names (q_proj,v_proj), all-linear, or a full-match regex (default ${DEFAULT-VALUE})") List<String> targetModules;
     @Option(names = "--use-rslora", description = "rank-stabilised LoRA scaling alpha/sqrt(r)") boolean useRslora;

@@ -30,7 +30,7 @@ public final class CheckpointWriter {
             for (Linear lin : l.linears()) {
                 Linear.Lora lora = lin.lora;
                 float[] wt = lin.weight.toFloatArray();
-                if (lora != null) { // fold an unmerged LoRA branch into the saved weight
+                if (lora != null && !lin.merged) { // fold an unmerged LoRA branch into the saved weight
                     Linear tmp = new Linear(lin.name, dev.peft4j.tensor.Matrix.heap(lin.out(), lin.in(), wt));
                     tmp.lora = lora;
                     tmp.merge();

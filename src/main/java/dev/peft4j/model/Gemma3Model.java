@@ -154,9 +154,9 @@ public final class Gemma3Model {
             }
             // attention block
             Ops.rmsNorm(x, 0, h, 0, N, H, w.inputNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdIn, 0);
-            w.q.forward(h, N, q, mid(lt, 0, w.q, N));
-            w.k.forward(h, N, k, mid(lt, 1, w.k, N));
-            w.v.forward(h, N, v, mid(lt, 2, w.v, N));
+            w.q.forward(h, N, q, mid(lt, 0, w.q, N), dropSeed(tape, l, 0));
+            w.k.forward(h, N, k, mid(lt, 1, w.k, N), dropSeed(tape, l, 1));
+            w.v.forward(h, N, v, mid(lt, 2, w.v, N), dropSeed(tape, l, 2));
             if (lt != null) {
                 lt.qPre = q.clone();
                 lt.kPre = k.clone();
@@ -175,25 +175,23 @@ public final class Gemma3Model {
                 kv.count[l] += rowCount[s];
             }
             attention(inputs, l, rowStart, rowCount, pos, q, att, sl);
-            if (lt != null) lt.attn = att.clone();
-            w.o.forward(att, N, o, mid(lt, 3, w.o, N));
+            if (lt != null && tape.keepAttn) lt.attn = att.clone();
+            w.o.forward(att, N, o, mid(lt, 3, w.o, N), dropSeed(tape, l, 3));
             if (lt != null) lt.oOut = o.clone();
             Ops.rmsNorm(o, 0, o, 0, N, H, w.postAttnNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPostAttn, 0);
             for (int i = 0; i < N * H; i++) x[i] += o[i];
             // MLP block
             if (lt != null) lt.xMid = x.clone();
             Ops.rmsNorm(x, 0, h, 0, N, H, w.preFfNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPreFf, 0);
-            w.gate.forward(h, N, g, mid(lt, 4, w.gate, N));
-            w.up.forward(h, N, u, mid(lt, 5, w.up, N));
+            w.gate.forward(h, N, g, mid(lt, 4, w.gate, N), dropSeed(tape, l, 4));
+            w.up.forward(h, N, u, mid(lt, 5, w.up, N), dropSeed(tape, l, 5));
             if (lt != null) {
                 lt.gate = g.clone();
                 lt.up = u.clone();
             }
             final float[] gg = g, uu = u;
-            Parallel.forRange(N * I, 16384, (a, b) -> {
-                for (int i = a; i < b; i++) gg[i] = Ops.geluTanh(gg[i]) * uu[i];
-            });
-            w.down.forward(g, N, o, mid(lt, 6, w.down, N));
+            Parallel.forRange(N * I, 16384, (a, b) -> Ops.geluMul(gg, uu, gg, a, b));
+            w.down.forward(g, N, o, mid(lt, 6, w.down, N), dropSeed(tape, l, 6));
             if (lt != null) lt.dOut = o.clone();
             Ops.rmsNorm(o, 0, o, 0, N, H, w.postFfNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPostFf, 0);
             for (int i = 0; i < N * H; i++) x[i] += o[i];
@@ -208,8 +206,12 @@ public final class Gemma3Model {
         return x;
     }
 
+    private static long dropSeed(Tape tape, int layer, int module) {
+        return tape == null || tape.dropoutSeed == 0 ? 0 : Tape.moduleSeed(tape.dropoutSeed, layer, module);
+    }
+
     private static float[] mid(Tape.LayerTape lt, int idx, Linear lin, int n) {
-        if (lt == null || lin.lora == null) return null;
+        if (lt == null || lin.lora == null || lin.merged) return null;
         return lt.loraMid[idx] = new float[n * lin.lora.r];
     }
 

@@ -15,6 +15,19 @@ public final class Tape {
     public float[] finalIn;         // [rows, H] residual stream before the final norm
     public float[] finalRstd;       // [rows]
     public float[] finalOut;        // [rows, H] after the final norm (input of the output head)
+    /** Non-zero: apply LoRA dropout (modules with {@code Lora.dropout} > 0) with masks derived from this seed (training). */
+    public long dropoutSeed;
+    /** Whether to keep each layer's attention output (o_proj's input); only o_proj's own gradients (weight, LoRA A) read it. */
+    public boolean keepAttn = true;
+
+    /** The dropout seed of module {@code module} (0..6 = q,k,v,o,gate,up,down) of layer {@code layer}; never 0. */
+    public static long moduleSeed(long base, int layer, int module) {
+        long z = base + 0x9E3779B97F4A7C15L * (layer * 8L + module + 1);
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        z ^= z >>> 31;
+        return z == 0 ? 1 : z;
+    }
 
     public static final class LayerTape {
         // Only what cannot be recomputed cheaply is kept: the backward pass recomputes the normed inputs (h1 = norm(xIn),
@@ -29,5 +42,25 @@ public final class Tape {
         public float[] dOut, rstdPostFf;            // down_proj output, its post-norm statistic
         /** x·Aᵀ of LoRA modules q,k,v,o,gate,up,down (null where not adapted), already multiplied by the scale. */
         public float[][] loraMid = new float[7][];
+    }
+
+    /** Heap bytes held by the recorded activations (arrays shared between fields counted once). */
+    public long bytes() {
+        java.util.Set<Object> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        long b = 0;
+        b += size(seen, embedded) + size(seen, finalIn) + size(seen, finalRstd) + size(seen, finalOut);
+        if (layers != null) {
+            for (LayerTape l : layers) {
+                if (l == null) continue;
+                for (float[] a : new float[][]{l.xIn, l.rstdIn, l.qPre, l.kPre, l.rstdQ, l.rstdK, l.v, l.attn, l.oOut, l.rstdPostAttn,
+                        l.xMid, l.rstdPreFf, l.gate, l.up, l.dOut, l.rstdPostFf}) b += size(seen, a);
+                for (float[] a : l.loraMid) b += size(seen, a);
+            }
+        }
+        return b;
+    }
+
+    private static long size(java.util.Set<Object> seen, float[] a) {
+        return a == null || !seen.add(a) ? 0 : 4L * a.length;
     }
 }

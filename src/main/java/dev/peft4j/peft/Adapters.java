@@ -80,10 +80,7 @@ public final class Adapters {
                         + " needs [" + lin.out() + ", " + tg.r() + "]");
             }
             lin.lora = new Linear.Lora(tg.r(), (float) tg.scaling(), a.toFloats(), b.toFloats(), lin.in(), lin.out());
-            if (merge) {
-                lin.merge();
-                lin.lora = null;
-            }
+            if (merge) lin.merge();
             used.add(ka);
             used.add(kb);
         }

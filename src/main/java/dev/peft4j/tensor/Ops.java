@@ -1,6 +1,7 @@
 package dev.peft4j.tensor;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -58,15 +59,107 @@ public final class Ops {
         }
     }
 
-    /** gelu with the tanh approximation (PyTorch's gelu(approximate="tanh")). */
-    public static float geluTanh(float x) {
-        double u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
-        return (float) (0.5 * x * (1.0 + Math.tanh(u)));
+    // tanh as a rational function (odd degree-13 over even degree-6 polynomial, clamped at ±7.9053), accurate to 4e-7.
+    // Only +, ×, fma and ÷ are used, which are exact IEEE operations in the interpreter, C1, C2 and the Vector API alike, so
+    // results never depend on which of them ran the code (the library tanh/exp intrinsics do differ between them).
+    private static final float TANH_CLAMP = 7.90531110763549805f;
+    private static final float A1 = 4.89352455891786e-03f, A3 = 6.37261928875436e-04f, A5 = 1.48572235717979e-05f,
+            A7 = 5.12229709037114e-08f, A9 = -8.60467152213735e-11f, A11 = 2.00018790482477e-13f, A13 = -2.76076847742355e-16f;
+    private static final float B0 = 4.89352518554385e-03f, B2 = 2.26843463243900e-03f, B4 = 1.18534705686654e-04f, B6 = 1.19825839466702e-06f;
+
+    public static float tanh(float v) {
+        if (Math.abs(v) < 0.0004f) return v;
+        float x = Math.max(-TANH_CLAMP, Math.min(TANH_CLAMP, v));
+        float x2 = x * x;
+        float p = Math.fma(x2, A13, A11);
+        p = Math.fma(x2, p, A9);
+        p = Math.fma(x2, p, A7);
+        p = Math.fma(x2, p, A5);
+        p = Math.fma(x2, p, A3);
+        p = Math.fma(x2, p, A1);
+        p = x * p;
+        float q = Math.fma(x2, B6, B4);
+        q = Math.fma(x2, q, B2);
+        q = Math.fma(x2, q, B0);
+        return p / q;
     }
 
-    /** out[i] = gelu_tanh(g[i]) · u[i] for i in [0, len). */
-    public static void geluMul(float[] g, float[] u, float[] out, int len) {
-        for (int i = 0; i < len; i++) out[i] = geluTanh(g[i]) * u[i];
+    public static FloatVector tanh(FloatVector v) {
+        FloatVector x = v.max(-TANH_CLAMP).min(TANH_CLAMP);
+        FloatVector x2 = x.mul(x);
+        FloatVector p = x2.fma(FloatVector.broadcast(v.species(), A13), FloatVector.broadcast(v.species(), A11));
+        p = x2.fma(p, FloatVector.broadcast(v.species(), A9));
+        p = x2.fma(p, FloatVector.broadcast(v.species(), A7));
+        p = x2.fma(p, FloatVector.broadcast(v.species(), A5));
+        p = x2.fma(p, FloatVector.broadcast(v.species(), A3));
+        p = x2.fma(p, FloatVector.broadcast(v.species(), A1));
+        p = x.mul(p);
+        FloatVector q = x2.fma(FloatVector.broadcast(v.species(), B6), FloatVector.broadcast(v.species(), B4));
+        q = x2.fma(q, FloatVector.broadcast(v.species(), B2));
+        q = x2.fma(q, FloatVector.broadcast(v.species(), B0));
+        FloatVector r = p.div(q);
+        return r.blend(v, v.abs().compare(VectorOperators.LT, 0.0004f));
+    }
+
+    // exp by range reduction (x = k·ln2 + r) and a degree-6 polynomial for e^r (Cephes expf), accurate to ~2 ulp for
+    // x in [-87, 88]; below −87 the result is clamped to e^−87 (irrelevant next to the softmax maximum). Exact IEEE
+    // operations only, for the same reason as tanh.
+    private static final float EXP_HI = 88.3762626647949f, EXP_LO = -87.0f, LOG2E = 1.44269504088896341f;
+    private static final float LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;
+    private static final float P0 = 1.9875691500E-4f, P1 = 1.3981999507E-3f, P2 = 8.3334519073E-3f, P3 = 4.1665795894E-2f,
+            P4 = 1.6666665459E-1f, P5 = 5.0000001201E-1f;
+
+    public static float exp(float v) {
+        float x = Math.max(EXP_LO, Math.min(EXP_HI, v));
+        float fx = (float) Math.floor(x * LOG2E + 0.5f);
+        x = x - fx * LN2_HI;
+        x = x - fx * LN2_LO;
+        float y = Math.fma(P0, x, P1);
+        y = Math.fma(y, x, P2);
+        y = Math.fma(y, x, P3);
+        y = Math.fma(y, x, P4);
+        y = Math.fma(y, x, P5);
+        y = Math.fma(y, x * x, x + 1f);
+        return y * Float.intBitsToFloat(((int) fx + 127) << 23);
+    }
+
+    public static FloatVector exp(FloatVector v) {
+        var sp = v.species();
+        FloatVector x = v.max(EXP_LO).min(EXP_HI);
+        FloatVector t = x.mul(LOG2E).add(0.5f);
+        FloatVector fx = t.convert(VectorOperators.F2I, 0).convert(VectorOperators.I2F, 0).reinterpretAsFloats();
+        fx = fx.lanewise(VectorOperators.SUB, 1f, fx.compare(VectorOperators.GT, t));          // floor: truncation rounds negatives up
+        x = x.sub(fx.mul(LN2_HI));
+        x = x.sub(fx.mul(LN2_LO));
+        FloatVector y = x.fma(FloatVector.broadcast(sp, P0), FloatVector.broadcast(sp, P1));
+        y = y.fma(x, FloatVector.broadcast(sp, P2));
+        y = y.fma(x, FloatVector.broadcast(sp, P3));
+        y = y.fma(x, FloatVector.broadcast(sp, P4));
+        y = y.fma(x, FloatVector.broadcast(sp, P5));
+        y = y.fma(x.mul(x), x.add(1f));
+        IntVector e = (IntVector) fx.convert(VectorOperators.F2I, 0);
+        return y.mul(e.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats());
+    }
+
+    /** gelu with the tanh approximation (PyTorch's gelu(approximate="tanh")): 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))). */
+    public static float geluTanh(float x) {
+        float t = tanh((x * x * 0.044715f + 1f) * x * 0.7978845608028654f);
+        return x * ((t + 1f) * 0.5f);
+    }
+
+    /**
+     * out[i] = gelu_tanh(g[i]) · u[i] for i in [from, to) (out may alias g). The scalar tail performs the same float
+     * operations as the vector body, so every element gets the same value whichever path computes it.
+     */
+    public static void geluMul(float[] g, float[] u, float[] out, int from, int to) {
+        final float c = 0.7978845608028654f, k = 0.044715f;
+        int i = from;
+        for (; i + L <= to; i += L) {
+            FloatVector x = FloatVector.fromArray(F, g, i);
+            FloatVector t = tanh(x.mul(x).mul(k).add(1f).mul(x).mul(c));
+            x.mul(t.add(1f).mul(0.5f)).mul(FloatVector.fromArray(F, u, i)).intoArray(out, i);
+        }
+        for (; i < to; i++) out[i] = geluTanh(g[i]) * u[i];
     }
 
     private static final ThreadLocal<float[]> LANES = ThreadLocal.withInitial(() -> new float[64]);

@@ -58,21 +58,22 @@ public final class Backward {
             // ---- MLP block: xOut = xMid + postFf(down(gelu(gate(h2))·up(h2))), h2 = preFf(xMid)
             java.util.Arrays.fill(dd, 0f);
             Kernels.rmsNormBackward(t.dOut, t.rstdPostFf, w.postFfNorm, dx, dd, params.gradOf(w.postFfNorm), N, H);
-            Kernels.geluMul(t.gate, t.up, act, N * I);
+            if (needsInput(w.down, params)) Kernels.geluMul(t.gate, t.up, act, N * I);   // down's input, only for its own gradients
             java.util.Arrays.fill(dAct, 0f);
-            linear(w.down, act, dd, N, dAct, params, t.loraMid[6]);
+            linear(w.down, act, dd, N, dAct, params, t.loraMid[6], seed(tape, l, 6));
             Kernels.geluMulBackward(t.gate, t.up, dAct, dAct, du, N * I);
             Ops.rmsNorm(t.xMid, 0, h, 0, N, H, w.preFfNorm, eps, null, 0);
             java.util.Arrays.fill(dh, 0f);
-            linear(w.gate, h, dAct, N, dh, params, t.loraMid[4]);
-            linear(w.up, h, du, N, dh, params, t.loraMid[5]);
+            linear(w.gate, h, dAct, N, dh, params, t.loraMid[4], seed(tape, l, 4));
+            linear(w.up, h, du, N, dh, params, t.loraMid[5], seed(tape, l, 5));
             Kernels.rmsNormBackward(t.xMid, t.rstdPreFf, w.preFfNorm, dh, dx, params.gradOf(w.preFfNorm), N, H);
             // ---- attention block: xMid = xIn + postAttn(o(attn(q, k, v))), q/k/v from h1 = inputNorm(xIn)
             if (!below && !attentionTrainable(w, params)) continue;
             java.util.Arrays.fill(dd, 0f);
             Kernels.rmsNormBackward(t.oOut, t.rstdPostAttn, w.postAttnNorm, dx, dd, params.gradOf(w.postAttnNorm), N, H);
             java.util.Arrays.fill(dAtt, 0f);
-            linear(w.o, t.attn, dd, N, dAtt, params, t.loraMid[3]);
+            if (t.attn == null && needsInput(w.o, params)) throw new IllegalStateException("o_proj is trainable but the tape has no attention output (Tape.keepAttn)");
+            linear(w.o, t.attn, dd, N, dAtt, params, t.loraMid[3], seed(tape, l, 3));
             boolean sl = c.isSliding(l);
             float[] cos = model.ropeCos(sl, maxLen), sin = model.ropeSin(sl, maxLen);
             Ops.rmsNorm(t.qPre, 0, q, 0, N * nH, D, w.qNorm, eps, null, 0);
@@ -91,9 +92,9 @@ public final class Backward {
             float[] gIn = params.gradOf(w.inputNorm);
             boolean needDh = below || gIn != null;
             java.util.Arrays.fill(dh, 0f);
-            linear(w.q, h, dq0, N, needDh ? dh : null, params, t.loraMid[0]);
-            linear(w.k, h, dk0, N, needDh ? dh : null, params, t.loraMid[1]);
-            linear(w.v, h, dv, N, needDh ? dh : null, params, t.loraMid[2]);
+            linear(w.q, h, dq0, N, needDh ? dh : null, params, t.loraMid[0], seed(tape, l, 0));
+            linear(w.k, h, dk0, N, needDh ? dh : null, params, t.loraMid[1], seed(tape, l, 1));
+            linear(w.v, h, dv, N, needDh ? dh : null, params, t.loraMid[2], seed(tape, l, 2));
             if (needDh) Kernels.rmsNormBackward(t.xIn, t.rstdIn, w.inputNorm, dh, below ? dx : null, gIn, N, H);
         }
         if (!needInput) return null;
@@ -101,13 +102,22 @@ public final class Backward {
         return dx;
     }
 
-    private static void linear(Linear lin, float[] x, float[] dy, int n, float[] dx, Params p, float[] loraMid) {
+    private static long seed(Tape tape, int layer, int module) {
+        return tape.dropoutSeed == 0 ? 0 : Tape.moduleSeed(tape.dropoutSeed, layer, module);
+    }
+
+    private static void linear(Linear lin, float[] x, float[] dy, int n, float[] dx, Params p, float[] loraMid, long dropoutSeed) {
         float[] dA = null, dB = null;
-        if (lin.lora != null) {
+        if (lin.lora != null && !lin.merged) {
             dA = p.gradOf(lin.lora.a);
             dB = p.gradOf(lin.lora.b);
         }
-        Kernels.linearBackward(lin, x, dy, n, dx, p.gradOf(lin.weight), loraMid, dA, dB);
+        Kernels.linearBackward(lin, x, dy, n, dx, p.gradOf(lin.weight), loraMid, dA, dB, dropoutSeed);
+    }
+
+    /** Whether a linear's input is read by its backward (weight gradient or LoRA A gradient). */
+    static boolean needsInput(Linear l, Params p) {
+        return p.gradOf(l.weight) != null || (l.lora != null && p.gradOf(l.lora.a) != null);
     }
 
     private static boolean trainable(Gemma3Weights.Layer w, Params p) {

@@ -4,6 +4,9 @@ import dev.peft4j.tensor.MatMul;
 import dev.peft4j.tensor.Matrix;
 import dev.peft4j.tensor.Parallel;
 import dev.peft4j.util.UserException;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * Cross-entropy of the output head over the vocabulary, computed in vocabulary chunks with an online log-sum-exp, only for
@@ -65,6 +68,11 @@ public final class CrossEntropy {
         final double[] se = new double[M];
         java.util.Arrays.fill(mx, Float.NEGATIVE_INFINITY);
         final int MM = M;
+        final boolean fused = dHidden != null && dHead == null;
+        // with only d(hidden) wanted, one pass suffices (as in flash attention): d(hidden) = Σ_v softmax_v·z'_v·W_v − z'_t·W_t,
+        // accumulated unnormalized with the running maximum and rescaled whenever it grows
+        final float[] acc = fused ? new float[M * H] : null;
+        final float[] ex = fused ? new float[M * C] : null;
         // pass 1: online log-sum-exp
         for (int v0 = 0; v0 < V; v0 += C) {
             final int c = Math.min(C, V - v0), base = v0;
@@ -73,29 +81,42 @@ public final class CrossEntropy {
             Parallel.forRange(M, 8, (a, b) -> {
                 for (int m = a; m < b; m++) {
                     int lo = m * c;
-                    float cm = Float.NEGATIVE_INFINITY;
-                    for (int j = 0; j < c; j++) {
-                        float z = logits[lo + j];
-                        if (cap != 0f) z = logits[lo + j] = (float) (cap * Math.tanh(z / cap));
-                        if (z > cm) cm = z;
-                    }
+                    float cm = softcapMax(logits, lo, c, cap);
                     float nm = Math.max(mx[m], cm);
-                    double s = se[m] * Math.exp(mx[m] - nm);
-                    for (int j = 0; j < c; j++) s += Math.exp(logits[lo + j] - nm);
+                    double rescale = Math.exp(mx[m] - nm);
+                    double s = se[m] * rescale + expSum(logits, lo, c, nm, fused ? ex : null, cap);
+                    if (fused && rescale != 1.0) {
+                        float f = (float) rescale;
+                        for (int i = 0; i < H; i++) acc[m * H + i] *= f;
+                    }
                     se[m] = s;
                     mx[m] = nm;
                     int t = tgt[m] - base;
                     if (t >= 0 && t < c) tl[m] = logits[lo + t];
                 }
             });
+            if (fused) BackMatMul.dx(ex, M, w, acc);
         }
         final float[] lse = new float[M];
         double loss = 0;
         for (int m = 0; m < M; m++) {
-            lse[m] = (float) (mx[m] + Math.log(se[m]));
-            loss += (double) lse[m] - tl[m];
+            double l = mx[m] + Math.log(se[m]);
+            lse[m] = (float) l;
+            loss += l - tl[m];
         }
         if (dHidden == null && dHead == null) return loss;
+        if (fused) {
+            float[] wt = new float[H];
+            for (int m = 0; m < M; m++) {
+                head.rowsToFloat(tgt[m], 1, wt, 0);
+                float dt = 1f;
+                if (cap != 0f) { float y = tl[m] / cap; dt = 1f - y * y; }
+                float inv = (float) (1.0 / se[m]);
+                int ho = rows[m] * H;
+                for (int i = 0; i < H; i++) dHidden[ho + i] += gradScale * (acc[m * H + i] * inv - dt * wt[i]);
+            }
+            return loss;
+        }
         // pass 2: recompute each chunk, dlogits = (softmax - onehot)·gradScale (· softcap derivative)
         final float[] dhs = dHidden == null ? null : new float[M * H];
         final float[] dw = dHead == null ? null : new float[C * H];
@@ -106,24 +127,18 @@ public final class CrossEntropy {
             Parallel.forRange(MM, 8, (a, b) -> {
                 for (int m = a; m < b; m++) {
                     int lo = m * c;
-                    for (int j = 0; j < c; j++) {
-                        float z = logits[lo + j];
-                        float deriv = 1f;
-                        if (cap != 0f) {
-                            float y = (float) Math.tanh(z / cap);
-                            z = cap * y;
-                            deriv = 1f - y * y;
-                        }
-                        float p = (float) Math.exp(z - lse[m]);
-                        if (tgt[m] == base + j) p -= 1f;
-                        logits[lo + j] = p * gradScale * deriv;
+                    softmaxGrad(logits, lo, c, lse[m], cap, gradScale);
+                    int t = tgt[m] - base;
+                    if (t >= 0 && t < c) {
+                        float y = cap != 0f ? tl[m] / cap : 0f;
+                        logits[lo + t] -= gradScale * (1f - y * y);
                     }
                 }
             });
-            if (dhs != null) MatMul.dyW(logits, M, w, dhs);
+            if (dhs != null) BackMatMul.dx(logits, M, w, dhs);
             if (dw != null) {
                 java.util.Arrays.fill(dw, 0, c * H, 0f);
-                MatMul.dyTx(logits, hs, M, c, H, dw);
+                BackMatMul.dW(logits, hs, M, c, H, dw);
                 for (int i = 0; i < c * H; i++) dHead[v0 * H + i] += dw[i];
             }
         }
@@ -134,6 +149,81 @@ public final class CrossEntropy {
             }
         }
         return loss;
+    }
+
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final int L = F.length();
+
+    /** Applies the softcap c·tanh(z/c) in place (if cap != 0) to z[lo, lo+n) and returns the maximum. */
+    static float softcapMax(float[] z, int lo, int n, float cap) {
+        FloatVector mv = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+        int j = 0;
+        for (; j + L <= n; j += L) {
+            FloatVector v = FloatVector.fromArray(F, z, lo + j);
+            if (cap != 0f) {
+                v = dev.peft4j.tensor.Ops.tanh(v.div(cap)).mul(cap);
+                v.intoArray(z, lo + j);
+            }
+            mv = mv.max(v);
+        }
+        float m = mv.reduceLanes(VectorOperators.MAX);
+        for (; j < n; j++) {
+            if (cap != 0f) z[lo + j] = cap * dev.peft4j.tensor.Ops.tanh(z[lo + j] / cap);
+            m = Math.max(m, z[lo + j]);
+        }
+        return m;
+    }
+
+    /** Σ exp(z − max) over z[lo, lo+n) (softcapped values); if ex is non-null it receives exp(z − max)·(1 − (z/cap)²). */
+    static double expSum(float[] z, int lo, int n, float max, float[] ex, float cap) {
+        FloatVector acc = FloatVector.zero(F);
+        int j = 0;
+        for (; j + L <= n; j += L) {
+            FloatVector v = FloatVector.fromArray(F, z, lo + j);
+            FloatVector e = dev.peft4j.tensor.Ops.exp(v.sub(max));
+            acc = acc.add(e);
+            if (ex != null) {
+                if (cap != 0f) {
+                    FloatVector y = v.div(cap);
+                    e = e.mul(y.mul(y).neg().add(1f));
+                }
+                e.intoArray(ex, lo + j);
+            }
+        }
+        double s = dev.peft4j.tensor.Ops.hsum(acc);
+        for (; j < n; j++) {
+            double e = dev.peft4j.tensor.Ops.exp(z[lo + j] - max);
+            s += e;
+            if (ex != null) {
+                float y = cap != 0f ? z[lo + j] / cap : 0f;
+                ex[lo + j] = (float) e * (1f - y * y);
+            }
+        }
+        return s;
+    }
+
+    /** z[lo, lo+n) (raw logits) ← softmax(softcap(z))·scale·softcap'(z), given the row's log-sum-exp. */
+    static void softmaxGrad(float[] z, int lo, int n, float lse, float cap, float scale) {
+        int j = 0;
+        for (; j + L <= n; j += L) {
+            FloatVector v = FloatVector.fromArray(F, z, lo + j);
+            FloatVector d = FloatVector.broadcast(F, scale);
+            if (cap != 0f) {
+                FloatVector y = dev.peft4j.tensor.Ops.tanh(v.div(cap));
+                v = y.mul(cap);
+                d = d.mul(y.mul(y).neg().add(1f));
+            }
+            dev.peft4j.tensor.Ops.exp(v.sub(lse)).mul(d).intoArray(z, lo + j);
+        }
+        for (; j < n; j++) {
+            float v = z[lo + j], d = scale;
+            if (cap != 0f) {
+                float y = dev.peft4j.tensor.Ops.tanh(v / cap);
+                v = cap * y;
+                d *= 1f - y * y;
+            }
+            z[lo + j] = dev.peft4j.tensor.Ops.exp(v - lse) * d;
+        }
     }
 
     /** Rows [v0, v0+c) of the head as a float32 heap matrix (the whole head itself when it is on the heap and c = V). */

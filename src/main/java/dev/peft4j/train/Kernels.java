@@ -2,8 +2,12 @@ package dev.peft4j.train;
 
 import dev.peft4j.model.Linear;
 import dev.peft4j.tensor.MatMul;
+import dev.peft4j.tensor.Matrix;
 import dev.peft4j.tensor.Ops;
 import dev.peft4j.tensor.Parallel;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * Backward kernels of the Gemma 3 layer (llm.c style: one explicit backward per forward op). Arrays are row-major float32,
@@ -12,6 +16,9 @@ import dev.peft4j.tensor.Parallel;
  * gradient array means "not needed" (its computation is skipped).
  */
 public final class Kernels {
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final int L = F.length();
+
     private Kernels() {}
 
     // ------------------------------------------------------------------ RMSNorm
@@ -80,10 +87,18 @@ public final class Kernels {
      * Backward of causal (optionally sliding-window) GQA attention, per packed sequence: sequence s owns rows
      * [rowStart[s], rowStart[s]+rowCount[s]) at consecutive positions; query i sees key j iff j ≤ i and (window ≤ 0 or
      * i − j < window). q [N, nH·D], k/v [N, nKV·D] are the saved post-RoPE q/k and v; dOut [N, nH·D]. The probabilities are
-     * recomputed from q and k. dq, dk, dv are OVERWRITTEN. Two passes without write conflicts: over (query row, head) for dq
-     * and the row statistics (log-sum-exp and Σ p·dp), then over (key row, kv head) for dk and dv.
+     * recomputed from q and k. dq, dk, dv are OVERWRITTEN. Tiled implementation: {@link AttentionBackward}.
      */
     public static void attentionBackward(float[] q, float[] k, float[] v, float[] dOut, float[] dq, float[] dk, float[] dv,
+                                         int[] rowStart, int[] rowCount, int nH, int nKV, int D, float scale, int window) {
+        AttentionBackward.run(q, k, v, dOut, dq, dk, dv, rowStart, rowCount, nH, nKV, D, scale, window);
+    }
+
+    /**
+     * The same as {@link #attentionBackward}, one (query, key) pair at a time (a simple reference): two passes without write
+     * conflicts, over (query row, head) for dq and the row statistics, then over (key row, kv head) for dk and dv.
+     */
+    public static void attentionBackwardRowwise(float[] q, float[] k, float[] v, float[] dOut, float[] dq, float[] dk, float[] dv,
                                          int[] rowStart, int[] rowCount, int nH, int nKV, int D, float scale, int window) {
         final int N = q.length / (nH * D);
         final int groups = nH / nKV;
@@ -159,22 +174,41 @@ public final class Kernels {
         return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
     }
 
-    /** Backward of act = gelu_tanh(g)·u: dg = dAct·u·gelu'(g), du = dAct·gelu(g) (both OVERWRITTEN; dg may alias dAct). */
+    /**
+     * Backward of act = gelu_tanh(g)·u: dg = dAct·u·gelu'(g), du = dAct·gelu(g) (both OVERWRITTEN; dg may alias dAct).
+     * Vectorized, one tanh per element shared by gelu and its derivative.
+     */
     public static void geluMulBackward(float[] g, float[] u, float[] dAct, float[] dg, float[] du, int len) {
+        final float c = 0.7978845608028654f, k = 0.044715f;
         Parallel.forRange(len, 16384, (a, b) -> {
-            for (int i = a; i < b; i++) {
-                float da = dAct[i], gi = g[i];
-                du[i] = da * Ops.geluTanh(gi);
-                dg[i] = (float) (da * u[i] * geluTanhGrad(gi));
+            int i = a;
+            for (; i + L <= b; i += L) {
+                FloatVector x = FloatVector.fromArray(F, g, i);
+                FloatVector da = FloatVector.fromArray(F, dAct, i);
+                FloatVector x2 = x.mul(x);
+                FloatVector t = Ops.tanh(x2.mul(k).add(1f).mul(x).mul(c));
+                FloatVector half = t.add(1f).mul(0.5f);
+                FloatVector gelu = x.mul(half);
+                FloatVector one_t2 = t.mul(t).neg().add(1f);
+                FloatVector dgelu = x.mul(0.5f * c).mul(one_t2).mul(x2.mul(3 * k).add(1f)).add(half);
+                da.mul(gelu).intoArray(du, i);
+                da.mul(FloatVector.fromArray(F, u, i)).mul(dgelu).intoArray(dg, i);
+            }
+            for (; i < b; i++) { // the same float operations as the vector body
+                float x = g[i], da = dAct[i], x2 = x * x;
+                float t = Ops.tanh((x2 * k + 1f) * x * c);
+                float half = (t + 1f) * 0.5f;
+                float one_t2 = -(t * t) + 1f;
+                float dgelu = x * (0.5f * c) * one_t2 * (x2 * (3 * k) + 1f) + half;
+                du[i] = da * (x * half);
+                dg[i] = da * u[i] * dgelu;
             }
         });
     }
 
     /** Recomputes act = gelu_tanh(g)·u exactly as the forward pass does. */
     public static void geluMul(float[] g, float[] u, float[] act, int len) {
-        Parallel.forRange(len, 16384, (a, b) -> {
-            for (int i = a; i < b; i++) act[i] = Ops.geluTanh(g[i]) * u[i];
-        });
+        Parallel.forRange(len, 16384, (a, b) -> Ops.geluMul(g, u, act, a, b));
     }
 
     // ------------------------------------------------------------------ linear + LoRA
@@ -185,9 +219,15 @@ public final class Kernels {
      */
     public static void linearBackward(Linear lin, float[] x, float[] dy, int n, float[] dx, float[] dW,
                                       float[] loraMid, float[] dA, float[] dB) {
-        if (dx != null) MatMul.dyW(dy, n, lin.weight, dx);
-        if (dW != null) MatMul.dyTx(dy, x, n, lin.out(), lin.in(), dW);
-        if (lin.lora != null && (dx != null || dA != null || dB != null)) loraBackward(lin.lora, x, loraMid, dy, n, dx, dA, dB);
+        linearBackward(lin, x, dy, n, dx, dW, loraMid, dA, dB, 0L);
+    }
+
+    /** {@link #linearBackward} of a forward that ran with LoRA dropout seed {@code dropoutSeed} (0 = none). */
+    public static void linearBackward(Linear lin, float[] x, float[] dy, int n, float[] dx, float[] dW,
+                                      float[] loraMid, float[] dA, float[] dB, long dropoutSeed) {
+        if (dx != null) BackMatMul.dx(dy, n, lin.weight, dx);
+        if (dW != null) BackMatMul.dW(dy, x, n, lin.out(), lin.in(), dW);
+        if (lin.lora != null && (dx != null || dA != null || dB != null)) loraBackward(lin.lora, x, loraMid, dy, n, dx, dA, dB, dropoutSeed);
     }
 
     /**
@@ -195,14 +235,65 @@ public final class Kernels {
      * dA += dmidᵀ·x, dx += dmid·A.
      */
     public static void loraBackward(Linear.Lora lora, float[] x, float[] mid, float[] dy, int n, float[] dx, float[] dA, float[] dB) {
+        loraBackward(lora, x, mid, dy, n, dx, dA, dB, 0L);
+    }
+
+    /**
+     * {@link #loraBackward} with LoRA dropout: the forward used xd = dropout(x) (mask recomputed from {@code dropoutSeed}), so
+     * dA += dmidᵀ·xd and dx += dropout(dmid·A) with the same mask and scale.
+     */
+    public static void loraBackward(Linear.Lora lora, float[] x, float[] mid, float[] dy, int n, float[] dx, float[] dA, float[] dB,
+                                    long dropoutSeed) {
         int r = lora.r, in = lora.a.cols, out = lora.b.rows;
-        if (dB != null) MatMul.dyTx(dy, mid, n, out, r, dB);
+        boolean drop = dropoutSeed != 0 && lora.dropout > 0f;
+        if (dB != null) outerAccumulate(dy, mid, n, out, r, dB);
         if (dx == null && dA == null) return;
+        // dmid [n, r] = dy·B as a product against Bᵀ [r, out] (vectorized over the long dimension out)
+        float[] b = lora.b.array(), bt = new float[r * out];
+        for (int o = 0; o < out; o++) for (int k = 0; k < r; k++) bt[k * out + o] = b[o * r + k];
         float[] dmid = new float[n * r];
-        MatMul.dyW(dy, n, lora.b, dmid);
+        MatMul.xWt(dy, 0, n, Matrix.heap(r, out, bt), dmid, 0, false);
         if (lora.scale != 1f) for (int i = 0; i < dmid.length; i++) dmid[i] *= lora.scale;
-        if (dA != null) MatMul.dyTx(dmid, x, n, r, in, dA);
-        if (dx != null) MatMul.dyW(dmid, n, lora.a, dx);
+        if (dA != null) {
+            float[] xd = x;
+            if (drop) {
+                xd = new float[n * in];
+                Linear.dropout(x, xd, n * in, lora.dropout, dropoutSeed);
+            }
+            BackMatMul.dW(dmid, xd, n, r, in, dA);
+        }
+        if (dx != null) {
+            if (!drop) {
+                BackMatMul.dx(dmid, n, lora.a, dx);
+            } else {
+                float[] t = new float[n * in];
+                BackMatMul.dx(dmid, n, lora.a, t);
+                Linear.dropout(t, t, n * in, lora.dropout, dropoutSeed);
+                for (int i = 0; i < n * in; i++) dx[i] += t[i];
+            }
+        }
+    }
+
+    /**
+     * dW[out, r] += dyᵀ·x for a narrow x [n, r] (LoRA's B gradient): streams dy once, parallel over blocks of output rows,
+     * each block of dW staying in cache.
+     */
+    public static void outerAccumulate(float[] dy, float[] x, int n, int out, int r, float[] dW) {
+        final int blk = 64;
+        Parallel.forRange((out + blk - 1) / blk, 1, (b0, b1) -> {
+            for (int bb = b0; bb < b1; bb++) {
+                int o0 = bb * blk, o1 = Math.min(out, o0 + blk);
+                for (int t = 0; t < n; t++) {
+                    int dyo = t * out, xo = t * r;
+                    for (int o = o0; o < o1; o++) {
+                        float c = dy[dyo + o];
+                        if (c == 0f) continue;
+                        int wo = o * r;
+                        for (int k = 0; k < r; k++) dW[wo + k] += c * x[xo + k];
+                    }
+                }
+            }
+        });
     }
 
     // ------------------------------------------------------------------ embeddings

@@ -86,7 +86,7 @@ public final class Params implements Iterable<Params.Param> {
     public static Params lora(Gemma3Model model) {
         Params p = new Params();
         for (Linear l : model.weights.linears()) {
-            if (l.lora == null) continue;
+            if (l.lora == null || l.merged) continue;
             String base = "base_model.model." + l.name + ".";
             p.add(base + "lora_A.weight", l.lora.a.array(), true, l.lora.r, l.in());
             p.add(base + "lora_B.weight", l.lora.b.array(), true, l.out(), l.lora.r);

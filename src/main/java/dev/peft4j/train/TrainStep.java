@@ -37,18 +37,26 @@ public final class TrainStep {
     public final AdamW optimizer;
     public final LrSchedule schedule;
     public final double maxGradNorm;
+    private final long seed;
+    private long microStep = -1, microIndex;
 
     /**
      * @param prompt      the virtual-token vectors [n, H] for prompt tuning (must be a parameter in {@code params}), else null
      * @param maxGradNorm clip the global gradient norm to this (≤ 0: no clipping)
      */
     public TrainStep(Gemma3Model model, Params params, float[] prompt, AdamW optimizer, LrSchedule schedule, double maxGradNorm) {
+        this(model, params, prompt, optimizer, schedule, maxGradNorm, 42L);
+    }
+
+    /** @param seed seeds the LoRA dropout masks (only used by modules with {@code Lora.dropout} > 0) */
+    public TrainStep(Gemma3Model model, Params params, float[] prompt, AdamW optimizer, LrSchedule schedule, double maxGradNorm, long seed) {
         this.model = model;
         this.params = params;
         this.prompt = prompt;
         this.optimizer = optimizer;
         this.schedule = schedule;
         this.maxGradNorm = maxGradNorm;
+        this.seed = seed;
         if (prompt != null && (prompt.length % model.config.hidden() != 0 || params.gradOf(prompt) == null)) {
             throw new IllegalArgumentException("prompt must be [n, hidden] and registered in params");
         }
@@ -59,10 +67,22 @@ public final class TrainStep {
         params.zeroGrad();
         int[] count = new int[1];
         double loss = accumulate(batch, -1, count);
+        return update(loss, count[0]);
+    }
+
+    /**
+     * Clips the accumulated gradients (if configured), takes one AdamW step at the scheduled learning rate and zeroes the
+     * gradients. With gradient accumulation: {@code accumulate} each micro-batch, then call this once.
+     *
+     * @param loss   the loss to report in the result
+     * @param tokens the number of predicted tokens to report
+     */
+    public Result update(double loss, int tokens) {
         double norm = maxGradNorm > 0 ? GradClip.clip(params, maxGradNorm) : GradClip.globalNorm(params);
         double lr = schedule.lr(optimizer.step());
         optimizer.update(params, lr);
-        return new Result(loss, count[0], norm, lr);
+        params.zeroGrad();
+        return new Result(loss, tokens, norm, lr);
     }
 
     /**
@@ -76,6 +96,12 @@ public final class TrainStep {
     public double accumulate(List<Example> batch, int numItems, int[] countOut) {
         Batch b = prepare(batch);
         Tape tape = new Tape();
+        // dropout masks are a pure function of (seed, optimizer step, micro-batch index): a resumed run draws the same ones
+        if (microStep != optimizer.step()) { microStep = optimizer.step(); microIndex = 0; }
+        long ds = new java.util.SplittableRandom(seed ^ (0x9E3779B97F4A7C15L * (microStep + 1)) ^ (0xC2B2AE3D27D4EB4FL * ++microIndex)).nextLong();
+        tape.dropoutSeed = ds == 0 ? 1 : ds;
+        tape.keepAttn = false;
+        for (var layer : model.weights.layers) tape.keepAttn |= Backward.needsInput(layer.o, params);
         float[] hidden = model.forward(b.inputs, tape);
         int n = CrossEntropy.count(b.targets);
         if (countOut != null) countOut[0] = n;
@@ -106,6 +132,8 @@ public final class TrainStep {
     private record Batch(List<Gemma3Model.Input> inputs, int[] targets) {}
 
     private Batch prepare(List<Example> batch) {
+        if (batch.isEmpty()) throw new IllegalArgumentException("empty batch");
+        for (Example e : batch) if (e.ids().length == 0) throw new UserException("training example with no tokens");
         int nv = prompt == null ? 0 : prompt.length / model.config.hidden();
         List<Gemma3Model.Input> inputs = new ArrayList<>();
         int rows = 0;

@@ -124,7 +124,7 @@ public final class Trainer {
         }
         AdamW opt = AdamW.defaults(o.weightDecay());
         LrSchedule sched = LrSchedule.of(o.schedule(), o.lr(), o.warmupSteps(), (int) Math.min(Integer.MAX_VALUE, total));
-        TrainStep ts = new TrainStep(model, params, prompt, opt, sched, o.maxGradNorm());
+        TrainStep ts = new TrainStep(model, params, prompt, opt, sched, o.maxGradNorm(), data.seed);
 
         long step = 0;
         long tokensBefore = 0;
@@ -242,7 +242,7 @@ public final class Trainer {
         if (o.weightDecay() < 0) throw new UserException("--weight-decay: expected >= 0, got " + o.weightDecay());
         if (o.numVirtualTokens() < 1) throw new UserException("--num-virtual-tokens: expected >= 1, got " + o.numVirtualTokens());
         if (o.loraR() < 1) throw new UserException("--lora-r: expected >= 1, got " + o.loraR());
-        if (o.loraDropout() != 0) throw new UserException("--lora-dropout: only 0 is supported so far (dropout on the LoRA input is not implemented)");
+        if (o.loraDropout() < 0 || o.loraDropout() >= 1) throw new UserException("--lora-dropout: expected a value in [0, 1), got " + o.loraDropout());
         if (o.output() == null) throw new UserException("--output: an output directory is required");
     }
 
@@ -402,7 +402,7 @@ public final class Trainer {
         return c;
     }
 
-    private static void attachLora(Gemma3Model model, LoraConfig cfg, SplittableRandom rng) {
+    private void attachLora(Gemma3Model model, LoraConfig cfg, SplittableRandom rng) {
         Map<String, Linear> byName = new LinkedHashMap<>();
         for (Linear l : model.weights.linears()) byName.put(l.name, l);
         List<LoraTarget> targets = cfg.resolve(List.copyOf(byName.keySet()));
@@ -412,6 +412,7 @@ public final class Trainer {
             Linear l = byName.get(t.moduleName());
             java.util.random.RandomGenerator g = new SplittableRandom(rng.nextLong());
             l.lora = new Linear.Lora(t.r(), (float) t.scaling(), LoraInit.initA(init, t.r(), l.in(), g), LoraInit.initB(init, l.out(), t.r(), g), l.in(), l.out());
+            l.lora.dropout = (float) o.loraDropout();
         }
     }
 

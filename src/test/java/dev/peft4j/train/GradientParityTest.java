@@ -4,6 +4,7 @@ import dev.peft4j.Shared;
 import dev.peft4j.io.SafeTensors;
 import dev.peft4j.model.Gemma3Model;
 import dev.peft4j.model.Linear;
+import dev.peft4j.model.Tape;
 import org.junit.jupiter.api.Test;
 
 import java.nio.file.Path;
@@ -143,6 +144,112 @@ class GradientParityTest {
             assertTrue(du < 1e-4, "unmerged logits differ by " + du);
             System.out.printf("LoRA: logits %.2e, loss %.7f, worst grad rel err %.2e, merged %.2e, unmerged %.2e%n", dl, loss, worst, dm, du);
         }
+    }
+
+    @Test
+    void loraOnUpperLayersOnlySkipsTheRestAndStillMatches() {
+        Path fx = Shared.require("fixtures");
+        Gemma3Model m = Gemma3Model.load(fx.resolve("tiny-gemma3"));
+        try (SafeTensors ref = SafeTensors.open(fx.resolve("tiny-lora-reference.safetensors"));
+             SafeTensors grads = SafeTensors.open(fx.resolve("tiny-lora-grads.safetensors"));
+             SafeTensors ad = SafeTensors.open(fx.resolve("tiny-lora/adapter_model.safetensors"))) {
+            attachLora(m, ad);
+            // train only layer 4's MLP factors and layer 5's v_proj: layers 0-3 and layer 4's attention need no backward
+            Params p = new Params();
+            for (Linear l : m.weights.linears()) {
+                if (!(l.name.startsWith("model.layers.4.mlp") || l.name.equals("model.layers.5.self_attn.v_proj"))) continue;
+                String base = "base_model.model." + l.name + ".";
+                p.add(base + "lora_A.weight", l.lora.a.array(), true, l.lora.r, l.in());
+                p.add(base + "lora_B.weight", l.lora.b.array(), true, l.out(), l.lora.r);
+            }
+            assertEquals(8, p.size());
+            double loss = step(m, p, null).accumulate(batch(ref), -1, null);
+            assertEquals(ref.get("loss").toFloats()[0], loss, 1e-5, "loss");
+            for (Params.Param q : p) {
+                double e = relErr(q.grad(), grads.get(q.name().replace(".weight", ".default.weight")).toFloats());
+                assertTrue(e < 1e-4, q.name() + ": relative error " + e);
+            }
+        }
+    }
+
+    @Test
+    void packedSequencesOfDifferentLengthsGiveTheSumOfTheirGradients() {
+        Path fx = Shared.require("fixtures");
+        Gemma3Model m = Gemma3Model.load(fx.resolve("tiny-gemma3"));
+        try (SafeTensors ref = SafeTensors.open(fx.resolve("tiny-lora-reference.safetensors"));
+             SafeTensors ad = SafeTensors.open(fx.resolve("tiny-lora/adapter_model.safetensors"))) {
+            attachLora(m, ad);
+            List<TrainStep.Example> b = batch(ref);
+            // cut the sequences to 20, 9 and 14 tokens (9 and 14 still cross the sliding window of 6)
+            List<TrainStep.Example> cut = List.of(b.get(0), trim(b.get(1), 9), trim(b.get(2), 14));
+            Params p = Params.lora(m);
+            TrainStep ts = step(m, p, null);
+            int total = 0;
+            for (TrainStep.Example e : cut) total += CrossEntropy.count(CrossEntropy.shiftLabels(e.labels()));
+            double together = ts.accumulate(cut, total, null);
+            List<float[]> packed = new ArrayList<>();
+            for (Params.Param q : p) packed.add(q.grad().clone());
+            p.zeroGrad();
+            double apart = 0;
+            for (TrainStep.Example e : cut) apart += ts.accumulate(List.of(e), total, null);
+            assertEquals(together, apart, 1e-5);
+            int i = 0;
+            for (Params.Param q : p) {
+                double e = relErr(packed.get(i++), q.grad());
+                assertTrue(e < 1e-5, q.name() + ": packed vs separate relative difference " + e);
+            }
+        }
+    }
+
+    /** With LoRA dropout the gradient is that of the dropped-out forward: a directional derivative of the loss agrees. */
+    @Test
+    void loraDropoutGradientMatchesDirectionalDerivative() {
+        Path fx = Shared.require("fixtures");
+        Gemma3Model m = Gemma3Model.load(fx.resolve("tiny-gemma3"));
+        try (SafeTensors ref = SafeTensors.open(fx.resolve("tiny-lora-reference.safetensors"));
+             SafeTensors ad = SafeTensors.open(fx.resolve("tiny-lora/adapter_model.safetensors"))) {
+            attachLora(m, ad);
+            for (Linear l : m.weights.linears()) l.lora.dropout = 0.25f;
+            Params p = Params.lora(m);
+            List<TrainStep.Example> b = batch(ref);
+            int[] targets = new int[B * T];
+            for (int s = 0; s < B; s++) System.arraycopy(CrossEntropy.shiftLabels(b.get(s).labels()), 0, targets, s * T, T);
+            int count = CrossEntropy.count(targets);
+            long seed = 1234567L;
+            java.util.function.Supplier<Double> loss = () -> {
+                Tape t = new Tape();
+                t.dropoutSeed = seed;
+                float[] h = m.forward(inputs(m, b), t);
+                return CrossEntropy.lossAndGrad(h, H, targets, m.lmHead(), null, 1f, null, null) / count;
+            };
+            Tape t = new Tape();
+            t.dropoutSeed = seed;
+            float[] h = m.forward(inputs(m, b), t);
+            float[] dh = new float[h.length];
+            double l0 = CrossEntropy.lossAndGrad(h, H, targets, m.lmHead(), null, 1f / count, dh, null) / count;
+            Backward.run(m, t, dh, p, false);
+            double noDrop = step(m, new Params(), null).loss(b);
+            assertTrue(Math.abs(l0 - noDrop) > 1e-4, "dropout changes the loss");
+            // direction: the gradient itself, normalized; derivative along it = |g|
+            double norm = GradClip.globalNorm(p);
+            double eps = 1e-2 / norm;
+            for (Params.Param q : p) for (int i = 0; i < q.data().length; i++) q.data()[i] += (float) (eps * q.grad()[i]);
+            double up = loss.get();
+            for (Params.Param q : p) for (int i = 0; i < q.data().length; i++) q.data()[i] -= (float) (2 * eps * q.grad()[i]);
+            double dn = loss.get();
+            double numeric = (up - dn) / (2 * eps * norm);   // ≈ |g|
+            assertEquals(norm, numeric, 2e-3 * norm, "directional derivative");
+        }
+    }
+
+    static List<Gemma3Model.Input> inputs(Gemma3Model m, List<TrainStep.Example> b) {
+        List<Gemma3Model.Input> in = new ArrayList<>();
+        for (TrainStep.Example e : b) in.add(new Gemma3Model.Input(m.newCache(), null, e.ids()));
+        return in;
+    }
+
+    static TrainStep.Example trim(TrainStep.Example e, int n) {
+        return new TrainStep.Example(java.util.Arrays.copyOf(e.ids(), n), java.util.Arrays.copyOf(e.labels(), n));
     }
 
     // Linear.merge() keeps the LoRA branch attached; while merged, park it so the forward does not add it twice.

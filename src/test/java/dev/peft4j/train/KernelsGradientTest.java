@@ -170,15 +170,38 @@ class KernelsGradientTest {
         int[] rowStart = {0, 7}, rowCount = {7, 5};
         int N = 12;
         float scale = (float) Math.pow(6, -0.5);
-        for (int window : new int[]{0, 3}) {
-            float[] q = rand(N * nH * D, 1), k = rand(N * nKV * D, 1), v = rand(N * nKV * D, 1), R = rand(N * nH * D, 1);
-            float[] dq = new float[q.length], dk = new float[k.length], dv = new float[v.length];
-            Kernels.attentionBackward(q, k, v, R, dq, dk, dv, rowStart, rowCount, nH, nKV, D, scale, window);
-            double[] qd = d(q), kd = d(k), vd = d(v);
-            String w = " (window " + window + ")";
-            assertClose(numeric(qd, x -> dot(attention(x, kd, vd, rowStart, rowCount, nH, nKV, D, scale, window), R)), dq, 1e-4, "attention dq" + w);
-            assertClose(numeric(kd, x -> dot(attention(qd, x, vd, rowStart, rowCount, nH, nKV, D, scale, window), R)), dk, 1e-4, "attention dk" + w);
-            assertClose(numeric(vd, x -> dot(attention(qd, kd, x, rowStart, rowCount, nH, nKV, D, scale, window), R)), dv, 1e-4, "attention dv" + w);
+        for (boolean tiled : new boolean[]{true, false}) {
+            for (int window : new int[]{0, 3}) {
+                float[] q = rand(N * nH * D, 1), k = rand(N * nKV * D, 1), v = rand(N * nKV * D, 1), R = rand(N * nH * D, 1);
+                float[] dq = new float[q.length], dk = new float[k.length], dv = new float[v.length];
+                if (tiled) Kernels.attentionBackward(q, k, v, R, dq, dk, dv, rowStart, rowCount, nH, nKV, D, scale, window);
+                else Kernels.attentionBackwardRowwise(q, k, v, R, dq, dk, dv, rowStart, rowCount, nH, nKV, D, scale, window);
+                double[] qd = d(q), kd = d(k), vd = d(v);
+                String w = " (window " + window + (tiled ? ", tiled)" : ", row-wise)");
+                assertClose(numeric(qd, x -> dot(attention(x, kd, vd, rowStart, rowCount, nH, nKV, D, scale, window), R)), dq, 1e-4, "attention dq" + w);
+                assertClose(numeric(kd, x -> dot(attention(qd, x, vd, rowStart, rowCount, nH, nKV, D, scale, window), R)), dk, 1e-4, "attention dk" + w);
+                assertClose(numeric(vd, x -> dot(attention(qd, kd, x, rowStart, rowCount, nH, nKV, D, scale, window), R)), dv, 1e-4, "attention dv" + w);
+            }
+        }
+    }
+
+    /** The tiled kernel against the row-wise one on longer packed sequences (several blocks, windows inside blocks, tails). */
+    @Test
+    void tiledAttentionBackwardEqualsRowwise() {
+        int[][] cfg = {{4, 1, 32}, {4, 2, 40}, {2, 2, 3}};   // heads, kv heads, head_dim (40 and 3: vector tails)
+        int[] rowStart = {0, 70, 71, 116}, rowCount = {70, 1, 45, 33};
+        int N = 149;
+        for (int[] c : cfg) {
+            int nH = c[0], nKV = c[1], D = c[2];
+            for (int window : new int[]{0, 20, 5, 16}) {
+                float[] q = rand(N * nH * D, 1), k = rand(N * nKV * D, 1), v = rand(N * nKV * D, 1), R = rand(N * nH * D, 1);
+                float[][] a = {new float[q.length], new float[k.length], new float[v.length]};
+                float[][] b = {new float[q.length], new float[k.length], new float[v.length]};
+                java.util.Arrays.fill(a[0], 9f);   // outputs are overwritten, whatever they held
+                Kernels.attentionBackward(q, k, v, R, a[0], a[1], a[2], rowStart, rowCount, nH, nKV, D, 0.3f, window);
+                Kernels.attentionBackwardRowwise(q, k, v, R, b[0], b[1], b[2], rowStart, rowCount, nH, nKV, D, 0.3f, window);
+                for (int t = 0; t < 3; t++) assertClose(d(b[t]), a[t], 1e-5, "tiled vs row-wise " + "qkv".charAt(t) + " " + java.util.Arrays.toString(c) + " window " + window);
+            }
         }
     }
 
@@ -218,6 +241,65 @@ class KernelsGradientTest {
         Kernels.linearBackward(lin, x, R, n, dx2, null, mid, dA2, null);
         assertArrayEquals(dx, dx2);
         assertArrayEquals(dA, dA2);
+    }
+
+    @Test
+    void loraBackwardWithDropout() {
+        int n = 7, in = 24, out = 11, r = 2;
+        float s = 2f, p = 0.3f;
+        long seed = 0x5EEDL;
+        float[] x = rand(n * in, 1), w = rand(out * in, 0.3), a = rand(r * in, 0.3), b = rand(out * r, 0.3), R = rand(n * out, 1);
+        Linear lin = new Linear("m", Matrix.heap(out, in, w.clone()));
+        lin.lora = new Linear.Lora(r, s, a.clone(), b.clone(), in, out);
+        lin.lora.dropout = p;
+        float[] y = new float[n * out], mid = new float[n * r];
+        lin.forward(x, n, y, mid, seed);
+        // the mask as a pure function of (seed, index): applied to ones it gives 0 or 1/(1-p)
+        float[] mask = new float[n * in];
+        java.util.Arrays.fill(mask, 1f);
+        Linear.dropout(mask, mask, n * in, p, seed);
+        int zeros = 0;
+        for (float m : mask) {
+            if (m == 0f) zeros++;
+            else assertEquals(1f / (1f - p), m, 1e-6f);
+        }
+        assertTrue(zeros > 0 && zeros < n * in, "mask drops " + zeros + " of " + n * in);
+        double[] xd = d(x), wd = d(w), ad = d(a), bd = d(b);
+        Function<double[][], double[]> fwd = v -> {
+            double[] xm = v[0].clone();
+            for (int i = 0; i < xm.length; i++) xm[i] *= mask[i];
+            double[] base = linear(v[0], v[1], v[2], v[3], 0, n, in, out, r);
+            double[] lora = linear(xm, new double[out * in], v[2], v[3], s, n, in, out, r);
+            for (int i = 0; i < base.length; i++) base[i] += lora[i];
+            return base;
+        };
+        double[] yd = fwd.apply(new double[][]{xd, wd, ad, bd});
+        for (int i = 0; i < y.length; i++) assertEquals(yd[i], y[i], 1e-5, "forward with dropout");
+        float[] dx = new float[n * in], dA = new float[r * in], dB = new float[out * r];
+        Kernels.linearBackward(lin, x, R, n, dx, null, mid, dA, dB, seed);
+        assertClose(numeric(xd, v -> dot(fwd.apply(new double[][]{v, wd, ad, bd}), R)), dx, 1e-5, "dropout dx");
+        assertClose(numeric(ad, v -> dot(fwd.apply(new double[][]{xd, wd, v, bd}), R)), dA, 1e-5, "dropout dA");
+        assertClose(numeric(bd, v -> dot(fwd.apply(new double[][]{xd, wd, ad, v}), R)), dB, 1e-5, "dropout dB");
+        // without a seed (evaluation) there is no dropout
+        float[] y0 = new float[n * out];
+        lin.forward(x, n, y0, null, 0L);
+        double[] ye = linear(xd, wd, ad, bd, s, n, in, out, r);
+        for (int i = 0; i < y0.length; i++) assertEquals(ye[i], y0[i], 1e-5);
+    }
+
+    @Test
+    void dropoutMaskRate() {
+        int len = 200_000;
+        float[] ones = new float[len];
+        java.util.Arrays.fill(ones, 1f);
+        for (float p : new float[]{0.05f, 0.5f}) {
+            float[] m = new float[len];
+            Linear.dropout(ones, m, len, p, 99L);
+            int z = 0;
+            for (float v : m) if (v == 0f) z++;
+            double sd = Math.sqrt(len * p * (1 - p));
+            assertEquals(len * p, z, 5 * sd, "dropped elements at p=" + p);
+        }
     }
 
     @Test
@@ -283,6 +365,52 @@ class KernelsGradientTest {
                     assertClose(numeric(wd, x -> 0.25 * ref.apply(new double[][]{hd, x})), dHead, 1e-4, "d head (cap " + cap + ")");
                     // forward only gives the same loss
                     assertEquals(loss, CrossEntropy.lossAndGrad(hid, H, targets, Matrix.heap(V, H, head), cap, 1f, null, null), 1e-9);
+                }
+            }
+        } finally {
+            CrossEntropy.maxChunkFloats = saved;
+        }
+    }
+
+    /** Wider vocabulary (vector paths, several chunks) against the closed-form gradient in double precision. */
+    @Test
+    void chunkedCrossEntropyAgainstClosedForm() {
+        int N = 5, H = 16, V = 300;
+        int[] targets = {299, 0, -100, 150, 17};
+        float[] hid = rand(N * H, 1), head = rand(V * H, 1);
+        int saved = CrossEntropy.maxChunkFloats;
+        try {
+            for (Double cap : new Double[]{null, 4.0}) {
+                for (int chunkFloats : new int[]{1 << 20, 4 * 130}) {   // one chunk; chunks of 130 columns
+                    CrossEntropy.maxChunkFloats = chunkFloats;
+                    double want = 0;
+                    double[] wdh = new double[N * H], wdw = new double[V * H];
+                    for (int r = 0; r < N; r++) {
+                        if (targets[r] == -100) continue;
+                        double[] z = new double[V], dz = new double[V];
+                        double max = Double.NEGATIVE_INFINITY, se = 0;
+                        for (int o = 0; o < V; o++) {
+                            for (int i = 0; i < H; i++) z[o] += (double) hid[r * H + i] * head[o * H + i];
+                            dz[o] = 1;
+                            if (cap != null) { double y = Math.tanh(z[o] / cap); z[o] = cap * y; dz[o] = 1 - y * y; }
+                            max = Math.max(max, z[o]);
+                        }
+                        for (int o = 0; o < V; o++) se += Math.exp(z[o] - max);
+                        want += max + Math.log(se) - z[targets[r]];
+                        for (int o = 0; o < V; o++) {
+                            double g = 0.5 * (Math.exp(z[o] - max) / se - (o == targets[r] ? 1 : 0)) * dz[o];
+                            for (int i = 0; i < H; i++) { wdh[r * H + i] += g * head[o * H + i]; wdw[o * H + i] += g * hid[r * H + i]; }
+                        }
+                    }
+                    float[] dh = new float[N * H], dw = new float[V * H], dh2 = new float[N * H];
+                    double loss = CrossEntropy.lossAndGrad(hid, H, targets, Matrix.heap(V, H, head), cap, 0.5f, dh, dw);
+                    double loss2 = CrossEntropy.lossAndGrad(hid, H, targets, Matrix.heap(V, H, head), cap, 0.5f, dh2, null);   // fused path
+                    String w = " (cap " + cap + ", chunk " + chunkFloats + ")";
+                    assertEquals(want, loss, 1e-5 * want, "loss" + w);
+                    assertEquals(want, loss2, 1e-5 * want, "loss, fused" + w);
+                    assertClose(wdh, dh, 1e-5, "d hidden" + w);
+                    assertClose(wdh, dh2, 1e-5, "d hidden, fused" + w);
+                    assertClose(wdw, dw, 1e-5, "d head" + w);
                 }
             }
         } finally {

@@ -58,4 +58,18 @@ class OptimizerTest {
         assertEquals(0.00025f, opt.expAvgSq("w")[0], 1e-10);
         assertEquals(1, opt.step());
     }
+
+    @Test
+    void optimizerStateFileErrorsNameTheFileAndTensor(@org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp) throws Exception {
+        Params p = new Params().add("w", new float[3], true, 3);
+        AdamW opt = new AdamW(0.9, 0.999, 1e-8, 0);
+        java.nio.file.Path f = tmp.resolve("opt.safetensors");
+        opt.save(f, p);
+        Params other = new Params().add("x", new float[3], true, 3);
+        var e = assertThrows(UserException.class, () -> new AdamW(0.9, 0.999, 1e-8, 0).load(f, other));
+        assertTrue(e.getMessage().contains("opt.safetensors") && e.getMessage().contains("exp_avg.x"), e.getMessage());
+        Params bigger = new Params().add("w", new float[4], true, 4);
+        e = assertThrows(UserException.class, () -> new AdamW(0.9, 0.999, 1e-8, 0).load(f, bigger));
+        assertTrue(e.getMessage().contains("exp_avg.w"), e.getMessage());
+    }
 }

@@ -1,0 +1,42 @@
+package dev.peft4j.tensor;
+
+import jdk.incubator.vector.FloatVector;
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class OpsTest {
+    @Test
+    void tanhAndExpMatchTheLibraryAndTheVectorPathEqualsTheScalarPath() {
+        var sp = FloatVector.SPECIES_PREFERRED;
+        float[] xs = new float[sp.length() * 4001];
+        for (int i = 0; i < xs.length; i++) xs[i] = -20f + 40f * i / xs.length;
+        float[] vt = new float[xs.length], ve = new float[xs.length];
+        for (int i = 0; i < xs.length; i += sp.length()) {
+            Ops.tanh(FloatVector.fromArray(sp, xs, i)).intoArray(vt, i);
+            Ops.exp(FloatVector.fromArray(sp, xs, i)).intoArray(ve, i);
+        }
+        for (int i = 0; i < xs.length; i++) {
+            float x = xs[i];
+            assertEquals(Math.tanh(x), Ops.tanh(x), 4e-7, "tanh " + x);
+            assertEquals(Ops.tanh(x), vt[i], 0f, "vector tanh " + x);
+            double e = Math.exp(x);
+            assertEquals(e, Ops.exp(x), 3e-7 * e, "exp " + x);
+            assertEquals(Ops.exp(x), ve[i], 0f, "vector exp " + x);
+        }
+        assertEquals(0.0004f * 0.5f, Ops.tanh(0.0002f), 0f);
+        assertTrue(Ops.exp(-200f) >= 0 && Ops.exp(-200f) < 1e-37);
+    }
+
+    @Test
+    void geluMatchesTheTanhFormula() {
+        for (float x = -8f; x <= 8f; x += 0.01f) {
+            double ref = 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+            assertEquals(ref, Ops.geluTanh(x), 1e-6 + 1e-6 * Math.abs(ref), "gelu " + x);
+        }
+        float[] g = new float[37], u = new float[37], out = new float[37];
+        for (int i = 0; i < 37; i++) { g[i] = (i - 18) * 0.3f; u[i] = 1f + i; }
+        Ops.geluMul(g, u, out, 0, 37);
+        for (int i = 0; i < 37; i++) assertEquals(Ops.geluTanh(g[i]) * u[i], out[i], 0f);
+    }
+}
