@@ -161,11 +161,23 @@ public final class HarnessLM implements EvalLM {
         return new LL(sum, greedy);
     }
 
+    /** log Σ exp(a[off..off+n)), vectorized (the vocabulary is 262,144 wide, scored for every continuation token). */
     static double logSumExp(float[] a, int off, int n) {
-        float max = Float.NEGATIVE_INFINITY;
-        for (int i = 0; i < n; i++) max = Math.max(max, a[off + i]);
+        var sp = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
+        int L = sp.length(), i = 0;
+        var mv = jdk.incubator.vector.FloatVector.broadcast(sp, Float.NEGATIVE_INFINITY);
+        for (; i + L <= n; i += L) mv = mv.max(jdk.incubator.vector.FloatVector.fromArray(sp, a, off + i));
+        float max = mv.reduceLanes(jdk.incubator.vector.VectorOperators.MAX);
+        for (; i < n; i++) max = Math.max(max, a[off + i]);
+        var acc = jdk.incubator.vector.FloatVector.zero(sp);
         double s = 0;
-        for (int i = 0; i < n; i++) s += Math.exp(a[off + i] - max);
+        i = 0;
+        for (; i + L <= n; i += L) {
+            acc = acc.add(dev.peft4j.tensor.Ops.exp(jdk.incubator.vector.FloatVector.fromArray(sp, a, off + i).sub(max)));
+            if ((i / L) % 256 == 255) { s += dev.peft4j.tensor.Ops.hsum(acc); acc = jdk.incubator.vector.FloatVector.zero(sp); }
+        }
+        s += dev.peft4j.tensor.Ops.hsum(acc);
+        for (; i < n; i++) s += Math.exp(a[off + i] - max);
         return max + Math.log(s);
     }
 

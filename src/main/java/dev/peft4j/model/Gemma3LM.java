@@ -30,38 +30,79 @@ public final class Gemma3LM implements CausalLM {
     @Override
     public int maxPositions() { return model.config.maxPositions() - nVirtual; }
 
+    /** Shared prefixes shorter than this are recomputed rather than copied from the previous batch's cache. */
+    private static final int MIN_SHARED_PREFIX = 16;
+    /** The tokens and cache of the longest sequence of the previous {@link #logits} batch, for prefix reuse. */
+    private int[] anchorTokens;
+    private KVCache anchorCache;
+
+    /**
+     * Scores full sequences. Consecutive requests often share a long prefix (a few-shot preamble, the context of several
+     * choices): the cache of the previous batch's longest sequence is kept, and a sequence that starts with at least
+     * {@value #MIN_SHARED_PREFIX} of its tokens only runs the rest. The shared tokens are identical, so results are unchanged.
+     */
     @Override
-    public List<float[]> logits(List<int[]> sequences, int[] from) {
+    public synchronized List<float[]> logits(List<int[]> sequences, int[] from) {
         List<float[]> out = new ArrayList<>(sequences.size());
+        int V = vocabSize();
         int i = 0;
         while (i < sequences.size()) {
             int j = i, rows = 0;
             List<Gemma3Model.Input> batch = new ArrayList<>();
-            while (j < sequences.size() && (j == i || rows + sequences.get(j).length + nVirtual <= maxRowsPerBatch)) {
-                rows += sequences.get(j).length + nVirtual;
-                batch.add(new Gemma3Model.Input(model.newCache(), virtual, sequences.get(j)));
+            int[] skip = new int[sequences.size()];      // caller tokens not run (reused from the anchor)
+            int[] offset = new int[sequences.size()];    // rows before the caller's first run token (virtual tokens)
+            // a sequence that starts a new shared prefix runs alone first, so the rest of its batch can reuse its cache
+            int[] first = sequences.get(i);
+            boolean firstFresh = anchorTokens == null || commonPrefix(anchorTokens, first, Math.min(from[i], first.length - 1)) < MIN_SHARED_PREFIX;
+            boolean sharesWithNext = i + 1 < sequences.size()
+                    && commonPrefix(first, sequences.get(i + 1), Math.min(from[i + 1], sequences.get(i + 1).length - 1)) >= MIN_SHARED_PREFIX;
+            int limit = firstFresh && sharesWithNext ? i + 1 : sequences.size();
+            while (j < limit && (j == i || rows + sequences.get(j).length + nVirtual <= maxRowsPerBatch)) {
+                int[] seq = sequences.get(j);
+                int lcp = anchorTokens == null ? 0 : commonPrefix(anchorTokens, seq, Math.min(from[j], seq.length - 1));
+                KVCache reuse = lcp >= MIN_SHARED_PREFIX ? anchorCache.truncatedCopy(nVirtual + lcp) : null;
+                if (reuse != null) {
+                    batch.add(new Gemma3Model.Input(reuse, null, java.util.Arrays.copyOfRange(seq, lcp, seq.length)));
+                    skip[j] = lcp;
+                    rows += seq.length - lcp;
+                } else {
+                    batch.add(new Gemma3Model.Input(model.newCache(), virtual, seq));
+                    offset[j] = nVirtual;
+                    rows += seq.length + nVirtual;
+                }
                 j++;
             }
             float[] hidden = model.forward(batch, null);
             int base = 0;
             List<Integer> want = new ArrayList<>();
+            int longest = i;
             for (int s = i; s < j; s++) {
                 int len = sequences.get(s).length;
-                for (int t = from[s]; t < len; t++) want.add(base + nVirtual + t);
-                base += len + nVirtual;
+                for (int t = from[s]; t < len; t++) want.add(base + offset[s] + t - skip[s]);
+                base += offset[s] + len - skip[s];
+                if (len > sequences.get(longest).length) longest = s;
             }
+            anchorTokens = sequences.get(longest);
+            anchorCache = batch.get(longest - i).cache();
             float[] lg = model.logits(hidden, want.stream().mapToInt(Integer::intValue).toArray());
-            int V = vocabSize(), at = 0;
+            int at = 0;
             for (int s = i; s < j; s++) {
-                int n = sequences.get(s).length - from[s];
-                float[] part = new float[Math.max(0, n) * V];
+                int n = Math.max(0, sequences.get(s).length - from[s]);
+                float[] part = new float[n * V];
                 System.arraycopy(lg, at * V, part, 0, part.length);
-                at += Math.max(0, n);
+                at += n;
                 out.add(part);
             }
             i = j;
         }
         return out;
+    }
+
+    private static int commonPrefix(int[] a, int[] b, int max) {
+        int n = Math.min(Math.min(a.length, b.length), Math.max(0, max));
+        int k = 0;
+        while (k < n && a[k] == b[k]) k++;
+        return k;
     }
 
     @Override

@@ -45,6 +45,22 @@ public final class KVCache {
 
     public KVCache copy() { return new KVCache(this); }
 
+    /**
+     * A copy holding only the first {@code len} positions (a shared prefix), or null when a sliding layer has already dropped
+     * rows that positions after {@code len} would still need.
+     */
+    public KVCache truncatedCopy(int len) {
+        if (len > length) return null;
+        for (int l = 0; l < layers; l++) {
+            int need = sliding[l] ? Math.max(0, len - window + 1) : 0;
+            if (start[l] > need) return null;
+        }
+        KVCache c = new KVCache(this);
+        for (int l = 0; l < layers; l++) c.count[l] = len - c.start[l];
+        c.length = len;
+        return c;
+    }
+
     public int length() { return length; }
 
     /** Makes room for t new rows in layer l (dropping invisible rows of sliding layers) and returns the row index to write at. */

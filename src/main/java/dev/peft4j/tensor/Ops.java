@@ -162,24 +162,18 @@ public final class Ops {
         for (; i < to; i++) out[i] = geluTanh(g[i]) * u[i];
     }
 
-    private static final ThreadLocal<float[]> LANES = ThreadLocal.withInitial(() -> new float[64]);
+    private static final VectorSpecies<Float> F256 = FloatVector.SPECIES_256, F128 = FloatVector.SPECIES_128;
 
     /**
-     * Sum of a vector's lanes in a fixed order. {@code reduceLanes(ADD)} may add in a different order once the JIT has
-     * compiled it, which would make results depend on timing; this keeps every run bit-identical.
+     * Sum of a vector's lanes in a fixed order: halves are added lanewise down to 4 lanes, then (l0 + l1) + (l2 + l3).
+     * {@code reduceLanes(ADD)} may add in a different order once the JIT has compiled it, which would make results depend
+     * on timing; this keeps every run bit-identical.
      */
     public static float hsum(FloatVector v) {
-        float[] t = LANES.get();
-        v.intoArray(t, 0);
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        int n = v.length();
-        for (int i = 0; i < n; i += 4) {
-            s0 += t[i];
-            s1 += t[i + 1];
-            s2 += t[i + 2];
-            s3 += t[i + 3];
-        }
-        return (s0 + s1) + (s2 + s3);
+        FloatVector x = v;
+        if (x.length() == 16) x = ((FloatVector) x.reinterpretShape(F256, 0)).add((FloatVector) x.reinterpretShape(F256, 1));
+        if (x.length() == 8) x = ((FloatVector) x.reinterpretShape(F128, 0)).add((FloatVector) x.reinterpretShape(F128, 1));
+        return (x.lane(0) + x.lane(1)) + (x.lane(2) + x.lane(3));
     }
 
     public static float dot(float[] a, int ao, float[] b, int bo, int len) {
