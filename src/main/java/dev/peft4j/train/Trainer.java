@@ -406,7 +406,6 @@ public final class Trainer {
         Map<String, Linear> byName = new LinkedHashMap<>();
         for (Linear l : model.weights.linears()) byName.put(l.name, l);
         List<LoraTarget> targets = cfg.resolve(List.copyOf(byName.keySet()));
-        if (targets.isEmpty()) throw new UserException("--target-modules: " + cfg.targetModules() + " matches no linear layer of the model");
         Object init = cfg.initLoraWeights();
         for (LoraTarget t : targets) {
             Linear l = byName.get(t.moduleName());

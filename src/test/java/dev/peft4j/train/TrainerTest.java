@@ -137,6 +137,19 @@ class TrainerTest {
     }
 
     @Test
+    void adapterSettingsThatDoNotFitTheModelAreRefused() {
+        Trainer.Options o = opts(tmp.resolve("nofit"), "lora", false, 1);
+        Trainer.Options none = new Trainer.Options(o.model(), null, o.output(), false, "lora", 4, "random", 4, 8, List.of("wq_proj"), false, "true", 0,
+                1, 1, 1, 1e-3, "constant", 0, 0, 1, 0, 0, 1, false, false);
+        UserException e = assertThrows(UserException.class, () -> new Trainer(none, dataArgs(), quiet()).run());
+        assertTrue(e.getMessage().contains("matched none"), e.getMessage());
+        Trainer.Options badInit = new Trainer.Options(o.model(), null, tmp.resolve("badinit"), false, "prompt-tuning", 4, "words", 4, 8, List.of("q_proj"),
+                false, "true", 0, 1, 1, 1, 1e-3, "constant", 0, 0, 1, 0, 0, 1, false, false);
+        UserException e2 = assertThrows(UserException.class, () -> new Trainer(badInit, dataArgs(), quiet()).run());
+        assertTrue(e2.getMessage().contains("--init"), e2.getMessage());
+    }
+
+    @Test
     void outputHoldingAnotherRunIsRefused() throws Exception {
         Path out = tmp.resolve("taken");
         new Trainer(opts(out, "prompt-tuning", false, 1), dataArgs(), quiet()).run();
