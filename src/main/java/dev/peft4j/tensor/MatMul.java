@@ -33,6 +33,10 @@ public final class MatMul {
      */
     public static void xWt(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean accumulate) {
         final int in = w.cols, out = w.rows;
+        if (n >= GEMM_MIN_ROWS) {
+            gemm(x, xOff, n, w, y, yOff, accumulate);
+            return;
+        }
         int grain = Math.max(4, (int) Math.min(out, 65536L / Math.max(1, in)));
         Parallel.forRange((out + 3) / 4, Math.max(1, grain / 4), (b0, b1) -> {
             float[] wb = scratch(4 * in);
@@ -49,6 +53,102 @@ public final class MatMul {
                 }
             }
         });
+    }
+
+    /** From this many rows on, products use the outer-product kernel (no horizontal sums; weights transposed per block). */
+    static final int GEMM_MIN_ROWS = 24;
+    /** Output columns per block of the outer-product kernel: four vectors. */
+    private static final int NB = 4 * L;
+    private static final ThreadLocal<float[][]> GEMM_SCRATCH = ThreadLocal.withInitial(() -> new float[2][0]);
+
+    /**
+     * y = x·Wᵀ for many rows: each thread takes blocks of {@value #NB}-ish output columns, converts that block of W to float32
+     * once and transposes it to [in][NB], then runs every row through a 4-row x 4-vector register tile: per input element,
+     * four broadcasts of x and four weight vectors feed sixteen FMAs. Sums run over the input index in order, so results do
+     * not depend on the thread count.
+     */
+    private static void gemm(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean accumulate) {
+        final int in = w.cols, out = w.rows;
+        final int blocks = (out + NB - 1) / NB;
+        Parallel.forRange(blocks, 1, (b0, b1) -> {
+            float[][] sc = GEMM_SCRATCH.get();
+            if (sc[0].length < NB * in) { sc[0] = new float[NB * in]; sc[1] = new float[NB * in]; }
+            float[] rowsBuf = sc[0], wt = sc[1];
+            float[] tmp = new float[NB];
+            for (int b = b0; b < b1; b++) {
+                int o0 = b * NB, nb = Math.min(NB, out - o0);
+                w.rowsToFloat(o0, nb, rowsBuf, 0);
+                for (int j = 0; j < NB; j++) {
+                    if (j < nb) {
+                        int src = j * in;
+                        for (int k = 0; k < in; k++) wt[k * NB + j] = rowsBuf[src + k];
+                    } else {
+                        for (int k = 0; k < in; k++) wt[k * NB + j] = 0f;
+                    }
+                }
+                int r = 0;
+                for (; r + 4 <= n; r += 4) gemmTile4(x, xOff + r * in, in, wt, y, yOff + r * out + o0, out, nb, accumulate, tmp);
+                for (; r < n; r++) gemmTile1(x, xOff + r * in, in, wt, y, yOff + r * out + o0, nb, accumulate, tmp);
+            }
+        });
+    }
+
+    private static void gemmTile4(float[] x, int xo, int in, float[] wt, float[] y, int yo, int out, int nb, boolean acc, float[] tmp) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00;
+        FloatVector c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+        FloatVector c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+        FloatVector c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+        for (int k = 0; k < in; k++) {
+            int wo = k * NB;
+            FloatVector w0 = FloatVector.fromArray(F, wt, wo), w1 = FloatVector.fromArray(F, wt, wo + L);
+            FloatVector w2 = FloatVector.fromArray(F, wt, wo + 2 * L), w3 = FloatVector.fromArray(F, wt, wo + 3 * L);
+            FloatVector x0 = FloatVector.broadcast(F, x[xo + k]);
+            c00 = x0.fma(w0, c00); c01 = x0.fma(w1, c01); c02 = x0.fma(w2, c02); c03 = x0.fma(w3, c03);
+            FloatVector x1 = FloatVector.broadcast(F, x[xo + in + k]);
+            c10 = x1.fma(w0, c10); c11 = x1.fma(w1, c11); c12 = x1.fma(w2, c12); c13 = x1.fma(w3, c13);
+            FloatVector x2 = FloatVector.broadcast(F, x[xo + 2 * in + k]);
+            c20 = x2.fma(w0, c20); c21 = x2.fma(w1, c21); c22 = x2.fma(w2, c22); c23 = x2.fma(w3, c23);
+            FloatVector x3 = FloatVector.broadcast(F, x[xo + 3 * in + k]);
+            c30 = x3.fma(w0, c30); c31 = x3.fma(w1, c31); c32 = x3.fma(w2, c32); c33 = x3.fma(w3, c33);
+        }
+        storeRow(c00, c01, c02, c03, y, yo, nb, acc, tmp);
+        storeRow(c10, c11, c12, c13, y, yo + out, nb, acc, tmp);
+        storeRow(c20, c21, c22, c23, y, yo + 2 * out, nb, acc, tmp);
+        storeRow(c30, c31, c32, c33, y, yo + 3 * out, nb, acc, tmp);
+    }
+
+    private static void gemmTile1(float[] x, int xo, int in, float[] wt, float[] y, int yo, int nb, boolean acc, float[] tmp) {
+        FloatVector c0 = FloatVector.zero(F), c1 = c0, c2 = c0, c3 = c0;
+        for (int k = 0; k < in; k++) {
+            int wo = k * NB;
+            FloatVector x0 = FloatVector.broadcast(F, x[xo + k]);
+            c0 = x0.fma(FloatVector.fromArray(F, wt, wo), c0);
+            c1 = x0.fma(FloatVector.fromArray(F, wt, wo + L), c1);
+            c2 = x0.fma(FloatVector.fromArray(F, wt, wo + 2 * L), c2);
+            c3 = x0.fma(FloatVector.fromArray(F, wt, wo + 3 * L), c3);
+        }
+        storeRow(c0, c1, c2, c3, y, yo, nb, acc, tmp);
+    }
+
+    private static void storeRow(FloatVector a, FloatVector b, FloatVector c, FloatVector d, float[] y, int yo, int nb, boolean acc, float[] tmp) {
+        if (nb == NB) {
+            if (acc) {
+                a = a.add(FloatVector.fromArray(F, y, yo));
+                b = b.add(FloatVector.fromArray(F, y, yo + L));
+                c = c.add(FloatVector.fromArray(F, y, yo + 2 * L));
+                d = d.add(FloatVector.fromArray(F, y, yo + 3 * L));
+            }
+            a.intoArray(y, yo);
+            b.intoArray(y, yo + L);
+            c.intoArray(y, yo + 2 * L);
+            d.intoArray(y, yo + 3 * L);
+            return;
+        }
+        a.intoArray(tmp, 0);
+        b.intoArray(tmp, L);
+        c.intoArray(tmp, 2 * L);
+        d.intoArray(tmp, 3 * L);
+        for (int j = 0; j < nb; j++) y[yo + j] = acc ? y[yo + j] + tmp[j] : tmp[j];
     }
 
     private static void tile4x4(float[] x, int xo, int in, float[] wb, float[] y, int yo, int out, int no, boolean acc) {

@@ -1,0 +1,76 @@
+package dev.peft4j.tensor;
+
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The matrix products against a plain double-precision loop, over shapes that exercise every tile and tail path. */
+class MatMulTest {
+    static float[] rand(int n, SplittableRandom r) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = (float) (r.nextDouble() * 2 - 1);
+        return v;
+    }
+
+    /** A BF16 matrix in off-heap memory holding bf16-rounded values of w (returned rounded in place). */
+    static Matrix bf16(float[] w, int rows, int cols) {
+        MemorySegment seg = Arena.ofAuto().allocate(2L * w.length);
+        for (int i = 0; i < w.length; i++) {
+            short b = dev.peft4j.io.SafeTensors.toBf16(w[i]);
+            seg.set(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 2L * i, b);
+            w[i] = Float.intBitsToFloat(b << 16);
+        }
+        return Matrix.mapped(rows, cols, DType.BF16, seg);
+    }
+
+    @Test
+    void xWtMatchesNaiveForAllPaths() {
+        SplittableRandom r = new SplittableRandom(1);
+        int[][] shapes = {{1, 7, 5}, {3, 64, 32}, {5, 33, 70}, {23, 40, 17}, {24, 64, 64}, {30, 100, 130}, {64, 48, 200}, {97, 33, 65}};
+        for (int[] sh : shapes) {
+            int n = sh[0], in = sh[1], out = sh[2];
+            for (boolean useBf16 : new boolean[]{false, true}) {
+                float[] x = rand(n * in, r), w = rand(out * in, r), y0 = rand(n * out, r);
+                Matrix m = useBf16 ? bf16(w, out, in) : Matrix.heap(out, in, w);
+                for (boolean acc : new boolean[]{false, true}) {
+                    float[] y = y0.clone();
+                    MatMul.xWt(x, 0, n, m, y, 0, acc);
+                    for (int i = 0; i < n; i++) {
+                        for (int o = 0; o < out; o++) {
+                            double s = acc ? y0[i * out + o] : 0;
+                            for (int k = 0; k < in; k++) s += (double) x[i * in + k] * w[o * in + k];
+                            assertEquals(s, y[i * out + o], 1e-4 * (1 + Math.abs(s)), "n=" + n + " in=" + in + " out=" + out + " acc=" + acc + " bf16=" + useBf16);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void backwardProductsMatchNaive() {
+        SplittableRandom r = new SplittableRandom(2);
+        int n = 13, in = 37, out = 21;
+        float[] dy = rand(n * out, r), w = rand(out * in, r), x = rand(n * in, r);
+        float[] dx = new float[n * in];
+        MatMul.dyW(dy, n, Matrix.heap(out, in, w), dx);
+        float[] dW = new float[out * in];
+        MatMul.dyTx(dy, x, n, out, in, dW);
+        for (int i = 0; i < n; i++) for (int k = 0; k < in; k++) {
+            double s = 0;
+            for (int o = 0; o < out; o++) s += (double) dy[i * out + o] * w[o * in + k];
+            assertEquals(s, dx[i * in + k], 1e-4);
+        }
+        for (int o = 0; o < out; o++) for (int k = 0; k < in; k++) {
+            double s = 0;
+            for (int i = 0; i < n; i++) s += (double) dy[i * out + o] * x[i * in + k];
+            assertEquals(s, dW[o * in + k], 1e-4);
+        }
+    }
+}
