@@ -205,7 +205,11 @@ final class Parquet {
 
     private static ParquetFileReader open(Path file) throws IOException {
         try {
-            return (ParquetFileReader) OPEN.invokeExact((InputFile) new LocalInputFile(file), options());
+            InputFile in = new LocalInputFile(file) {
+                @Override
+                public String toString() { return file.getFileName().toString(); } // parquet-java's messages name it
+            };
+            return (ParquetFileReader) OPEN.invokeExact(in, options());
         } catch (IOException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
