@@ -35,6 +35,22 @@ public final class AdapterWriter {
         write(dir, e);
     }
 
+    /**
+     * Writes the {@code ia3_l} vector of every adapted module ([out, 1], or [1, in] for feed-forward modules); the config
+     * is saved as PEFT saves it (default / all-linear targets resolved).
+     */
+    public static void ia3(Path dir, IA3Config cfg, Gemma3Model model) {
+        List<String> names = model.weights.linears().stream().map(l -> l.name).toList();
+        cfg.withResolvedTargets(names).write(dir);
+        Map<String, SafeTensors.Entry> e = new LinkedHashMap<>();
+        for (Linear l : model.weights.linears()) {
+            if (l.ia3 == null) continue;
+            long[] shape = l.ia3.feedforward ? new long[]{1, l.in()} : new long[]{l.out(), 1};
+            e.put(AdapterKeys.ia3(l.name), SafeTensors.Entry.f32(l.ia3.l, shape));
+        }
+        write(dir, e);
+    }
+
     private static void write(Path dir, Map<String, SafeTensors.Entry> e) {
         try {
             SafeTensors.write(dir.resolve(AdapterConfig.WEIGHTS_NAME), e, null);

@@ -9,20 +9,22 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
 /**
  * Applies an adapter directory as PEFT writes it ({@code adapter_config.json} + {@code adapter_model.safetensors}) to a loaded
- * model: PROMPT_TUNING returns the virtual-token vectors; LORA attaches A/B to the modules the config targets (unmerged, or
+ * model: PROMPT_TUNING and P_TUNING return the virtual-token vectors (P_TUNING saves its encoder's outputs, so at inference
+ * it is prompt tuning); LORA attaches A/B and IA3 its {@code ia3_l} vectors to the modules the config targets (unmerged, or
  * merged into float32 copies of the base weights). The base model's mapped weights are never modified.
  */
 public final class Adapters {
     private Adapters() {}
 
-    /** What an adapter added to the model. */
-    public record Applied(AdapterConfig config, float[] virtualTokens, int loraModules) {}
+    /** What an adapter added to the model: virtual tokens [n, H] (prompt methods), or the number of adapted modules. */
+    public record Applied(AdapterConfig config, float[] virtualTokens, int adaptedModules) {}
 
     public static Applied apply(Gemma3Model model, Path dir, boolean merge) {
         AdapterConfig cfg = AdapterConfig.read(dir);
@@ -34,28 +36,60 @@ public final class Adapters {
             throw new UserException(weights + ": adapter weights not found");
         }
         try (SafeTensors st = SafeTensors.open(weights)) {
-            if (cfg instanceof PromptTuningConfig pt) return new Applied(cfg, promptTuning(model, pt, st), 0);
+            if (cfg instanceof PromptTuningConfig pt) {
+                return new Applied(cfg, promptEmbeddings(model, pt, st, pt.totalVirtualTokens(), pt.tokenDim(), pt.numLayers()), 0);
+            }
+            if (cfg instanceof PromptEncoderConfig pe) {
+                return new Applied(cfg, promptEmbeddings(model, pe, st, pe.totalVirtualTokens(), pe.tokenDim(), pe.numLayers()), 0);
+            }
             if (cfg instanceof LoraConfig lc) return new Applied(cfg, null, lora(model, lc, st, merge));
-            throw new UserException(cfg.source() + ": peft_type " + cfg.peftType() + " is not supported at inference yet (expected PROMPT_TUNING or LORA)");
+            if (cfg instanceof IA3Config ic) return new Applied(cfg, null, ia3(model, ic, st, merge));
+            throw new UserException(cfg.source() + ": peft_type " + cfg.peftType() + " is not supported at inference yet (expected PROMPT_TUNING, P_TUNING, LORA or IA3)");
         }
     }
 
-    private static float[] promptTuning(Gemma3Model model, PromptTuningConfig cfg, SafeTensors st) {
+    private static float[] promptEmbeddings(Gemma3Model model, AdapterConfig cfg, SafeTensors st, int n, Integer tokenDim, Integer numLayers) {
         int H = model.config.hidden();
-        if (cfg.tokenDim() != null && cfg.tokenDim() != H) {
-            throw new UserException(cfg.source() + ": token_dim " + cfg.tokenDim() + " does not fit the model (hidden_size " + H
+        if (tokenDim != null && tokenDim != H) {
+            throw new UserException(cfg.source() + ": token_dim " + tokenDim + " does not fit the model (hidden_size " + H
                     + "); the adapter was trained for another base model");
         }
-        if (cfg.numLayers() != null && cfg.numLayers() != model.config.layers()) {
-            throw new UserException(cfg.source() + ": num_layers " + cfg.numLayers() + " does not fit the model (" + model.config.layers()
+        if (numLayers != null && numLayers != model.config.layers()) {
+            throw new UserException(cfg.source() + ": num_layers " + numLayers + " does not fit the model (" + model.config.layers()
                     + " layers); the adapter was trained for another base model");
         }
+        if (!st.has(AdapterKeys.PROMPT_EMBEDDINGS)) throw new UserException(st.file() + ": tensor prompt_embeddings is missing");
         SafeTensors.Tensor t = st.get(AdapterKeys.PROMPT_EMBEDDINGS);
-        int n = cfg.totalVirtualTokens();
         if (t.shape().length != 2 || t.shape()[1] != H || t.shape()[0] != n) {
             throw new UserException(st.file() + ": prompt_embeddings has shape " + t.shapeString() + ", expected [" + n + ", " + H + "]");
         }
         return t.toFloats();
+    }
+
+    private static int ia3(Gemma3Model model, IA3Config cfg, SafeTensors st, boolean merge) {
+        cfg.requireSupported();
+        Map<String, Linear> byName = new LinkedHashMap<>();
+        for (Linear l : model.weights.linears()) byName.put(l.name, l);
+        List<IA3Config.Target> targets = cfg.resolve(List.copyOf(byName.keySet()));
+        Set<String> used = new HashSet<>();
+        for (IA3Config.Target tg : targets) {
+            Linear lin = byName.get(tg.moduleName());
+            String key = AdapterKeys.ia3(tg.moduleName());
+            if (!st.has(key)) throw new UserException(st.file() + ": adapter_config.json targets " + tg.moduleName() + " but " + key + " is missing");
+            SafeTensors.Tensor t = st.get(key);
+            long[] want = tg.feedforward() ? new long[]{1, lin.in()} : new long[]{lin.out(), 1};
+            if (!java.util.Arrays.equals(t.shape(), want)) {
+                throw new UserException(st.file() + ": tensor " + key + " has shape " + t.shapeString() + ", module " + tg.moduleName() + " needs "
+                        + java.util.Arrays.toString(want) + (tg.feedforward() ? " (feed-forward: scales the input)" : " (scales the output)"));
+            }
+            lin.ia3 = new Linear.Ia3(t.toFloats(), tg.feedforward());
+            if (merge) lin.merge();
+            used.add(key);
+        }
+        for (String k : st.tensors().keySet()) {
+            if (!used.contains(k)) throw new UserException(st.file() + ": tensor " + k + " is not used: adapter_config.json does not target it (or the model has no such module)");
+        }
+        return targets.size();
     }
 
     private static int lora(Gemma3Model model, LoraConfig cfg, SafeTensors st, boolean merge) {

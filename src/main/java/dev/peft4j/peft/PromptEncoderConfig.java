@@ -38,6 +38,11 @@ public final class PromptEncoderConfig extends AdapterConfig {
 
     public int numVirtualTokens() { return json.get("num_virtual_tokens").intValue(); }
     public Integer tokenDim() { return integer("token_dim"); }
+    public Integer numLayers() { return integer("num_layers"); }
+    /** 1 for decoder-only models (null in a config means 1 for CAUSAL_LM). */
+    public int numTransformerSubmodules() { Integer n = integer("num_transformer_submodules"); return n == null ? 1 : n; }
+    /** Rows of {@code prompt_embeddings}: num_virtual_tokens × num_transformer_submodules. */
+    public int totalVirtualTokens() { return numVirtualTokens() * numTransformerSubmodules(); }
     public String reparameterizationType() { return str("encoder_reparameterization_type"); }
     /** null means token_dim. */
     public Integer encoderHiddenSize() { return integer("encoder_hidden_size"); }

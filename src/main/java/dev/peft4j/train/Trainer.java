@@ -14,6 +14,7 @@ import dev.peft4j.model.Linear;
 import dev.peft4j.model.Models;
 import dev.peft4j.peft.AdapterKeys;
 import dev.peft4j.peft.AdapterWriter;
+import dev.peft4j.peft.IA3Config;
 import dev.peft4j.peft.LoraConfig;
 import dev.peft4j.peft.LoraInit;
 import dev.peft4j.peft.LoraTarget;
@@ -43,7 +44,8 @@ import java.util.SplittableRandom;
 import java.util.stream.Stream;
 
 /**
- * The training loop of {@code peft4j train}: prompt tuning, LoRA or full fine-tuning of a Gemma 3 model on instruction data,
+ * The training loop of {@code peft4j train}: prompt tuning, P-tuning, LoRA, (IA)³ or full fine-tuning of a Gemma 3 model on
+ * instruction data,
  * with gradient accumulation, AdamW, a learning-rate schedule, clipping, validation loss, atomic checkpoints every N steps
  * (adapter or weights + optimizer state + data position) and exact resume: a killed run resumed from its last checkpoint ends
  * with the same result as an uninterrupted one (same seed, same thread count).
@@ -55,8 +57,9 @@ public final class Trainer {
     /** Everything of a run that is not data options. */
     public record Options(
             Path model, Path tokenizer, Path output, boolean resume, String method,
-            int numVirtualTokens, String init,
-            int loraR, double loraAlpha, List<String> targetModules, boolean useRslora, String initLoraWeights, double loraDropout,
+            int numVirtualTokens, String init, int encoderHiddenSize,
+            int loraR, double loraAlpha, List<String> targetModules, List<String> feedforwardModules, boolean useRslora,
+            String initLoraWeights, double loraDropout,
             int epochs, int maxSteps, int gradAccum, double lr, String schedule, int warmupSteps, double weightDecay,
             double maxGradNorm, int evalEvery, int saveEvery, int keepCheckpoints, boolean saveBf16, boolean overwrite) {
     }
@@ -70,6 +73,10 @@ public final class Trainer {
     private final DataArgs data;
     private final PrintStream log;
     private StepHook hook = s -> { };
+    // the adapter config of the run's method (set in run())
+    private PromptTuningConfig ptCfg;
+    private LoraConfig loraCfg;
+    private IA3Config ia3Cfg;
 
     public Trainer(Options o, DataArgs data, PrintStream log) {
         this.o = o;
@@ -106,8 +113,6 @@ public final class Trainer {
         int H = model.config.hidden();
         SplittableRandom rng = new SplittableRandom(data.seed);
         float[] prompt = null;
-        PromptTuningConfig ptCfg = null;
-        LoraConfig loraCfg = null;
         Params params;
         switch (o.method()) {
             case "prompt-tuning" -> {
@@ -119,6 +124,16 @@ public final class Trainer {
                 loraCfg = loraConfig(modelDir);
                 attachLora(model, loraCfg, rng);
                 params = Params.lora(model);
+            }
+            case "ia3" -> {
+                ia3Cfg = ia3Config(modelDir);
+                for (IA3Config.Target t : ia3Cfg.resolve(model.weights.linears().stream().map(l -> l.name).toList())) {
+                    Linear l = model.weights.linears().stream().filter(x -> x.name.equals(t.moduleName())).findFirst().orElseThrow();
+                    float[] ones = new float[t.feedforward() ? l.in() : l.out()];
+                    java.util.Arrays.fill(ones, 1f);   // init_ia3_weights=True
+                    l.ia3 = new Linear.Ia3(ones, t.feedforward());
+                }
+                params = Params.ia3(model);
             }
             default -> params = Params.full(model);
         }
@@ -190,7 +205,7 @@ public final class Trainer {
                 metrics.write(rec);
                 progress.update(step, loss, lr, tokens);
                 if ((o.saveEvery() > 0 && step % o.saveEvery() == 0) || last) {
-                    checkpoint(ckptRoot, step, model, params, prompt, ptCfg, loraCfg, opt, batcher, tokensBefore + tokens, elapsedBefore + secs);
+                    checkpoint(ckptRoot, step, model, params, prompt, opt, batcher, tokensBefore + tokens, elapsedBefore + secs);
                     if (last || o.evalEvery() > 0) LossCurveSvg.writeFromMetrics(out.resolve("metrics.jsonl"), out.resolve("loss_curve.svg"), title(modelDir));
                 }
                 hook.after(step);
@@ -198,7 +213,7 @@ public final class Trainer {
         }
         double secs = (System.nanoTime() - t0) / 1e9;
         // the final result at the top of the output directory
-        saveResult(out, model, prompt, ptCfg, loraCfg);
+        saveResult(out, model, prompt);
         LossCurveSvg.writeFromMetrics(out.resolve("metrics.jsonl"), out.resolve("loss_curve.svg"), title(modelDir));
         ObjectNode summary = JSON.createObjectNode();
         summary.put("method", o.method());
@@ -231,9 +246,10 @@ public final class Trainer {
     // ------------------------------------------------------------------ setup
 
     private void validate() {
-        if (!List.of("prompt-tuning", "lora", "full").contains(o.method())) {
-            throw new UserException("--method: expected prompt-tuning, lora or full, got '" + o.method() + "'");
+        if (!List.of("prompt-tuning", "lora", "ia3", "full").contains(o.method())) {
+            throw new UserException("--method: expected prompt-tuning, lora, ia3 or full, got '" + o.method() + "'");
         }
+        if (o.feedforwardModules() != null && !o.method().equals("ia3")) throw new UserException("--feedforward-modules: only used with --method ia3");
         if (o.maxSteps() <= 0 && o.epochs() <= 0) throw new UserException("give --epochs E (> 0) or --max-steps N (> 0)");
         if (o.gradAccum() < 1) throw new UserException("--grad-accum: expected >= 1, got " + o.gradAccum());
         if (data.batchSize < 1) throw new UserException("--batch-size: expected >= 1, got " + data.batchSize);
@@ -317,9 +333,15 @@ public final class Trainer {
             a.put("lora_r", o.loraR());
             a.put("lora_alpha", o.loraAlpha());
             var t = a.putArray("target_modules");
-            o.targetModules().forEach(t::add);
+            targetModules().forEach(t::add);
             a.put("use_rslora", o.useRslora());
             a.put("init_lora_weights", o.initLoraWeights());
+        }
+        if (o.method().equals("ia3")) {
+            var t = a.putArray("target_modules");
+            targetModules().forEach(t::add);
+            var f = a.putArray("feedforward_modules");
+            feedforwardModules().forEach(f::add);
         }
         a.put("epochs", o.epochs());
         a.put("max_steps", o.maxSteps());
@@ -383,16 +405,40 @@ public final class Trainer {
         return PromptInit.random(n, model.config.hidden(), rng);
     }
 
+    /** --target-modules, or the method's PEFT default for gemma3_text. */
+    private List<String> targetModules() {
+        if (o.targetModules() != null) return o.targetModules();
+        return o.method().equals("ia3") ? IA3Config.GEMMA3_DEFAULT_TARGETS : LoraConfig.GEMMA3_DEFAULT_TARGETS;
+    }
+
+    /** --feedforward-modules, or PEFT's default for gemma3_text (down_proj). */
+    private List<String> feedforwardModules() {
+        return o.feedforwardModules() != null ? o.feedforwardModules() : IA3Config.GEMMA3_DEFAULT_FEEDFORWARD;
+    }
+
+    /** A module list as PEFT takes it: one "all-linear" or regex entry becomes a string, else a list. */
+    private static Object modulesValue(List<String> tm) {
+        if (tm.size() == 1 && (tm.get(0).equals(LoraConfig.ALL_LINEAR) || tm.get(0).matches(".*[\\\\^$*+?()\\[\\]|].*"))) {
+            return tm.get(0);   // "all-linear" or a full-match regex
+        }
+        return tm;
+    }
+
+    private IA3Config ia3Config(Path modelDir) {
+        Map<String, Object> v = new LinkedHashMap<>();
+        v.put("target_modules", modulesValue(targetModules()));
+        if (o.feedforwardModules() != null) v.put("feedforward_modules", modulesValue(o.feedforwardModules()));
+        v.put("base_model_name_or_path", baseName(modelDir));
+        IA3Config c = IA3Config.create(v);
+        c.requireSupported();
+        return c;
+    }
+
     private LoraConfig loraConfig(Path modelDir) {
         Map<String, Object> v = new LinkedHashMap<>();
         v.put("r", o.loraR());
         v.put("lora_alpha", o.loraAlpha());
-        List<String> tm = o.targetModules();
-        if (tm.size() == 1 && (tm.get(0).equals(LoraConfig.ALL_LINEAR) || tm.get(0).matches(".*[\\\\^$*+?()\\[\\]|].*"))) {
-            v.put("target_modules", tm.get(0));   // "all-linear" or a full-match regex
-        } else {
-            v.put("target_modules", tm);
-        }
+        v.put("target_modules", modulesValue(targetModules()));
         v.put("use_rslora", o.useRslora());
         v.put("lora_dropout", o.loraDropout());
         v.put("init_lora_weights", o.initLoraWeights().equals("gaussian") ? "gaussian" : Boolean.TRUE);
@@ -453,15 +499,16 @@ public final class Trainer {
         return "peft4j " + o.method() + " on " + modelDir.getFileName();
     }
 
-    private void saveResult(Path dir, Gemma3Model model, float[] prompt, PromptTuningConfig pt, LoraConfig lora) throws IOException {
+    private void saveResult(Path dir, Gemma3Model model, float[] prompt) throws IOException {
         switch (o.method()) {
-            case "prompt-tuning" -> AdapterWriter.promptTuning(dir, pt, prompt, model.config.hidden());
-            case "lora" -> AdapterWriter.lora(dir, lora, model);
+            case "prompt-tuning" -> AdapterWriter.promptTuning(dir, ptCfg, prompt, model.config.hidden());
+            case "lora" -> AdapterWriter.lora(dir, loraCfg, model);
+            case "ia3" -> AdapterWriter.ia3(dir, ia3Cfg, model);
             default -> CheckpointWriter.save(model, dir, o.saveBf16());
         }
     }
 
-    private void checkpoint(Path root, long step, Gemma3Model model, Params params, float[] prompt, PromptTuningConfig pt, LoraConfig lora,
+    private void checkpoint(Path root, long step, Gemma3Model model, Params params, float[] prompt,
                             AdamW opt, Batcher batcher, long tokens, double elapsed) throws IOException {
         Path dir = root.resolve(String.format("step-%06d", step));
         AtomicFiles.writeDirectory(dir, tmp -> {
@@ -470,7 +517,7 @@ public final class Trainer {
                 for (Params.Param p : params) e.put(p.name(), SafeTensors.Entry.f32(p.data(), p.shape()));
                 SafeTensors.write(tmp.resolve("model.safetensors"), e, null);
             } else {
-                saveResult(tmp, model, prompt, pt, lora);
+                saveResult(tmp, model, prompt);
             }
             opt.save(tmp.resolve("optimizer.safetensors"), params);
             ObjectNode st = JSON.createObjectNode();

@@ -49,8 +49,8 @@ class TrainerTest {
     }
 
     static Trainer.Options opts(Path out, String method, boolean resume, int steps) {
-        return new Trainer.Options(model, null, out, resume, method, 4, "text:Below is an instruction", 4, 8, List.of("q_proj", "v_proj", "down_proj"),
-                false, "true", 0, 1, steps, 2, method.equals("prompt-tuning") ? 0.05 : 1e-2, "cosine", 2, 0.01, 1.0, 3, 2, 2, false, false);
+        return new Trainer.Options(model, null, out, resume, method, 4, "text:Below is an instruction", 0, 4, 8, List.of("q_proj", "v_proj", "down_proj"),
+                method.equals("ia3") ? List.of("down_proj") : null, false, "true", 0, 1, steps, 2, method.equals("prompt-tuning") ? 0.05 : 1e-2, "cosine", 2, 0.01, 1.0, 3, 2, 2, false, false);
     }
 
     static PrintStream quiet() { return new PrintStream(new ByteArrayOutputStream()); }
@@ -61,7 +61,7 @@ class TrainerTest {
 
     @Test
     void killedAndResumedRunEqualsUninterruptedRun() throws Exception {
-        for (String method : new String[]{"prompt-tuning", "lora"}) {
+        for (String method : new String[]{"prompt-tuning", "lora", "ia3"}) {
             Path a = tmp.resolve("full-" + method), b = tmp.resolve("killed-" + method);
             new Trainer(opts(a, method, false, 7), dataArgs(), quiet()).run();
             assertThrows(IllegalStateException.class, () -> new Trainer(opts(b, method, false, 7), dataArgs(), quiet())
@@ -103,6 +103,36 @@ class TrainerTest {
             assertEquals(6 * 3 * 2, st.tensors().size());
             for (String k : st.tensors().keySet()) assertTrue(k.matches("base_model\\.model\\.model\\.layers\\.\\d+\\.(self_attn|mlp)\\.\\w+_proj\\.lora_[AB]\\.weight"), k);
         }
+    }
+
+    @Test
+    void ia3AdapterIsSavedAsPeftDoesAndReloads() throws Exception {
+        Path out = tmp.resolve("ia3");
+        new Trainer(opts(out, "ia3", false, 3), dataArgs(), quiet()).run();
+        String cfg = Files.readString(out.resolve("adapter_config.json"));
+        assertTrue(cfg.contains("\"peft_type\": \"IA3\""), cfg);
+        assertTrue(cfg.contains("\"feedforward_modules\": [\n    \"down_proj\"\n  ]"), cfg);
+        try (SafeTensors st = SafeTensors.open(out.resolve("adapter_model.safetensors"))) {
+            assertEquals(6 * 3, st.tensors().size());
+            for (String k : st.tensors().keySet()) {
+                assertTrue(k.matches("base_model\\.model\\.model\\.layers\\.\\d+\\.(self_attn\\.[qv]|mlp\\.down)_proj\\.ia3_l"), k);
+                long[] shape = st.get(k).shape();
+                assertEquals(k.contains("down_proj") ? 1 : (k.contains("q_proj") ? 128 : 64), shape[0], k);
+                float[] v = st.get(k).toFloats();
+                boolean moved = false;
+                for (float x : v) moved |= x != 1f;
+                assertTrue(moved, k + " was trained away from its init (ones)");
+            }
+        }
+        Gemma3LM base = Models.load(model, null), tuned = Models.load(model, out);
+        int[] seq = {2, 100, 200, 300, 400};
+        float[] lb = base.logits(List.of(seq), new int[]{0}).get(0), lt = tuned.logits(List.of(seq), new int[]{0}).get(0);
+        double diff = 0;
+        for (int i = 0; i < lb.length; i++) diff = Math.max(diff, Math.abs(lb[i] - lt[i]));
+        assertTrue(diff > 1e-4, "trained IA3 changes the logits");
+        UserException e = assertThrows(UserException.class, () -> new Trainer(new Trainer.Options(model, null, tmp.resolve("ia3-bad"), false, "lora", 4, "random", 0, 4, 8,
+                null, List.of("down_proj"), false, "true", 0, 1, 1, 1, 1e-2, "constant", 0, 0, 1.0, 0, 0, 1, false, false), dataArgs(), quiet()).run());
+        assertTrue(e.getMessage().contains("--feedforward-modules"), e.getMessage());
     }
 
     @Test
