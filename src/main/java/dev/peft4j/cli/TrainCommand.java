@@ -11,16 +11,18 @@ import java.util.List;
 import java.util.concurrent.Callable;
 
 @Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Fine-tune a Gemma 3 model on instruction data (Dolly, Alpaca, any JSONL): prompt tuning, LoRA, (IA)³ or full.",
+        description = {"Fine-tune a Gemma 3 model on instruction data (Dolly, Alpaca, any JSONL): prompt tuning, P-tuning, LoRA, (IA)³ or full.",
                 "Writes a PEFT adapter (or a Hugging Face checkpoint for full fine-tuning), checkpoints, metrics.jsonl and loss_curve.svg."})
 public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "base model directory or Hub repo id") Path model;
     @Option(names = "--tokenizer", description = "tokenizer directory (default: the model directory)") Path tokenizer;
     @Mixin DataArgs data;
-    @Option(names = "--method", required = true, description = "prompt-tuning, lora, ia3 or full") String method;
+    @Option(names = "--method", required = true, description = "prompt-tuning, p-tuning, lora, ia3 or full") String method;
 
-    @Option(names = "--num-virtual-tokens", defaultValue = "20", description = "prompt tuning: virtual tokens (default ${DEFAULT-VALUE})") int numVirtualTokens;
+    @Option(names = "--num-virtual-tokens", defaultValue = "20", description = "prompt tuning / P-tuning: virtual tokens (default ${DEFAULT-VALUE})") int numVirtualTokens;
     @Option(names = "--init", defaultValue = "random", description = "prompt tuning init: random, sample-vocab or text:\"...\" (default ${DEFAULT-VALUE})") String init;
+
+    @Option(names = "--encoder-hidden-size", defaultValue = "0", description = "P-tuning: hidden size of the MLP prompt encoder (0: the model's hidden size)") int encoderHiddenSize;
 
     @Option(names = "--lora-r", defaultValue = "8", description = "LoRA rank (default ${DEFAULT-VALUE})") int loraR;
     @Option(names = "--lora-alpha", defaultValue = "16", description = "LoRA alpha (default ${DEFAULT-VALUE})") double loraAlpha;
@@ -57,7 +59,7 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     Trainer.Options options() {
-        return new Trainer.Options(model, tokenizer, output, resume, method, numVirtualTokens, init, 0, loraR, loraAlpha, targetModules,
+        return new Trainer.Options(model, tokenizer, output, resume, method, numVirtualTokens, init, encoderHiddenSize, loraR, loraAlpha, targetModules,
                 feedforwardModules, useRslora,
                 initLoraWeights, loraDropout, epochs, maxSteps, gradAccum, lr, schedule, warmupSteps, weightDecay, maxGradNorm,
                 evalEvery, saveEvery, keepCheckpoints, saveDtype.equals("bf16"), overwrite);

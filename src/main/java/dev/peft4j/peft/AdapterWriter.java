@@ -22,6 +22,14 @@ public final class AdapterWriter {
         write(dir, e);
     }
 
+    /** P-tuning: PEFT saves the prompt encoder's OUTPUTS [n, token_dim] as {@code prompt_embeddings} (no encoder weights). */
+    public static void promptEncoder(Path dir, PromptEncoderConfig cfg, float[] encoderOutputs, int hidden) {
+        cfg.write(dir);
+        Map<String, SafeTensors.Entry> e = new LinkedHashMap<>();
+        e.put(AdapterKeys.PROMPT_EMBEDDINGS, SafeTensors.Entry.f32(encoderOutputs, encoderOutputs.length / hidden, hidden));
+        write(dir, e);
+    }
+
     /** Writes the LoRA factors of every adapted module; {@code target_modules} is saved as PEFT saves it (resolved names). */
     public static void lora(Path dir, LoraConfig cfg, Gemma3Model model) {
         List<String> names = model.weights.linears().stream().map(l -> l.name).toList();

@@ -15,6 +15,7 @@ import dev.peft4j.model.Models;
 import dev.peft4j.peft.AdapterKeys;
 import dev.peft4j.peft.AdapterWriter;
 import dev.peft4j.peft.IA3Config;
+import dev.peft4j.peft.PromptEncoderConfig;
 import dev.peft4j.peft.LoraConfig;
 import dev.peft4j.peft.LoraInit;
 import dev.peft4j.peft.LoraTarget;
@@ -77,6 +78,10 @@ public final class Trainer {
     private PromptTuningConfig ptCfg;
     private LoraConfig loraCfg;
     private IA3Config ia3Cfg;
+    private PromptEncoderConfig peCfg;
+    private PromptEncoder encoder;
+    /** P-tuning checkpoints: the encoder's tensors (PEFT's adapter file holds only its outputs). */
+    static final String ENCODER_FILE = "prompt_encoder.safetensors";
 
     public Trainer(Options o, DataArgs data, PrintStream log) {
         this.o = o;
@@ -125,6 +130,12 @@ public final class Trainer {
                 attachLora(model, loraCfg, rng);
                 params = Params.lora(model);
             }
+            case "p-tuning" -> {
+                peCfg = pTuningConfig(modelDir);
+                encoder = PromptEncoder.init(o.numVirtualTokens(), H, peCfg.encoderHiddenSize(), new SplittableRandom(rng.nextLong()));
+                prompt = encoder.output();
+                params = encoder.params();
+            }
             case "ia3" -> {
                 ia3Cfg = ia3Config(modelDir);
                 for (IA3Config.Target t : ia3Cfg.resolve(model.weights.linears().stream().map(l -> l.name).toList())) {
@@ -139,7 +150,8 @@ public final class Trainer {
         }
         AdamW opt = AdamW.defaults(o.weightDecay());
         LrSchedule sched = LrSchedule.of(o.schedule(), o.lr(), o.warmupSteps(), (int) Math.min(Integer.MAX_VALUE, total));
-        TrainStep ts = new TrainStep(model, params, prompt, opt, sched, o.maxGradNorm(), data.seed);
+        TrainStep ts = encoder != null ? TrainStep.pTuning(model, params, encoder, opt, sched, o.maxGradNorm(), data.seed)
+                : new TrainStep(model, params, prompt, opt, sched, o.maxGradNorm(), data.seed);
 
         long step = 0;
         long tokensBefore = 0;
@@ -246,9 +258,10 @@ public final class Trainer {
     // ------------------------------------------------------------------ setup
 
     private void validate() {
-        if (!List.of("prompt-tuning", "lora", "ia3", "full").contains(o.method())) {
-            throw new UserException("--method: expected prompt-tuning, lora, ia3 or full, got '" + o.method() + "'");
+        if (!List.of("prompt-tuning", "p-tuning", "lora", "ia3", "full").contains(o.method())) {
+            throw new UserException("--method: expected prompt-tuning, p-tuning, lora, ia3 or full, got '" + o.method() + "'");
         }
+        if (o.encoderHiddenSize() < 0) throw new UserException("--encoder-hidden-size: expected >= 1 (or 0 for the hidden size), got " + o.encoderHiddenSize());
         if (o.feedforwardModules() != null && !o.method().equals("ia3")) throw new UserException("--feedforward-modules: only used with --method ia3");
         if (o.maxSteps() <= 0 && o.epochs() <= 0) throw new UserException("give --epochs E (> 0) or --max-steps N (> 0)");
         if (o.gradAccum() < 1) throw new UserException("--grad-accum: expected >= 1, got " + o.gradAccum());
@@ -328,6 +341,10 @@ public final class Trainer {
         if (o.method().equals("prompt-tuning")) {
             a.put("num_virtual_tokens", o.numVirtualTokens());
             a.put("init", o.init());
+        }
+        if (o.method().equals("p-tuning")) {
+            a.put("num_virtual_tokens", o.numVirtualTokens());
+            a.put("encoder_hidden_size", o.encoderHiddenSize());
         }
         if (o.method().equals("lora")) {
             a.put("lora_r", o.loraR());
@@ -424,6 +441,15 @@ public final class Trainer {
         return tm;
     }
 
+    private PromptEncoderConfig pTuningConfig(Path modelDir) throws IOException {
+        Map<String, Object> v = new LinkedHashMap<>();
+        v.put("num_virtual_tokens", o.numVirtualTokens());
+        v.put("encoder_reparameterization_type", "MLP");
+        if (o.encoderHiddenSize() > 0) v.put("encoder_hidden_size", o.encoderHiddenSize());
+        v.put("base_model_name_or_path", baseName(modelDir));
+        return PromptEncoderConfig.create(v).withModelConfig(JSON.readTree(modelDir.resolve("config.json").toFile()));
+    }
+
     private IA3Config ia3Config(Path modelDir) {
         Map<String, Object> v = new LinkedHashMap<>();
         v.put("target_modules", modulesValue(targetModules()));
@@ -504,6 +530,7 @@ public final class Trainer {
             case "prompt-tuning" -> AdapterWriter.promptTuning(dir, ptCfg, prompt, model.config.hidden());
             case "lora" -> AdapterWriter.lora(dir, loraCfg, model);
             case "ia3" -> AdapterWriter.ia3(dir, ia3Cfg, model);
+            case "p-tuning" -> AdapterWriter.promptEncoder(dir, peCfg, encoder.forward(), model.config.hidden());
             default -> CheckpointWriter.save(model, dir, o.saveBf16());
         }
     }
@@ -518,6 +545,11 @@ public final class Trainer {
                 SafeTensors.write(tmp.resolve("model.safetensors"), e, null);
             } else {
                 saveResult(tmp, model, prompt);
+            }
+            if (encoder != null) {   // the adapter holds only the encoder outputs; resuming needs the encoder itself
+                Map<String, SafeTensors.Entry> e = new LinkedHashMap<>();
+                for (Params.Param p : params) e.put(p.name(), SafeTensors.Entry.f32(p.data(), p.shape()));
+                SafeTensors.write(tmp.resolve(ENCODER_FILE), e, null);
             }
             opt.save(tmp.resolve("optimizer.safetensors"), params);
             ObjectNode st = JSON.createObjectNode();
@@ -537,7 +569,7 @@ public final class Trainer {
 
     /** Loads trainable values saved in a checkpoint into the live parameter arrays. */
     private void restoreParams(Path ckpt, Params params, float[] prompt, int H) {
-        Path f = ckpt.resolve(o.method().equals("full") ? "model.safetensors" : "adapter_model.safetensors");
+        Path f = ckpt.resolve(o.method().equals("full") ? "model.safetensors" : encoder != null ? ENCODER_FILE : "adapter_model.safetensors");
         try (SafeTensors st = SafeTensors.open(f)) {
             for (Params.Param p : params) {
                 String key = o.method().equals("prompt-tuning") ? AdapterKeys.PROMPT_EMBEDDINGS : p.name();
