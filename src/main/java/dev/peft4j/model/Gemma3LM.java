@@ -5,30 +5,42 @@ import java.util.List;
 
 /**
  * A {@link CausalLM} over a {@link Gemma3Model}, with optional prompt-tuning virtual tokens that are prepended to every
- * sequence (they are invisible to the caller: positions and logits refer to the caller's tokens only).
+ * sequence, or a prefix-tuning cache every sequence starts from (both are invisible to the caller: positions and logits
+ * refer to the caller's tokens only).
  */
 public final class Gemma3LM implements CausalLM {
     public final Gemma3Model model;
     private final float[] virtual;      // [n, H] or null
     private final int nVirtual;
+    private final KVCache prefix;       // prefilled keys/values (prefix tuning) or null
     /** Sequences per forward call in {@link #logits}; rows are stacked for the matrix products. */
     private final int maxRowsPerBatch;
 
     public Gemma3LM(Gemma3Model model, float[] virtual) {
+        this(model, virtual, null);
+    }
+
+    /** @param prefix a cache holding prefix-tuning keys/values; each sequence starts from a copy of it */
+    public Gemma3LM(Gemma3Model model, float[] virtual, KVCache prefix) {
         this.model = model;
         this.virtual = virtual;
+        this.prefix = prefix;
         this.nVirtual = virtual == null ? 0 : virtual.length / model.config.hidden();
         this.maxRowsPerBatch = 2048;
     }
 
     public int virtualTokens() { return nVirtual; }
     public float[] virtualVectors() { return virtual; }
+    /** Prefix-tuning positions every sequence starts after (0 without a prefix). */
+    public int prefixLength() { return prefix == null ? 0 : prefix.length(); }
+
+    private KVCache newCache() { return prefix == null ? model.newCache() : prefix.copy(); }
 
     @Override
     public int vocabSize() { return model.config.vocabSize(); }
 
     @Override
-    public int maxPositions() { return model.config.maxPositions() - nVirtual; }
+    public int maxPositions() { return model.config.maxPositions() - nVirtual - prefixLength(); }
 
     @Override
     public List<float[]> logits(List<int[]> sequences, int[] from) {
@@ -39,7 +51,7 @@ public final class Gemma3LM implements CausalLM {
             List<Gemma3Model.Input> batch = new ArrayList<>();
             while (j < sequences.size() && (j == i || rows + sequences.get(j).length + nVirtual <= maxRowsPerBatch)) {
                 rows += sequences.get(j).length + nVirtual;
-                batch.add(new Gemma3Model.Input(model.newCache(), virtual, sequences.get(j)));
+                batch.add(new Gemma3Model.Input(newCache(), virtual, sequences.get(j)));
                 j++;
             }
             float[] hidden = model.forward(batch, null);
@@ -65,7 +77,7 @@ public final class Gemma3LM implements CausalLM {
     }
 
     @Override
-    public Session newSession() { return new Sess(model.newCache(), 0); }
+    public Session newSession() { return new Sess(newCache(), 0); }
 
     private final class Sess implements Session {
         private final KVCache cache;

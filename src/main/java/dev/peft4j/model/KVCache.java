@@ -45,6 +45,22 @@ public final class KVCache {
 
     public KVCache copy() { return new KVCache(this); }
 
+    /**
+     * Prefix tuning: writes n given key/value rows per layer ({@code k[l]}, {@code v[l]}: [n, kvHeads·headDim], used as they
+     * are, no RoPE or norm) at positions 0..n−1 of this empty cache; the sequence's tokens then start at position n.
+     */
+    public void prefill(float[][] k, float[][] v, int n) {
+        if (length != 0) throw new IllegalStateException("prefill needs an empty cache");
+        for (int l = 0; l < layers; l++) {
+            if (k[l].length != n * width || v[l].length != n * width) throw new IllegalArgumentException("layer " + l + ": expected " + n + " x " + width + " values");
+            int at = reserve(l, n);
+            System.arraycopy(k[l], 0, this.k[l], at * width, n * width);
+            System.arraycopy(v[l], 0, this.v[l], at * width, n * width);
+            count[l] += n;
+        }
+        length = n;
+    }
+
     public int length() { return length; }
 
     /** Makes room for t new rows in layer l (dropping invisible rows of sliding layers) and returns the row index to write at. */

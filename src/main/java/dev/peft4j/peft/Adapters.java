@@ -2,6 +2,7 @@ package dev.peft4j.peft;
 
 import dev.peft4j.io.SafeTensors;
 import dev.peft4j.model.Gemma3Model;
+import dev.peft4j.model.KVCache;
 import dev.peft4j.model.Linear;
 import dev.peft4j.util.UserException;
 
@@ -17,14 +18,18 @@ import java.util.Set;
 /**
  * Applies an adapter directory as PEFT writes it ({@code adapter_config.json} + {@code adapter_model.safetensors}) to a loaded
  * model: PROMPT_TUNING and P_TUNING return the virtual-token vectors (P_TUNING saves its encoder's outputs, so at inference
- * it is prompt tuning); LORA attaches A/B and IA3 its {@code ia3_l} vectors to the modules the config targets (unmerged, or
- * merged into float32 copies of the base weights). The base model's mapped weights are never modified.
+ * it is prompt tuning); PREFIX_TUNING returns a cache pre-filled with the learned keys/values of every layer at positions
+ * 0..n−1; LORA attaches A/B and IA3 its {@code ia3_l} vectors to the modules the config targets (unmerged, or merged into
+ * float32 copies of the base weights). The base model's mapped weights are never modified.
  */
 public final class Adapters {
     private Adapters() {}
 
-    /** What an adapter added to the model: virtual tokens [n, H] (prompt methods), or the number of adapted modules. */
-    public record Applied(AdapterConfig config, float[] virtualTokens, int adaptedModules) {}
+    /**
+     * What an adapter added to the model: virtual tokens [n, H] (prompt methods), a prefilled cache to start every sequence
+     * from (copy it; prefix tuning), or the number of adapted modules.
+     */
+    public record Applied(AdapterConfig config, float[] virtualTokens, KVCache prefix, int adaptedModules) {}
 
     public static Applied apply(Gemma3Model model, Path dir, boolean merge) {
         AdapterConfig cfg = AdapterConfig.read(dir);
@@ -37,14 +42,15 @@ public final class Adapters {
         }
         try (SafeTensors st = SafeTensors.open(weights)) {
             if (cfg instanceof PromptTuningConfig pt) {
-                return new Applied(cfg, promptEmbeddings(model, pt, st, pt.totalVirtualTokens(), pt.tokenDim(), pt.numLayers()), 0);
+                return new Applied(cfg, promptEmbeddings(model, pt, st, pt.totalVirtualTokens(), pt.tokenDim(), pt.numLayers()), null, 0);
             }
             if (cfg instanceof PromptEncoderConfig pe) {
-                return new Applied(cfg, promptEmbeddings(model, pe, st, pe.totalVirtualTokens(), pe.tokenDim(), pe.numLayers()), 0);
+                return new Applied(cfg, promptEmbeddings(model, pe, st, pe.totalVirtualTokens(), pe.tokenDim(), pe.numLayers()), null, 0);
             }
-            if (cfg instanceof LoraConfig lc) return new Applied(cfg, null, lora(model, lc, st, merge));
-            if (cfg instanceof IA3Config ic) return new Applied(cfg, null, ia3(model, ic, st, merge));
-            throw new UserException(cfg.source() + ": peft_type " + cfg.peftType() + " is not supported at inference yet (expected PROMPT_TUNING, P_TUNING, LORA or IA3)");
+            if (cfg instanceof PrefixTuningConfig pc) return new Applied(cfg, null, prefix(model, pc, st), 0);
+            if (cfg instanceof LoraConfig lc) return new Applied(cfg, null, null, lora(model, lc, st, merge));
+            if (cfg instanceof IA3Config ic) return new Applied(cfg, null, null, ia3(model, ic, st, merge));
+            throw new UserException(cfg.source() + ": peft_type " + cfg.peftType() + " is not supported at inference");
         }
     }
 
@@ -64,6 +70,40 @@ public final class Adapters {
             throw new UserException(st.file() + ": prompt_embeddings has shape " + t.shapeString() + ", expected [" + n + ", " + H + "]");
         }
         return t.toFloats();
+    }
+
+    /**
+     * PEFT's prefix layout (REFERENCE 2.4): prompt_embeddings [n, layers·2·token_dim] with token_dim = kv_heads·head_dim;
+     * for layer l the keys are columns [2l·token_dim, (2l+1)·token_dim) and the values the next token_dim columns, each
+     * [kv_heads, head_dim] as the cache stores a row.
+     */
+    private static KVCache prefix(Gemma3Model model, PrefixTuningConfig cfg, SafeTensors st) {
+        int L = model.config.layers(), w = model.config.kvHeads() * model.config.headDim(), n = cfg.numVirtualTokens();
+        if (cfg.tokenDim() != null && cfg.tokenDim() != w) {
+            throw new UserException(cfg.source() + ": token_dim " + cfg.tokenDim() + " does not fit the model (num_key_value_heads x head_dim = " + w
+                    + "); the adapter was trained for another base model");
+        }
+        if (cfg.numLayers() != null && cfg.numLayers() != L) {
+            throw new UserException(cfg.source() + ": num_layers " + cfg.numLayers() + " does not fit the model (" + L
+                    + " layers); the adapter was trained for another base model");
+        }
+        if (!st.has(AdapterKeys.PROMPT_EMBEDDINGS)) throw new UserException(st.file() + ": tensor prompt_embeddings is missing");
+        SafeTensors.Tensor t = st.get(AdapterKeys.PROMPT_EMBEDDINGS);
+        if (t.shape().length != 2 || t.shape()[0] != n || t.shape()[1] != (long) L * 2 * w) {
+            throw new UserException(st.file() + ": prompt_embeddings has shape " + t.shapeString() + ", expected [" + n + ", " + (L * 2 * w)
+                    + "] (num_virtual_tokens, num_layers x 2 x num_key_value_heads x head_dim)");
+        }
+        float[] e = t.toFloats();
+        float[][] k = new float[L][n * w], v = new float[L][n * w];
+        for (int i = 0; i < n; i++) {
+            for (int l = 0; l < L; l++) {
+                System.arraycopy(e, i * L * 2 * w + 2 * l * w, k[l], i * w, w);
+                System.arraycopy(e, i * L * 2 * w + (2 * l + 1) * w, v[l], i * w, w);
+            }
+        }
+        KVCache c = model.newCache();
+        c.prefill(k, v, n);
+        return c;
     }
 
     private static int ia3(Gemma3Model model, IA3Config cfg, SafeTensors st, boolean merge) {
