@@ -117,6 +117,31 @@ class PrefixTuningTest {
     }
 
     @Test
+    void sharedTokenPrefixReuseKeepsThePrefix() throws Exception {
+        Gemma3Model m = Gemma3Model.load(model);
+        KVCache c = m.newCache();
+        m.forward(List.of(new Gemma3Model.Input(c, null, P)), null);
+        Path dir = adapter("prefix-reuse", P.length, fromCache(c, P.length), 6 * 2 * 64);
+        int[] a = new int[30], b = new int[30];
+        for (int i = 0; i < 30; i++) { a[i] = 100 + i; b[i] = i < 25 ? 100 + i : 500 + i; }
+        Gemma3LM lm = Models.load(model, dir);
+        List<float[]> together = lm.logits(List.of(a, b), new int[]{20, 20});
+        Gemma3LM fresh = Models.load(model, dir);
+        float[] onlyB = fresh.logits(List.of(b), new int[]{20}).get(0);
+        double d = 0;
+        for (int i = 0; i < onlyB.length; i++) d = Math.max(d, Math.abs(onlyB[i] - together.get(1)[i]));
+        assertTrue(d < 1e-4, "reused shared prefix differs by " + d);
+        // and equals running the real tokens P before b
+        int[] pb = new int[P.length + b.length];
+        System.arraycopy(P, 0, pb, 0, P.length);
+        System.arraycopy(b, 0, pb, P.length, b.length);
+        float[] ref = new Gemma3LM(Gemma3Model.load(model), null).logits(List.of(pb), new int[]{P.length + 20}).get(0);
+        double dr = 0;
+        for (int i = 0; i < ref.length; i++) dr = Math.max(dr, Math.abs(ref[i] - together.get(1)[i]));
+        assertTrue(dr < 1e-4, "vs real tokens: " + dr);
+    }
+
+    @Test
     void wrongPrefixShapeIsRefused() throws Exception {
         Path dir = adapter("prefix-bad", 2, new float[2 * 6 * 64], 6 * 64);
         UserException e = assertThrows(UserException.class, () -> Models.load(model, dir));
