@@ -36,7 +36,7 @@ import java.util.concurrent.Callable;
                 + "mmlu_{humanities,social_sciences,stem,other}, hellaswag, arc_easy, arc_challenge, piqa, boolq, winogrande, triviaqa.")
 public final class EvalCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "model directory (Hugging Face layout)") Path model;
-    @Option(names = "--adapter", description = "PEFT adapter directory (prompt tuning or LoRA)") Path adapter;
+    @Option(names = "--adapter", description = "PEFT adapter directory (prompt tuning, P-tuning, prefix tuning, LoRA or IA3)") Path adapter;
     @Option(names = "--tokenizer", description = "tokenizer directory (default: the model directory)") Path tokenizer;
     @Option(names = "--tasks", required = true, split = ",", description = "comma-separated task or group names") List<String> tasks;
     @Option(names = "--data-dir", defaultValue = "data", description = "datasets root (default ${DEFAULT-VALUE}); see README, Evaluation") Path dataDir;

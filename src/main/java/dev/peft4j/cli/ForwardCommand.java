@@ -20,7 +20,7 @@ import java.util.concurrent.Callable;
 public final class ForwardCommand implements Callable<Integer> {
     @Option(names = "--model", required = true) Path model;
     @Option(names = "--adapter") Path adapter;
-    @Option(names = "--merge", description = "merge a LoRA adapter at load") boolean merge;
+    @Option(names = "--merge", description = "merge a LoRA or IA3 adapter at load") boolean merge;
     @Option(names = "--input-ids", required = true, description = "safetensors file with input_ids [B,T]") Path input;
     @Option(names = "--output", required = true, description = "safetensors file to write logits [B,T,V] to") Path output;
 

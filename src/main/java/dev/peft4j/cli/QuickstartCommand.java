@@ -117,8 +117,8 @@ public final class QuickstartCommand implements Callable<Integer> {
     }
 
     private Trainer.Options options(Path model, Path output, String method, int steps, double lr, int warmup) {
-        return new Trainer.Options(model, null, output, false, method, 20, "text:Answer the question helpfully.", 8, 16,
-                List.of("q_proj", "v_proj"), false, "true", 0, 1, steps, 1, lr, "linear", warmup, 0, 1.0,
+        return new Trainer.Options(model, null, output, false, method, 20, "text:Answer the question helpfully.", 0, 8, 16,
+                List.of("q_proj", "v_proj"), null, false, "true", 0, 1, steps, 1, lr, "linear", warmup, 0, 1.0,
                 method.equals("full") ? 0 : 20, 0, 1, false, false);
     }
 }

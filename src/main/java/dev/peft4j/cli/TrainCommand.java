@@ -11,22 +11,27 @@ import java.util.List;
 import java.util.concurrent.Callable;
 
 @Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Fine-tune a Gemma 3 model on instruction data (Dolly, Alpaca, any JSONL): prompt tuning, LoRA or full.",
+        description = {"Fine-tune a Gemma 3 model on instruction data (Dolly, Alpaca, any JSONL): prompt tuning, P-tuning, LoRA, (IA)³ or full.",
                 "Writes a PEFT adapter (or a Hugging Face checkpoint for full fine-tuning), checkpoints, metrics.jsonl and loss_curve.svg."})
 public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "base model directory or Hub repo id") Path model;
     @Option(names = "--tokenizer", description = "tokenizer directory (default: the model directory)") Path tokenizer;
     @Mixin DataArgs data;
-    @Option(names = "--method", required = true, description = "prompt-tuning, lora or full") String method;
+    @Option(names = "--method", required = true, description = "prompt-tuning, p-tuning, lora, ia3 or full") String method;
 
-    @Option(names = "--num-virtual-tokens", defaultValue = "20", description = "prompt tuning: virtual tokens (default ${DEFAULT-VALUE})") int numVirtualTokens;
+    @Option(names = "--num-virtual-tokens", defaultValue = "20", description = "prompt tuning / P-tuning: virtual tokens (default ${DEFAULT-VALUE})") int numVirtualTokens;
     @Option(names = "--init", defaultValue = "random", description = "prompt tuning init: random, sample-vocab or text:\"...\" (default ${DEFAULT-VALUE})") String init;
+
+    @Option(names = "--encoder-hidden-size", defaultValue = "0", description = "P-tuning: hidden size of the MLP prompt encoder (0: the model's hidden size)") int encoderHiddenSize;
 
     @Option(names = "--lora-r", defaultValue = "8", description = "LoRA rank (default ${DEFAULT-VALUE})") int loraR;
     @Option(names = "--lora-alpha", defaultValue = "16", description = "LoRA alpha (default ${DEFAULT-VALUE})") double loraAlpha;
     @Option(names = "--lora-dropout", defaultValue = "0", description = "LoRA dropout on the adapter input while training (default ${DEFAULT-VALUE})") double loraDropout;
-    @Option(names = "--target-modules", split = ",", defaultValue = "q_proj,v_proj",
-            description = "LoRA targets: names (q_proj,v_proj), all-linear, or a full-match regex (default ${DEFAULT-VALUE})") List<String> targetModules;
+    @Option(names = "--target-modules", split = ",",
+            description = "LoRA / (IA)³ targets: names (q_proj,v_proj), all-linear, or a full-match regex (default: PEFT's for Gemma 3, "
+                    + "q_proj,v_proj for LoRA, q_proj,v_proj,down_proj for (IA)³)") List<String> targetModules;
+    @Option(names = "--feedforward-modules", split = ",",
+            description = "(IA)³: targets whose input (not output) is scaled: names or a full-match regex (default down_proj)") List<String> feedforwardModules;
     @Option(names = "--use-rslora", description = "rank-stabilised LoRA scaling alpha/sqrt(r)") boolean useRslora;
     @Option(names = "--init-lora-weights", defaultValue = "true", description = "true (kaiming-uniform A, zero B) or gaussian") String initLoraWeights;
 
@@ -54,7 +59,8 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     Trainer.Options options() {
-        return new Trainer.Options(model, tokenizer, output, resume, method, numVirtualTokens, init, loraR, loraAlpha, targetModules, useRslora,
+        return new Trainer.Options(model, tokenizer, output, resume, method, numVirtualTokens, init, encoderHiddenSize, loraR, loraAlpha, targetModules,
+                feedforwardModules, useRslora,
                 initLoraWeights, loraDropout, epochs, maxSteps, gradAccum, lr, schedule, warmupSteps, weightDecay, maxGradNorm,
                 evalEvery, saveEvery, keepCheckpoints, saveDtype.equals("bf16"), overwrite);
     }

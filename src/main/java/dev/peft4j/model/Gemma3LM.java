@@ -5,30 +5,42 @@ import java.util.List;
 
 /**
  * A {@link CausalLM} over a {@link Gemma3Model}, with optional prompt-tuning virtual tokens that are prepended to every
- * sequence (they are invisible to the caller: positions and logits refer to the caller's tokens only).
+ * sequence, or a prefix-tuning cache every sequence starts from (both are invisible to the caller: positions and logits
+ * refer to the caller's tokens only).
  */
 public final class Gemma3LM implements CausalLM {
     public final Gemma3Model model;
     private final float[] virtual;      // [n, H] or null
     private final int nVirtual;
+    private final KVCache prefix;       // prefilled keys/values (prefix tuning) or null
     /** Sequences per forward call in {@link #logits}; rows are stacked for the matrix products. */
     private final int maxRowsPerBatch;
 
     public Gemma3LM(Gemma3Model model, float[] virtual) {
+        this(model, virtual, null);
+    }
+
+    /** @param prefix a cache holding prefix-tuning keys/values; each sequence starts from a copy of it */
+    public Gemma3LM(Gemma3Model model, float[] virtual, KVCache prefix) {
         this.model = model;
         this.virtual = virtual;
+        this.prefix = prefix;
         this.nVirtual = virtual == null ? 0 : virtual.length / model.config.hidden();
         this.maxRowsPerBatch = 2048;
     }
 
     public int virtualTokens() { return nVirtual; }
     public float[] virtualVectors() { return virtual; }
+    /** Prefix-tuning positions every sequence starts after (0 without a prefix). */
+    public int prefixLength() { return prefix == null ? 0 : prefix.length(); }
+
+    private KVCache newCache() { return prefix == null ? model.newCache() : prefix.copy(); }
 
     @Override
     public int vocabSize() { return model.config.vocabSize(); }
 
     @Override
-    public int maxPositions() { return model.config.maxPositions() - nVirtual; }
+    public int maxPositions() { return model.config.maxPositions() - nVirtual - prefixLength(); }
 
     /** Shared prefixes shorter than this are recomputed rather than copied from the previous batch's cache. */
     private static final int MIN_SHARED_PREFIX = 16;
@@ -60,13 +72,13 @@ public final class Gemma3LM implements CausalLM {
             while (j < limit && (j == i || rows + sequences.get(j).length + nVirtual <= maxRowsPerBatch)) {
                 int[] seq = sequences.get(j);
                 int lcp = anchorTokens == null ? 0 : commonPrefix(anchorTokens, seq, Math.min(from[j], seq.length - 1));
-                KVCache reuse = lcp >= MIN_SHARED_PREFIX ? anchorCache.truncatedCopy(nVirtual + lcp) : null;
+                KVCache reuse = lcp >= MIN_SHARED_PREFIX ? anchorCache.truncatedCopy(nVirtual + prefixLength() + lcp) : null;
                 if (reuse != null) {
                     batch.add(new Gemma3Model.Input(reuse, null, java.util.Arrays.copyOfRange(seq, lcp, seq.length)));
                     skip[j] = lcp;
                     rows += seq.length - lcp;
                 } else {
-                    batch.add(new Gemma3Model.Input(model.newCache(), virtual, seq));
+                    batch.add(new Gemma3Model.Input(newCache(), virtual, seq));
                     offset[j] = nVirtual;
                     rows += seq.length + nVirtual;
                 }
@@ -106,7 +118,7 @@ public final class Gemma3LM implements CausalLM {
     }
 
     @Override
-    public Session newSession() { return new Sess(model.newCache(), 0); }
+    public Session newSession() { return new Sess(newCache(), 0); }
 
     private final class Sess implements Session {
         private final KVCache cache;

@@ -211,8 +211,8 @@ public final class Gemma3Model {
     }
 
     private static float[] mid(Tape.LayerTape lt, int idx, Linear lin, int n) {
-        if (lt == null || lin.lora == null || lin.merged) return null;
-        return lt.loraMid[idx] = new float[n * lin.lora.r];
+        if (lt == null || lin.midWidth() == 0) return null;
+        return lt.adapterMid[idx] = new float[n * lin.midWidth()];
     }
 
     private static final ThreadLocal<float[][]> SCORES = ThreadLocal.withInitial(() -> new float[1][0]);

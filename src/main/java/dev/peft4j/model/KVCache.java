@@ -46,6 +46,22 @@ public final class KVCache {
     public KVCache copy() { return new KVCache(this); }
 
     /**
+     * Prefix tuning: writes n given key/value rows per layer ({@code k[l]}, {@code v[l]}: [n, kvHeads·headDim], used as they
+     * are, no RoPE or norm) at positions 0..n−1 of this empty cache; the sequence's tokens then start at position n.
+     */
+    public void prefill(float[][] k, float[][] v, int n) {
+        if (length != 0) throw new IllegalStateException("prefill needs an empty cache");
+        for (int l = 0; l < layers; l++) {
+            if (k[l].length != n * width || v[l].length != n * width) throw new IllegalArgumentException("layer " + l + ": expected " + n + " x " + width + " values");
+            int at = reserve(l, n);
+            System.arraycopy(k[l], 0, this.k[l], at * width, n * width);
+            System.arraycopy(v[l], 0, this.v[l], at * width, n * width);
+            count[l] += n;
+        }
+        length = n;
+    }
+
+    /**
      * A copy holding only the first {@code len} positions (a shared prefix), or null when a sliding layer has already dropped
      * rows that positions after {@code len} would still need.
      */

@@ -4,15 +4,20 @@ import dev.peft4j.tensor.MatMul;
 import dev.peft4j.tensor.Matrix;
 
 /**
- * An nn.Linear without bias: y = x·Wᵀ, plus an optional unmerged LoRA branch y += scale · (x·Aᵀ)·Bᵀ
- * (A [r, in], B [out, r], float32 on the heap). {@code name} is the module path, e.g. {@code model.layers.0.self_attn.q_proj}.
+ * An nn.Linear without bias: y = x·Wᵀ, plus an optional unmerged adapter (at most one of the two): a LoRA branch
+ * y += scale · (x·Aᵀ)·Bᵀ (A [r, in], B [out, r], float32 on the heap), or an (IA)³ vector l that scales the output,
+ * y = (x·Wᵀ) ⊙ l, or for a feed-forward module the input, y = (x ⊙ l)·Wᵀ. {@code name} is the module path, e.g.
+ * {@code model.layers.0.self_attn.q_proj}.
  */
 public final class Linear {
     public final String name;
     public Matrix weight;
     public Lora lora;
-    /** True while the LoRA branch is folded into {@link #weight} (the branch is then skipped in forward). */
+    public Ia3 ia3;
+    /** True while the adapter is folded into {@link #weight} (the adapter is then skipped in forward). */
     public boolean merged;
+    /** The base weight while an (IA)³ vector is merged (unmerge restores it exactly). */
+    private Matrix unmergedWeight;
 
     /** LoRA factors of one module; {@code a} and {@code b} are trainable float32 arrays. */
     public static final class Lora {
@@ -30,6 +35,20 @@ public final class Linear {
         }
     }
 
+    /**
+     * PEFT's (IA)³ {@code ia3_l} of one module (trainable float32): {@code l} has out values (output scaling, saved as
+     * [out, 1]) or, when {@code feedforward}, in values (input scaling, saved as [1, in]).
+     */
+    public static final class Ia3 {
+        public final float[] l;
+        public final boolean feedforward;
+
+        public Ia3(float[] l, boolean feedforward) {
+            this.l = l;
+            this.feedforward = feedforward;
+        }
+    }
+
     public Linear(String name, Matrix weight) {
         this.name = name;
         this.weight = weight;
@@ -38,19 +57,34 @@ public final class Linear {
     public int in() { return weight.cols; }
     public int out() { return weight.rows; }
 
-    /** y[n, out] = x[n, in]·Wᵀ (+ LoRA). If {@code loraMid} is non-null it receives x·Aᵀ [n, r] (for the backward pass). */
-    public void forward(float[] x, int n, float[] y, float[] loraMid) {
-        forward(x, n, y, loraMid, 0L);
+    /**
+     * y[n, out] = x[n, in]·Wᵀ (+ adapter). If {@code mid} is non-null it receives what the adapter's backward needs
+     * ({@link #midWidth} values per row): scale·x·Aᵀ [n, r] for LoRA, the unscaled output x·Wᵀ [n, out] for output (IA)³.
+     */
+    public void forward(float[] x, int n, float[] y, float[] mid) {
+        forward(x, n, y, mid, 0L);
+    }
+
+    /** Values per row that {@link #forward} writes to {@code mid} (0: none needed). */
+    public int midWidth() {
+        if (merged) return 0;
+        if (lora != null) return lora.r;
+        return ia3 != null && !ia3.feedforward ? out() : 0;
     }
 
     /**
      * As {@link #forward(float[], int, float[], float[])}; with a non-zero {@code dropoutSeed} and {@code lora.dropout} > 0 the
      * LoRA branch sees dropout(x) (inverted dropout, mask from the seed, see {@link #dropout}), as PEFT does in training.
      */
-    public void forward(float[] x, int n, float[] y, float[] loraMid, long dropoutSeed) {
+    public void forward(float[] x, int n, float[] y, float[] mid, long dropoutSeed) {
+        if (ia3 != null && !merged) {
+            if (lora != null) throw new IllegalStateException(name + ": LoRA and (IA)³ on the same module");
+            ia3Forward(x, n, y, mid);
+            return;
+        }
         MatMul.xWt(x, 0, n, weight, y, 0, false);
         if (lora != null && !merged) {
-            float[] t = loraMid != null ? loraMid : new float[n * lora.r];
+            float[] t = mid != null ? mid : new float[n * lora.r];
             float[] xl = x;
             if (dropoutSeed != 0 && lora.dropout > 0f) {
                 xl = new float[n * in()];
@@ -59,6 +93,21 @@ public final class Linear {
             MatMul.xWt(xl, 0, n, lora.a, t, 0, false);
             if (lora.scale != 1f) for (int i = 0; i < n * lora.r; i++) t[i] *= lora.scale;
             MatMul.xWt(t, 0, n, lora.b, y, 0, true);
+        }
+    }
+
+    private void ia3Forward(float[] x, int n, float[] y, float[] mid) {
+        float[] l = ia3.l;
+        if (ia3.feedforward) {
+            int in = in();
+            float[] xs = new float[n * in];
+            for (int r = 0; r < n; r++) for (int i = 0; i < in; i++) xs[r * in + i] = x[r * in + i] * l[i];
+            MatMul.xWt(xs, 0, n, weight, y, 0, false);
+        } else {
+            int out = out();
+            MatMul.xWt(x, 0, n, weight, y, 0, false);
+            if (mid != null) System.arraycopy(y, 0, mid, 0, n * out);
+            for (int r = 0; r < n; r++) for (int o = 0; o < out; o++) y[r * out + o] *= l[o];
         }
     }
 
@@ -78,18 +127,38 @@ public final class Linear {
         }
     }
 
-    /** Folds the LoRA branch into a float32 copy of the weight: W' = W + scale·B·A. */
+    /**
+     * Folds the adapter into a float32 copy of the weight: LoRA W' = W + scale·B·A; (IA)³ W' = W ⊙ l (PEFT's merge:
+     * row o scaled by l[o], or for a feed-forward module column i by l[i]).
+     */
     public void merge() {
-        if (lora == null || merged) return;
+        if (merged) return;
+        if (ia3 != null) {
+            float[] w = weight.toFloatArray();
+            int in = in(), out = out();
+            for (int o = 0; o < out; o++) for (int i = 0; i < in; i++) w[o * in + i] *= ia3.feedforward ? ia3.l[i] : ia3.l[o];
+            unmergedWeight = weight;
+            weight = Matrix.heap(out, in, w);
+            merged = true;
+            return;
+        }
+        if (lora == null) return;
         float[] w = weight.toFloatArray();
         addScaledBA(w, 1f);
         weight = Matrix.heap(weight.rows, weight.cols, w);
         merged = true;
     }
 
-    /** Removes a merged LoRA branch again: W = W' − scale·B·A (weight stays float32). */
+    /** Removes a merged adapter again: LoRA W = W' − scale·B·A (weight stays float32); (IA)³ restores the base weight. */
     public void unmerge() {
-        if (lora == null || !merged) return;
+        if (!merged) return;
+        if (unmergedWeight != null) {
+            weight = unmergedWeight;
+            unmergedWeight = null;
+            merged = false;
+            return;
+        }
+        if (lora == null) return;
         float[] w = weight.onHeap() ? weight.array() : weight.toFloatArray();
         addScaledBA(w, -1f);
         weight = Matrix.heap(weight.rows, weight.cols, w);

@@ -38,10 +38,8 @@ public final class Models {
     /** Loads the model; a LoRA adapter is applied unmerged, or merged into float32 copies of the weights when {@code merge}. */
     public static Gemma3LM load(Path modelDir, Path adapterDir, boolean merge) {
         Gemma3Model m = Gemma3Model.load(resolve(modelDir, "model"));
-        float[] virtual = null;
-        if (adapterDir != null) {
-            virtual = Adapters.apply(m, resolve(adapterDir, "adapter"), merge).virtualTokens();
-        }
-        return new Gemma3LM(m, virtual);
+        if (adapterDir == null) return new Gemma3LM(m, null);
+        Adapters.Applied a = Adapters.apply(m, resolve(adapterDir, "adapter"), merge);
+        return new Gemma3LM(m, a.virtualTokens(), a.prefix());
     }
 }

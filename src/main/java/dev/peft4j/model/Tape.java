@@ -40,8 +40,11 @@ public final class Tape {
         public float[] xMid, rstdPreFf;             // residual after attention, its pre-FF norm statistic
         public float[] gate, up;                    // gate/up projections (MLP)
         public float[] dOut, rstdPostFf;            // down_proj output, its post-norm statistic
-        /** x·Aᵀ of LoRA modules q,k,v,o,gate,up,down (null where not adapted), already multiplied by the scale. */
-        public float[][] loraMid = new float[7][];
+        /**
+         * Per module q,k,v,o,gate,up,down (null where not needed): what its adapter's backward needs, see
+         * {@link Linear#forward(float[], int, float[], float[])} (LoRA: scale·x·Aᵀ; output (IA)³: the unscaled output).
+         */
+        public float[][] adapterMid = new float[7][];
     }
 
     /** Heap bytes held by the recorded activations (arrays shared between fields counted once). */
@@ -54,7 +57,7 @@ public final class Tape {
                 if (l == null) continue;
                 for (float[] a : new float[][]{l.xIn, l.rstdIn, l.qPre, l.kPre, l.rstdQ, l.rstdK, l.v, l.attn, l.oOut, l.rstdPostAttn,
                         l.xMid, l.rstdPreFf, l.gate, l.up, l.dOut, l.rstdPostFf}) b += size(seen, a);
-                for (float[] a : l.loraMid) b += size(seen, a);
+                for (float[] a : l.adapterMid) b += size(seen, a);
             }
         }
         return b;

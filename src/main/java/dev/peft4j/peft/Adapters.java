@@ -2,6 +2,7 @@ package dev.peft4j.peft;
 
 import dev.peft4j.io.SafeTensors;
 import dev.peft4j.model.Gemma3Model;
+import dev.peft4j.model.KVCache;
 import dev.peft4j.model.Linear;
 import dev.peft4j.util.UserException;
 
@@ -9,20 +10,26 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
 /**
  * Applies an adapter directory as PEFT writes it ({@code adapter_config.json} + {@code adapter_model.safetensors}) to a loaded
- * model: PROMPT_TUNING returns the virtual-token vectors; LORA attaches A/B to the modules the config targets (unmerged, or
- * merged into float32 copies of the base weights). The base model's mapped weights are never modified.
+ * model: PROMPT_TUNING and P_TUNING return the virtual-token vectors (P_TUNING saves its encoder's outputs, so at inference
+ * it is prompt tuning); PREFIX_TUNING returns a cache pre-filled with the learned keys/values of every layer at positions
+ * 0..n−1; LORA attaches A/B and IA3 its {@code ia3_l} vectors to the modules the config targets (unmerged, or merged into
+ * float32 copies of the base weights). The base model's mapped weights are never modified.
  */
 public final class Adapters {
     private Adapters() {}
 
-    /** What an adapter added to the model. */
-    public record Applied(AdapterConfig config, float[] virtualTokens, int loraModules) {}
+    /**
+     * What an adapter added to the model: virtual tokens [n, H] (prompt methods), a prefilled cache to start every sequence
+     * from (copy it; prefix tuning), or the number of adapted modules.
+     */
+    public record Applied(AdapterConfig config, float[] virtualTokens, KVCache prefix, int adaptedModules) {}
 
     public static Applied apply(Gemma3Model model, Path dir, boolean merge) {
         AdapterConfig cfg = AdapterConfig.read(dir);
@@ -34,28 +41,95 @@ public final class Adapters {
             throw new UserException(weights + ": adapter weights not found");
         }
         try (SafeTensors st = SafeTensors.open(weights)) {
-            if (cfg instanceof PromptTuningConfig pt) return new Applied(cfg, promptTuning(model, pt, st), 0);
-            if (cfg instanceof LoraConfig lc) return new Applied(cfg, null, lora(model, lc, st, merge));
-            throw new UserException(cfg.source() + ": peft_type " + cfg.peftType() + " is not supported at inference yet (expected PROMPT_TUNING or LORA)");
+            if (cfg instanceof PromptTuningConfig pt) {
+                return new Applied(cfg, promptEmbeddings(model, pt, st, pt.totalVirtualTokens(), pt.tokenDim(), pt.numLayers()), null, 0);
+            }
+            if (cfg instanceof PromptEncoderConfig pe) {
+                return new Applied(cfg, promptEmbeddings(model, pe, st, pe.totalVirtualTokens(), pe.tokenDim(), pe.numLayers()), null, 0);
+            }
+            if (cfg instanceof PrefixTuningConfig pc) return new Applied(cfg, null, prefix(model, pc, st), 0);
+            if (cfg instanceof LoraConfig lc) return new Applied(cfg, null, null, lora(model, lc, st, merge));
+            if (cfg instanceof IA3Config ic) return new Applied(cfg, null, null, ia3(model, ic, st, merge));
+            throw new UserException(cfg.source() + ": peft_type " + cfg.peftType() + " is not supported at inference");
         }
     }
 
-    private static float[] promptTuning(Gemma3Model model, PromptTuningConfig cfg, SafeTensors st) {
+    private static float[] promptEmbeddings(Gemma3Model model, AdapterConfig cfg, SafeTensors st, int n, Integer tokenDim, Integer numLayers) {
         int H = model.config.hidden();
-        if (cfg.tokenDim() != null && cfg.tokenDim() != H) {
-            throw new UserException(cfg.source() + ": token_dim " + cfg.tokenDim() + " does not fit the model (hidden_size " + H
+        if (tokenDim != null && tokenDim != H) {
+            throw new UserException(cfg.source() + ": token_dim " + tokenDim + " does not fit the model (hidden_size " + H
                     + "); the adapter was trained for another base model");
         }
-        if (cfg.numLayers() != null && cfg.numLayers() != model.config.layers()) {
-            throw new UserException(cfg.source() + ": num_layers " + cfg.numLayers() + " does not fit the model (" + model.config.layers()
+        if (numLayers != null && numLayers != model.config.layers()) {
+            throw new UserException(cfg.source() + ": num_layers " + numLayers + " does not fit the model (" + model.config.layers()
                     + " layers); the adapter was trained for another base model");
         }
+        if (!st.has(AdapterKeys.PROMPT_EMBEDDINGS)) throw new UserException(st.file() + ": tensor prompt_embeddings is missing");
         SafeTensors.Tensor t = st.get(AdapterKeys.PROMPT_EMBEDDINGS);
-        int n = cfg.totalVirtualTokens();
         if (t.shape().length != 2 || t.shape()[1] != H || t.shape()[0] != n) {
             throw new UserException(st.file() + ": prompt_embeddings has shape " + t.shapeString() + ", expected [" + n + ", " + H + "]");
         }
         return t.toFloats();
+    }
+
+    /**
+     * PEFT's prefix layout (REFERENCE 2.4): prompt_embeddings [n, layers·2·token_dim] with token_dim = kv_heads·head_dim;
+     * for layer l the keys are columns [2l·token_dim, (2l+1)·token_dim) and the values the next token_dim columns, each
+     * [kv_heads, head_dim] as the cache stores a row.
+     */
+    private static KVCache prefix(Gemma3Model model, PrefixTuningConfig cfg, SafeTensors st) {
+        int L = model.config.layers(), w = model.config.kvHeads() * model.config.headDim(), n = cfg.numVirtualTokens();
+        if (cfg.tokenDim() != null && cfg.tokenDim() != w) {
+            throw new UserException(cfg.source() + ": token_dim " + cfg.tokenDim() + " does not fit the model (num_key_value_heads x head_dim = " + w
+                    + "); the adapter was trained for another base model");
+        }
+        if (cfg.numLayers() != null && cfg.numLayers() != L) {
+            throw new UserException(cfg.source() + ": num_layers " + cfg.numLayers() + " does not fit the model (" + L
+                    + " layers); the adapter was trained for another base model");
+        }
+        if (!st.has(AdapterKeys.PROMPT_EMBEDDINGS)) throw new UserException(st.file() + ": tensor prompt_embeddings is missing");
+        SafeTensors.Tensor t = st.get(AdapterKeys.PROMPT_EMBEDDINGS);
+        if (t.shape().length != 2 || t.shape()[0] != n || t.shape()[1] != (long) L * 2 * w) {
+            throw new UserException(st.file() + ": prompt_embeddings has shape " + t.shapeString() + ", expected [" + n + ", " + (L * 2 * w)
+                    + "] (num_virtual_tokens, num_layers x 2 x num_key_value_heads x head_dim)");
+        }
+        float[] e = t.toFloats();
+        float[][] k = new float[L][n * w], v = new float[L][n * w];
+        for (int i = 0; i < n; i++) {
+            for (int l = 0; l < L; l++) {
+                System.arraycopy(e, i * L * 2 * w + 2 * l * w, k[l], i * w, w);
+                System.arraycopy(e, i * L * 2 * w + (2 * l + 1) * w, v[l], i * w, w);
+            }
+        }
+        KVCache c = model.newCache();
+        c.prefill(k, v, n);
+        return c;
+    }
+
+    private static int ia3(Gemma3Model model, IA3Config cfg, SafeTensors st, boolean merge) {
+        cfg.requireSupported();
+        Map<String, Linear> byName = new LinkedHashMap<>();
+        for (Linear l : model.weights.linears()) byName.put(l.name, l);
+        List<IA3Config.Target> targets = cfg.resolve(List.copyOf(byName.keySet()));
+        Set<String> used = new HashSet<>();
+        for (IA3Config.Target tg : targets) {
+            Linear lin = byName.get(tg.moduleName());
+            String key = AdapterKeys.ia3(tg.moduleName());
+            if (!st.has(key)) throw new UserException(st.file() + ": adapter_config.json targets " + tg.moduleName() + " but " + key + " is missing");
+            SafeTensors.Tensor t = st.get(key);
+            long[] want = tg.feedforward() ? new long[]{1, lin.in()} : new long[]{lin.out(), 1};
+            if (!java.util.Arrays.equals(t.shape(), want)) {
+                throw new UserException(st.file() + ": tensor " + key + " has shape " + t.shapeString() + ", module " + tg.moduleName() + " needs "
+                        + java.util.Arrays.toString(want) + (tg.feedforward() ? " (feed-forward: scales the input)" : " (scales the output)"));
+            }
+            lin.ia3 = new Linear.Ia3(t.toFloats(), tg.feedforward());
+            if (merge) lin.merge();
+            used.add(key);
+        }
+        for (String k : st.tensors().keySet()) {
+            if (!used.contains(k)) throw new UserException(st.file() + ": tensor " + k + " is not used: adapter_config.json does not target it (or the model has no such module)");
+        }
+        return targets.size();
     }
 
     private static int lora(Gemma3Model model, LoraConfig cfg, SafeTensors st, boolean merge) {

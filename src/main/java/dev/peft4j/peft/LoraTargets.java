@@ -40,9 +40,14 @@ public final class LoraTargets {
 
     /** target_modules as PEFT matches them: a regex String or an ordered Set of names/suffixes. */
     static Object effectiveTargets(JsonNode tm, List<String> names, boolean condense) {
+        return effectiveTargets(tm, names, condense, LoraConfig.GEMMA3_DEFAULT_TARGETS);
+    }
+
+    /** As above with the method's default targets for a null {@code target_modules}. */
+    static Object effectiveTargets(JsonNode tm, List<String> names, boolean condense, List<String> defaults) {
         Set<String> set;
         if (tm == null || tm.isNull()) {
-            set = new LinkedHashSet<>(LoraConfig.GEMMA3_DEFAULT_TARGETS);
+            set = new LinkedHashSet<>(defaults);
         } else if (tm.isTextual()) {
             if (!tm.textValue().equalsIgnoreCase(LoraConfig.ALL_LINEAR)) return tm.textValue();
             set = new LinkedHashSet<>();

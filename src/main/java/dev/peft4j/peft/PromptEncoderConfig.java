@@ -31,6 +31,18 @@ public final class PromptEncoderConfig extends AdapterConfig {
         if (p < 0 || p > 1) throw bad("encoder_dropout", "a probability in [0, 1]");
     }
 
+    /**
+     * A new config for a CAUSAL_LM model from PEFT keys, e.g. {@code Map.of("num_virtual_tokens", 20)}; complete it with
+     * {@link #withModelConfig}.
+     */
+    public static PromptEncoderConfig create(Map<String, ?> values) {
+        ObjectNode base = fromDefaults(defaults());
+        base.put("task_type", "CAUSAL_LM");
+        base.put("num_transformer_submodules", 1);
+        base.put("num_virtual_tokens", 1);
+        return new PromptEncoderConfig(new PromptEncoderConfig(base, null).withValues(values, defaults()), null);
+    }
+
     /** This config with the fields PEFT fills from the base model's config.json (see {@code promptLearningFilled}). */
     public PromptEncoderConfig withModelConfig(JsonNode modelConfig) { return new PromptEncoderConfig(promptLearningFilled(modelConfig, false), source); }
 
@@ -38,6 +50,11 @@ public final class PromptEncoderConfig extends AdapterConfig {
 
     public int numVirtualTokens() { return json.get("num_virtual_tokens").intValue(); }
     public Integer tokenDim() { return integer("token_dim"); }
+    public Integer numLayers() { return integer("num_layers"); }
+    /** 1 for decoder-only models (null in a config means 1 for CAUSAL_LM). */
+    public int numTransformerSubmodules() { Integer n = integer("num_transformer_submodules"); return n == null ? 1 : n; }
+    /** Rows of {@code prompt_embeddings}: num_virtual_tokens × num_transformer_submodules. */
+    public int totalVirtualTokens() { return numVirtualTokens() * numTransformerSubmodules(); }
     public String reparameterizationType() { return str("encoder_reparameterization_type"); }
     /** null means token_dim. */
     public Integer encoderHiddenSize() { return integer("encoder_hidden_size"); }

@@ -13,7 +13,7 @@ import dev.peft4j.tensor.Ops;
  * o_proj, attention, RoPE, q/k norms, q/k/v, input norm, residual), down to the (scaled) input embeddings.
  *
  * <p>Gradients are ACCUMULATED into the grad arrays of {@link Params}; weight gradients of frozen tensors are never computed,
- * and the input-gradient chain stops at the lowest layer that still has something trainable below it (LoRA), or runs to the
+ * and the input-gradient chain stops at the lowest layer that still has something trainable below it (LoRA, (IA)³), or runs to the
  * inputs when the embedding or the virtual tokens are trained. Normed inputs, post-RoPE q/k and gelu·up are recomputed from
  * the {@link Tape} with the forward kernels.
  */
@@ -60,12 +60,12 @@ public final class Backward {
             Kernels.rmsNormBackward(t.dOut, t.rstdPostFf, w.postFfNorm, dx, dd, params.gradOf(w.postFfNorm), N, H);
             if (needsInput(w.down, params)) Kernels.geluMul(t.gate, t.up, act, N * I);   // down's input, only for its own gradients
             java.util.Arrays.fill(dAct, 0f);
-            linear(w.down, act, dd, N, dAct, params, t.loraMid[6], seed(tape, l, 6));
+            linear(w.down, act, dd, N, dAct, params, t.adapterMid[6], seed(tape, l, 6));
             Kernels.geluMulBackward(t.gate, t.up, dAct, dAct, du, N * I);
             Ops.rmsNorm(t.xMid, 0, h, 0, N, H, w.preFfNorm, eps, null, 0);
             java.util.Arrays.fill(dh, 0f);
-            linear(w.gate, h, dAct, N, dh, params, t.loraMid[4], seed(tape, l, 4));
-            linear(w.up, h, du, N, dh, params, t.loraMid[5], seed(tape, l, 5));
+            linear(w.gate, h, dAct, N, dh, params, t.adapterMid[4], seed(tape, l, 4));
+            linear(w.up, h, du, N, dh, params, t.adapterMid[5], seed(tape, l, 5));
             Kernels.rmsNormBackward(t.xMid, t.rstdPreFf, w.preFfNorm, dh, dx, params.gradOf(w.preFfNorm), N, H);
             // ---- attention block: xMid = xIn + postAttn(o(attn(q, k, v))), q/k/v from h1 = inputNorm(xIn)
             if (!below && !attentionTrainable(w, params)) continue;
@@ -73,7 +73,7 @@ public final class Backward {
             Kernels.rmsNormBackward(t.oOut, t.rstdPostAttn, w.postAttnNorm, dx, dd, params.gradOf(w.postAttnNorm), N, H);
             java.util.Arrays.fill(dAtt, 0f);
             if (t.attn == null && needsInput(w.o, params)) throw new IllegalStateException("o_proj is trainable but the tape has no attention output (Tape.keepAttn)");
-            linear(w.o, t.attn, dd, N, dAtt, params, t.loraMid[3], seed(tape, l, 3));
+            linear(w.o, t.attn, dd, N, dAtt, params, t.adapterMid[3], seed(tape, l, 3));
             boolean sl = c.isSliding(l);
             float[] cos = model.ropeCos(sl, maxLen), sin = model.ropeSin(sl, maxLen);
             Ops.rmsNorm(t.qPre, 0, q, 0, N * nH, D, w.qNorm, eps, null, 0);
@@ -92,9 +92,9 @@ public final class Backward {
             float[] gIn = params.gradOf(w.inputNorm);
             boolean needDh = below || gIn != null;
             java.util.Arrays.fill(dh, 0f);
-            linear(w.q, h, dq0, N, needDh ? dh : null, params, t.loraMid[0], seed(tape, l, 0));
-            linear(w.k, h, dk0, N, needDh ? dh : null, params, t.loraMid[1], seed(tape, l, 1));
-            linear(w.v, h, dv, N, needDh ? dh : null, params, t.loraMid[2], seed(tape, l, 2));
+            linear(w.q, h, dq0, N, needDh ? dh : null, params, t.adapterMid[0], seed(tape, l, 0));
+            linear(w.k, h, dk0, N, needDh ? dh : null, params, t.adapterMid[1], seed(tape, l, 1));
+            linear(w.v, h, dv, N, needDh ? dh : null, params, t.adapterMid[2], seed(tape, l, 2));
             if (needDh) Kernels.rmsNormBackward(t.xIn, t.rstdIn, w.inputNorm, dh, below ? dx : null, gIn, N, H);
         }
         if (!needInput) return null;
@@ -106,18 +106,23 @@ public final class Backward {
         return tape.dropoutSeed == 0 ? 0 : Tape.moduleSeed(tape.dropoutSeed, layer, module);
     }
 
-    private static void linear(Linear lin, float[] x, float[] dy, int n, float[] dx, Params p, float[] loraMid, long dropoutSeed) {
+    private static void linear(Linear lin, float[] x, float[] dy, int n, float[] dx, Params p, float[] mid, long dropoutSeed) {
         float[] dA = null, dB = null;
         if (lin.lora != null && !lin.merged) {
             dA = p.gradOf(lin.lora.a);
             dB = p.gradOf(lin.lora.b);
         }
-        Kernels.linearBackward(lin, x, dy, n, dx, p.gradOf(lin.weight), loraMid, dA, dB, dropoutSeed);
+        Kernels.linearBackward(lin, x, dy, n, dx, p.gradOf(lin.weight), mid, dA, dB, ia3Grad(lin, p), dropoutSeed);
     }
 
-    /** Whether a linear's input is read by its backward (weight gradient or LoRA A gradient). */
+    private static float[] ia3Grad(Linear l, Params p) {
+        return l.ia3 != null && !l.merged ? p.gradOf(l.ia3.l) : null;
+    }
+
+    /** Whether a linear's input is read by its backward (weight gradient, LoRA A gradient, input-scaling (IA)³ gradient). */
     static boolean needsInput(Linear l, Params p) {
-        return p.gradOf(l.weight) != null || (l.lora != null && p.gradOf(l.lora.a) != null);
+        return p.gradOf(l.weight) != null || (l.lora != null && p.gradOf(l.lora.a) != null)
+                || (l.ia3 != null && l.ia3.feedforward && ia3Grad(l, p) != null);
     }
 
     private static boolean trainable(Gemma3Weights.Layer w, Params p) {
@@ -132,6 +137,7 @@ public final class Backward {
     }
 
     private static boolean linearTrainable(Linear l, Params p) {
-        return p.gradOf(l.weight) != null || (l.lora != null && (p.gradOf(l.lora.a) != null || p.gradOf(l.lora.b) != null));
+        return p.gradOf(l.weight) != null || (l.lora != null && (p.gradOf(l.lora.a) != null || p.gradOf(l.lora.b) != null))
+                || ia3Grad(l, p) != null;
     }
 }

@@ -225,9 +225,62 @@ public final class Kernels {
     /** {@link #linearBackward} of a forward that ran with LoRA dropout seed {@code dropoutSeed} (0 = none). */
     public static void linearBackward(Linear lin, float[] x, float[] dy, int n, float[] dx, float[] dW,
                                       float[] loraMid, float[] dA, float[] dB, long dropoutSeed) {
+        linearBackward(lin, x, dy, n, dx, dW, loraMid, dA, dB, null, dropoutSeed);
+    }
+
+    /**
+     * {@link #linearBackward} for any adapter: {@code dIa3} receives the gradient of an unmerged (IA)³ vector
+     * ({@code mid} is then the saved unscaled output of an output-scaling module, see {@link #ia3Backward}).
+     */
+    public static void linearBackward(Linear lin, float[] x, float[] dy, int n, float[] dx, float[] dW,
+                                      float[] mid, float[] dA, float[] dB, float[] dIa3, long dropoutSeed) {
+        if (lin.ia3 != null && !lin.merged) {
+            ia3Backward(lin, x, dy, n, dx, dW, mid, dIa3);
+            return;
+        }
+        float[] loraMid = mid;
         if (dx != null) BackMatMul.dx(dy, n, lin.weight, dx);
         if (dW != null) BackMatMul.dW(dy, x, n, lin.out(), lin.in(), dW);
         if (lin.lora != null && (dx != null || dA != null || dB != null)) loraBackward(lin.lora, x, loraMid, dy, n, dx, dA, dB, dropoutSeed);
+    }
+
+    /**
+     * Backward of an (IA)³ module. Output scaling y = z ⊙ l with z = x·Wᵀ ({@code z} saved by the forward as its mid):
+     * dl += Σ_rows dy ⊙ z, dz = dy ⊙ l, dx += dz·W, dW += dzᵀ·x. Input scaling (feed-forward) y = (x ⊙ l)·Wᵀ:
+     * g = dy·W, dl += Σ_rows g ⊙ x, dx += g ⊙ l, dW += dyᵀ·(x ⊙ l).
+     */
+    public static void ia3Backward(Linear lin, float[] x, float[] dy, int n, float[] dx, float[] dW, float[] z, float[] dl) {
+        float[] l = lin.ia3.l;
+        int in = lin.in(), out = lin.out();
+        if (!lin.ia3.feedforward) {
+            if (dl != null) columnDots(dy, z, n, out, dl);
+            if (dx == null && dW == null) return;
+            float[] dz = new float[n * out];
+            for (int r = 0; r < n; r++) for (int o = 0; o < out; o++) dz[r * out + o] = dy[r * out + o] * l[o];
+            if (dx != null) BackMatMul.dx(dz, n, lin.weight, dx);
+            if (dW != null) BackMatMul.dW(dz, x, n, out, in, dW);
+            return;
+        }
+        if (dW != null) {
+            float[] xs = new float[n * in];
+            for (int r = 0; r < n; r++) for (int i = 0; i < in; i++) xs[r * in + i] = x[r * in + i] * l[i];
+            BackMatMul.dW(dy, xs, n, out, in, dW);
+        }
+        if (dx == null && dl == null) return;
+        float[] g = new float[n * in];
+        BackMatMul.dx(dy, n, lin.weight, g);
+        if (dl != null) columnDots(g, x, n, in, dl);
+        if (dx != null) for (int r = 0; r < n; r++) for (int i = 0; i < in; i++) dx[r * in + i] += g[r * in + i] * l[i];
+    }
+
+    /** acc[j] += Σ_r a[r, j]·b[r, j] over n rows of width w (summed in double). */
+    static void columnDots(float[] a, float[] b, int n, int w, float[] acc) {
+        double[] s = new double[w];
+        for (int r = 0; r < n; r++) {
+            int o = r * w;
+            for (int j = 0; j < w; j++) s[j] += (double) a[o + j] * b[o + j];
+        }
+        for (int j = 0; j < w; j++) acc[j] += (float) s[j];
     }
 
     /**

@@ -19,6 +19,7 @@ import java.util.Map;
  *
  * <p>Names: prompt tuning {@code prompt_embeddings}; LoRA {@code base_model.model.<module>.lora_A.weight} /
  * {@code lora_B.weight} (PEFT's adapter-file names; PEFT's in-memory names insert {@code .default} before {@code .weight});
+ * (IA)³ {@code base_model.model.<module>.ia3_l};
  * full fine-tuning the checkpoint names ({@code model.embed_tokens.weight}, {@code model.layers.0.self_attn.q_proj.weight},
  * {@code model.norm.weight}, {@code lm_head.weight} when untied).
  */
@@ -75,7 +76,7 @@ public final class Params implements Iterable<Params.Param> {
         for (Param p : list) java.util.Arrays.fill(p.grad, 0f);
     }
 
-    // ------------------------------------------------------------------ the three methods
+    // ------------------------------------------------------------------ the methods
 
     /** Prompt tuning: the virtual-token vectors [n, H] (used by the caller as {@code Input.virtual}). */
     public static Params promptTuning(float[] prompt, int hidden) {
@@ -90,6 +91,17 @@ public final class Params implements Iterable<Params.Param> {
             String base = "base_model.model." + l.name + ".";
             p.add(base + "lora_A.weight", l.lora.a.array(), true, l.lora.r, l.in());
             p.add(base + "lora_B.weight", l.lora.b.array(), true, l.out(), l.lora.r);
+        }
+        return p;
+    }
+
+    /** (IA)³: the {@code ia3_l} vector of every Linear that has one ({@link Linear#ia3}), shaped as PEFT saves it. */
+    public static Params ia3(Gemma3Model model) {
+        Params p = new Params();
+        for (Linear l : model.weights.linears()) {
+            if (l.ia3 == null || l.merged) continue;
+            long[] shape = l.ia3.feedforward ? new long[]{1, l.in()} : new long[]{l.out(), 1};
+            p.add("base_model.model." + l.name + ".ia3_l", l.ia3.l, true, shape);
         }
         return p;
     }

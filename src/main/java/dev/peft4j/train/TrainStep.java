@@ -8,7 +8,7 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * One training step of a Gemma 3 model with PEFT prompt tuning, LoRA or full fine-tuning: forward with a {@link Tape},
+ * One training step of a Gemma 3 model with PEFT prompt tuning, P-tuning, LoRA, (IA)³ or full fine-tuning: forward with a {@link Tape},
  * chunked cross-entropy (mean over all kept tokens of the batch, as transformers' ForCausalLMLoss), backward, optional
  * gradient clipping and an AdamW update with a learning-rate schedule.
  *
@@ -34,6 +34,8 @@ public final class TrainStep {
     public final Gemma3Model model;
     public final Params params;
     public final float[] prompt;
+    /** P-tuning: the encoder whose outputs are {@link #prompt} (recomputed before every forward), else null. */
+    public final PromptEncoder encoder;
     public final AdamW optimizer;
     public final LrSchedule schedule;
     public final double maxGradNorm;
@@ -50,6 +52,21 @@ public final class TrainStep {
 
     /** @param seed seeds the LoRA dropout masks (only used by modules with {@code Lora.dropout} > 0) */
     public TrainStep(Gemma3Model model, Params params, float[] prompt, AdamW optimizer, LrSchedule schedule, double maxGradNorm, long seed) {
+        this(model, params, prompt, null, optimizer, schedule, maxGradNorm, seed);
+    }
+
+    /**
+     * P-tuning: the virtual tokens are the outputs of {@code encoder}, whose tensors ({@link PromptEncoder#params}) are the
+     * parameters; their gradients come from the virtual-token gradient through the encoder.
+     */
+    public static TrainStep pTuning(Gemma3Model model, Params params, PromptEncoder encoder, AdamW optimizer, LrSchedule schedule,
+                                    double maxGradNorm, long seed) {
+        return new TrainStep(model, params, encoder.output(), encoder, optimizer, schedule, maxGradNorm, seed);
+    }
+
+    private TrainStep(Gemma3Model model, Params params, float[] prompt, PromptEncoder encoder, AdamW optimizer, LrSchedule schedule,
+                      double maxGradNorm, long seed) {
+        this.encoder = encoder;
         this.model = model;
         this.params = params;
         this.prompt = prompt;
@@ -57,7 +74,7 @@ public final class TrainStep {
         this.schedule = schedule;
         this.maxGradNorm = maxGradNorm;
         this.seed = seed;
-        if (prompt != null && (prompt.length % model.config.hidden() != 0 || params.gradOf(prompt) == null)) {
+        if (prompt != null && (prompt.length % model.config.hidden() != 0 || (encoder == null && params.gradOf(prompt) == null))) {
             throw new IllegalArgumentException("prompt must be [n, hidden] and registered in params");
         }
     }
@@ -94,6 +111,7 @@ public final class TrainStep {
      * @return the loss of this batch as sum / numItems
      */
     public double accumulate(List<Example> batch, int numItems, int[] countOut) {
+        if (encoder != null) encoder.forward();
         Batch b = prepare(batch);
         Tape tape = new Tape();
         // dropout masks are a pure function of (seed, optimizer step, micro-batch index): a resumed run draws the same ones
@@ -114,13 +132,17 @@ public final class TrainStep {
         hidden = null;
         float[] dIn = Backward.run(model, tape, dHidden, params, prompt != null);
         if (prompt != null) {
-            Kernels.virtualTokensBackward(tape.rowStart, dIn, model.config.hidden(), prompt.length / model.config.hidden(), params.gradOf(prompt));
+            int H = model.config.hidden();
+            float[] dPrompt = encoder != null ? new float[prompt.length] : params.gradOf(prompt);
+            Kernels.virtualTokensBackward(tape.rowStart, dIn, H, prompt.length / H, dPrompt);
+            if (encoder != null) encoder.backward(dPrompt, params);
         }
         return sum / denom;
     }
 
     /** Mean loss of a batch without gradients (evaluation). */
     public double loss(List<Example> batch) {
+        if (encoder != null) encoder.forward();
         Batch b = prepare(batch);
         float[] hidden = model.forward(b.inputs, null);
         int n = CrossEntropy.count(b.targets);

@@ -14,6 +14,8 @@ import dev.peft4j.model.Linear;
 import dev.peft4j.model.Models;
 import dev.peft4j.peft.AdapterKeys;
 import dev.peft4j.peft.AdapterWriter;
+import dev.peft4j.peft.IA3Config;
+import dev.peft4j.peft.PromptEncoderConfig;
 import dev.peft4j.peft.LoraConfig;
 import dev.peft4j.peft.LoraInit;
 import dev.peft4j.peft.LoraTarget;
@@ -43,7 +45,8 @@ import java.util.SplittableRandom;
 import java.util.stream.Stream;
 
 /**
- * The training loop of {@code peft4j train}: prompt tuning, LoRA or full fine-tuning of a Gemma 3 model on instruction data,
+ * The training loop of {@code peft4j train}: prompt tuning, P-tuning, LoRA, (IA)³ or full fine-tuning of a Gemma 3 model on
+ * instruction data,
  * with gradient accumulation, AdamW, a learning-rate schedule, clipping, validation loss, atomic checkpoints every N steps
  * (adapter or weights + optimizer state + data position) and exact resume: a killed run resumed from its last checkpoint ends
  * with the same result as an uninterrupted one (same seed, same thread count).
@@ -55,8 +58,9 @@ public final class Trainer {
     /** Everything of a run that is not data options. */
     public record Options(
             Path model, Path tokenizer, Path output, boolean resume, String method,
-            int numVirtualTokens, String init,
-            int loraR, double loraAlpha, List<String> targetModules, boolean useRslora, String initLoraWeights, double loraDropout,
+            int numVirtualTokens, String init, int encoderHiddenSize,
+            int loraR, double loraAlpha, List<String> targetModules, List<String> feedforwardModules, boolean useRslora,
+            String initLoraWeights, double loraDropout,
             int epochs, int maxSteps, int gradAccum, double lr, String schedule, int warmupSteps, double weightDecay,
             double maxGradNorm, int evalEvery, int saveEvery, int keepCheckpoints, boolean saveBf16, boolean overwrite) {
     }
@@ -70,6 +74,14 @@ public final class Trainer {
     private final DataArgs data;
     private final PrintStream log;
     private StepHook hook = s -> { };
+    // the adapter config of the run's method (set in run())
+    private PromptTuningConfig ptCfg;
+    private LoraConfig loraCfg;
+    private IA3Config ia3Cfg;
+    private PromptEncoderConfig peCfg;
+    private PromptEncoder encoder;
+    /** P-tuning checkpoints: the encoder's tensors (PEFT's adapter file holds only its outputs). */
+    static final String ENCODER_FILE = "prompt_encoder.safetensors";
 
     public Trainer(Options o, DataArgs data, PrintStream log) {
         this.o = o;
@@ -106,8 +118,6 @@ public final class Trainer {
         int H = model.config.hidden();
         SplittableRandom rng = new SplittableRandom(data.seed);
         float[] prompt = null;
-        PromptTuningConfig ptCfg = null;
-        LoraConfig loraCfg = null;
         Params params;
         switch (o.method()) {
             case "prompt-tuning" -> {
@@ -120,11 +130,28 @@ public final class Trainer {
                 attachLora(model, loraCfg, rng);
                 params = Params.lora(model);
             }
+            case "p-tuning" -> {
+                peCfg = pTuningConfig(modelDir);
+                encoder = PromptEncoder.init(o.numVirtualTokens(), H, peCfg.encoderHiddenSize(), new SplittableRandom(rng.nextLong()));
+                prompt = encoder.output();
+                params = encoder.params();
+            }
+            case "ia3" -> {
+                ia3Cfg = ia3Config(modelDir);
+                for (IA3Config.Target t : ia3Cfg.resolve(model.weights.linears().stream().map(l -> l.name).toList())) {
+                    Linear l = model.weights.linears().stream().filter(x -> x.name.equals(t.moduleName())).findFirst().orElseThrow();
+                    float[] ones = new float[t.feedforward() ? l.in() : l.out()];
+                    java.util.Arrays.fill(ones, 1f);   // init_ia3_weights=True
+                    l.ia3 = new Linear.Ia3(ones, t.feedforward());
+                }
+                params = Params.ia3(model);
+            }
             default -> params = Params.full(model);
         }
         AdamW opt = AdamW.defaults(o.weightDecay());
         LrSchedule sched = LrSchedule.of(o.schedule(), o.lr(), o.warmupSteps(), (int) Math.min(Integer.MAX_VALUE, total));
-        TrainStep ts = new TrainStep(model, params, prompt, opt, sched, o.maxGradNorm(), data.seed);
+        TrainStep ts = encoder != null ? TrainStep.pTuning(model, params, encoder, opt, sched, o.maxGradNorm(), data.seed)
+                : new TrainStep(model, params, prompt, opt, sched, o.maxGradNorm(), data.seed);
 
         long step = 0;
         long tokensBefore = 0;
@@ -190,7 +217,7 @@ public final class Trainer {
                 metrics.write(rec);
                 progress.update(step, loss, lr, tokens);
                 if ((o.saveEvery() > 0 && step % o.saveEvery() == 0) || last) {
-                    checkpoint(ckptRoot, step, model, params, prompt, ptCfg, loraCfg, opt, batcher, tokensBefore + tokens, elapsedBefore + secs);
+                    checkpoint(ckptRoot, step, model, params, prompt, opt, batcher, tokensBefore + tokens, elapsedBefore + secs);
                     if (last || o.evalEvery() > 0) LossCurveSvg.writeFromMetrics(out.resolve("metrics.jsonl"), out.resolve("loss_curve.svg"), title(modelDir));
                 }
                 hook.after(step);
@@ -198,7 +225,7 @@ public final class Trainer {
         }
         double secs = (System.nanoTime() - t0) / 1e9;
         // the final result at the top of the output directory
-        saveResult(out, model, prompt, ptCfg, loraCfg);
+        saveResult(out, model, prompt);
         LossCurveSvg.writeFromMetrics(out.resolve("metrics.jsonl"), out.resolve("loss_curve.svg"), title(modelDir));
         ObjectNode summary = JSON.createObjectNode();
         summary.put("method", o.method());
@@ -231,9 +258,11 @@ public final class Trainer {
     // ------------------------------------------------------------------ setup
 
     private void validate() {
-        if (!List.of("prompt-tuning", "lora", "full").contains(o.method())) {
-            throw new UserException("--method: expected prompt-tuning, lora or full, got '" + o.method() + "'");
+        if (!List.of("prompt-tuning", "p-tuning", "lora", "ia3", "full").contains(o.method())) {
+            throw new UserException("--method: expected prompt-tuning, p-tuning, lora, ia3 or full, got '" + o.method() + "'");
         }
+        if (o.encoderHiddenSize() < 0) throw new UserException("--encoder-hidden-size: expected >= 1 (or 0 for the hidden size), got " + o.encoderHiddenSize());
+        if (o.feedforwardModules() != null && !o.method().equals("ia3")) throw new UserException("--feedforward-modules: only used with --method ia3");
         if (o.maxSteps() <= 0 && o.epochs() <= 0) throw new UserException("give --epochs E (> 0) or --max-steps N (> 0)");
         if (o.gradAccum() < 1) throw new UserException("--grad-accum: expected >= 1, got " + o.gradAccum());
         if (data.batchSize < 1) throw new UserException("--batch-size: expected >= 1, got " + data.batchSize);
@@ -313,13 +342,23 @@ public final class Trainer {
             a.put("num_virtual_tokens", o.numVirtualTokens());
             a.put("init", o.init());
         }
+        if (o.method().equals("p-tuning")) {
+            a.put("num_virtual_tokens", o.numVirtualTokens());
+            a.put("encoder_hidden_size", o.encoderHiddenSize());
+        }
         if (o.method().equals("lora")) {
             a.put("lora_r", o.loraR());
             a.put("lora_alpha", o.loraAlpha());
             var t = a.putArray("target_modules");
-            o.targetModules().forEach(t::add);
+            targetModules().forEach(t::add);
             a.put("use_rslora", o.useRslora());
             a.put("init_lora_weights", o.initLoraWeights());
+        }
+        if (o.method().equals("ia3")) {
+            var t = a.putArray("target_modules");
+            targetModules().forEach(t::add);
+            var f = a.putArray("feedforward_modules");
+            feedforwardModules().forEach(f::add);
         }
         a.put("epochs", o.epochs());
         a.put("max_steps", o.maxSteps());
@@ -383,16 +422,49 @@ public final class Trainer {
         return PromptInit.random(n, model.config.hidden(), rng);
     }
 
+    /** --target-modules, or the method's PEFT default for gemma3_text. */
+    private List<String> targetModules() {
+        if (o.targetModules() != null) return o.targetModules();
+        return o.method().equals("ia3") ? IA3Config.GEMMA3_DEFAULT_TARGETS : LoraConfig.GEMMA3_DEFAULT_TARGETS;
+    }
+
+    /** --feedforward-modules, or PEFT's default for gemma3_text (down_proj). */
+    private List<String> feedforwardModules() {
+        return o.feedforwardModules() != null ? o.feedforwardModules() : IA3Config.GEMMA3_DEFAULT_FEEDFORWARD;
+    }
+
+    /** A module list as PEFT takes it: one "all-linear" or regex entry becomes a string, else a list. */
+    private static Object modulesValue(List<String> tm) {
+        if (tm.size() == 1 && (tm.get(0).equals(LoraConfig.ALL_LINEAR) || tm.get(0).matches(".*[\\\\^$*+?()\\[\\]|].*"))) {
+            return tm.get(0);   // "all-linear" or a full-match regex
+        }
+        return tm;
+    }
+
+    private PromptEncoderConfig pTuningConfig(Path modelDir) throws IOException {
+        Map<String, Object> v = new LinkedHashMap<>();
+        v.put("num_virtual_tokens", o.numVirtualTokens());
+        v.put("encoder_reparameterization_type", "MLP");
+        if (o.encoderHiddenSize() > 0) v.put("encoder_hidden_size", o.encoderHiddenSize());
+        v.put("base_model_name_or_path", baseName(modelDir));
+        return PromptEncoderConfig.create(v).withModelConfig(JSON.readTree(modelDir.resolve("config.json").toFile()));
+    }
+
+    private IA3Config ia3Config(Path modelDir) {
+        Map<String, Object> v = new LinkedHashMap<>();
+        v.put("target_modules", modulesValue(targetModules()));
+        if (o.feedforwardModules() != null) v.put("feedforward_modules", modulesValue(o.feedforwardModules()));
+        v.put("base_model_name_or_path", baseName(modelDir));
+        IA3Config c = IA3Config.create(v);
+        c.requireSupported();
+        return c;
+    }
+
     private LoraConfig loraConfig(Path modelDir) {
         Map<String, Object> v = new LinkedHashMap<>();
         v.put("r", o.loraR());
         v.put("lora_alpha", o.loraAlpha());
-        List<String> tm = o.targetModules();
-        if (tm.size() == 1 && (tm.get(0).equals(LoraConfig.ALL_LINEAR) || tm.get(0).matches(".*[\\\\^$*+?()\\[\\]|].*"))) {
-            v.put("target_modules", tm.get(0));   // "all-linear" or a full-match regex
-        } else {
-            v.put("target_modules", tm);
-        }
+        v.put("target_modules", modulesValue(targetModules()));
         v.put("use_rslora", o.useRslora());
         v.put("lora_dropout", o.loraDropout());
         v.put("init_lora_weights", o.initLoraWeights().equals("gaussian") ? "gaussian" : Boolean.TRUE);
@@ -452,15 +524,17 @@ public final class Trainer {
         return "peft4j " + o.method() + " on " + modelDir.getFileName();
     }
 
-    private void saveResult(Path dir, Gemma3Model model, float[] prompt, PromptTuningConfig pt, LoraConfig lora) throws IOException {
+    private void saveResult(Path dir, Gemma3Model model, float[] prompt) throws IOException {
         switch (o.method()) {
-            case "prompt-tuning" -> AdapterWriter.promptTuning(dir, pt, prompt, model.config.hidden());
-            case "lora" -> AdapterWriter.lora(dir, lora, model);
+            case "prompt-tuning" -> AdapterWriter.promptTuning(dir, ptCfg, prompt, model.config.hidden());
+            case "lora" -> AdapterWriter.lora(dir, loraCfg, model);
+            case "ia3" -> AdapterWriter.ia3(dir, ia3Cfg, model);
+            case "p-tuning" -> AdapterWriter.promptEncoder(dir, peCfg, encoder.forward(), model.config.hidden());
             default -> CheckpointWriter.save(model, dir, o.saveBf16());
         }
     }
 
-    private void checkpoint(Path root, long step, Gemma3Model model, Params params, float[] prompt, PromptTuningConfig pt, LoraConfig lora,
+    private void checkpoint(Path root, long step, Gemma3Model model, Params params, float[] prompt,
                             AdamW opt, Batcher batcher, long tokens, double elapsed) throws IOException {
         Path dir = root.resolve(String.format("step-%06d", step));
         AtomicFiles.writeDirectory(dir, tmp -> {
@@ -469,7 +543,12 @@ public final class Trainer {
                 for (Params.Param p : params) e.put(p.name(), SafeTensors.Entry.f32(p.data(), p.shape()));
                 SafeTensors.write(tmp.resolve("model.safetensors"), e, null);
             } else {
-                saveResult(tmp, model, prompt, pt, lora);
+                saveResult(tmp, model, prompt);
+            }
+            if (encoder != null) {   // the adapter holds only the encoder outputs; resuming needs the encoder itself
+                Map<String, SafeTensors.Entry> e = new LinkedHashMap<>();
+                for (Params.Param p : params) e.put(p.name(), SafeTensors.Entry.f32(p.data(), p.shape()));
+                SafeTensors.write(tmp.resolve(ENCODER_FILE), e, null);
             }
             opt.save(tmp.resolve("optimizer.safetensors"), params);
             ObjectNode st = JSON.createObjectNode();
@@ -489,7 +568,7 @@ public final class Trainer {
 
     /** Loads trainable values saved in a checkpoint into the live parameter arrays. */
     private void restoreParams(Path ckpt, Params params, float[] prompt, int H) {
-        Path f = ckpt.resolve(o.method().equals("full") ? "model.safetensors" : "adapter_model.safetensors");
+        Path f = ckpt.resolve(o.method().equals("full") ? "model.safetensors" : encoder != null ? ENCODER_FILE : "adapter_model.safetensors");
         try (SafeTensors st = SafeTensors.open(f)) {
             for (Params.Param p : params) {
                 String key = o.method().equals("prompt-tuning") ? AdapterKeys.PROMPT_EMBEDDINGS : p.name();

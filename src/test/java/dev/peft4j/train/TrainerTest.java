@@ -49,8 +49,8 @@ class TrainerTest {
     }
 
     static Trainer.Options opts(Path out, String method, boolean resume, int steps) {
-        return new Trainer.Options(model, null, out, resume, method, 4, "text:Below is an instruction", 4, 8, List.of("q_proj", "v_proj", "down_proj"),
-                false, "true", 0, 1, steps, 2, method.equals("prompt-tuning") ? 0.05 : 1e-2, "cosine", 2, 0.01, 1.0, 3, 2, 2, false, false);
+        return new Trainer.Options(model, null, out, resume, method, 4, "text:Below is an instruction", 0, 4, 8, List.of("q_proj", "v_proj", "down_proj"),
+                method.equals("ia3") ? List.of("down_proj") : null, false, "true", 0, 1, steps, 2, method.contains("prompt-tuning") ? 0.05 : 1e-2, "cosine", 2, 0.01, 1.0, 3, 2, 2, false, false);
     }
 
     static PrintStream quiet() { return new PrintStream(new ByteArrayOutputStream()); }
@@ -61,7 +61,7 @@ class TrainerTest {
 
     @Test
     void killedAndResumedRunEqualsUninterruptedRun() throws Exception {
-        for (String method : new String[]{"prompt-tuning", "lora"}) {
+        for (String method : new String[]{"prompt-tuning", "p-tuning", "lora", "ia3"}) {
             Path a = tmp.resolve("full-" + method), b = tmp.resolve("killed-" + method);
             new Trainer(opts(a, method, false, 7), dataArgs(), quiet()).run();
             assertThrows(IllegalStateException.class, () -> new Trainer(opts(b, method, false, 7), dataArgs(), quiet())
@@ -106,6 +106,55 @@ class TrainerTest {
     }
 
     @Test
+    void ia3AdapterIsSavedAsPeftDoesAndReloads() throws Exception {
+        Path out = tmp.resolve("ia3");
+        new Trainer(opts(out, "ia3", false, 3), dataArgs(), quiet()).run();
+        String cfg = Files.readString(out.resolve("adapter_config.json"));
+        assertTrue(cfg.contains("\"peft_type\": \"IA3\""), cfg);
+        assertTrue(cfg.contains("\"feedforward_modules\": [\n    \"down_proj\"\n  ]"), cfg);
+        try (SafeTensors st = SafeTensors.open(out.resolve("adapter_model.safetensors"))) {
+            assertEquals(6 * 3, st.tensors().size());
+            for (String k : st.tensors().keySet()) {
+                assertTrue(k.matches("base_model\\.model\\.model\\.layers\\.\\d+\\.(self_attn\\.[qv]|mlp\\.down)_proj\\.ia3_l"), k);
+                long[] shape = st.get(k).shape();
+                assertEquals(k.contains("down_proj") ? 1 : (k.contains("q_proj") ? 128 : 64), shape[0], k);
+                float[] v = st.get(k).toFloats();
+                boolean moved = false;
+                for (float x : v) moved |= x != 1f;
+                assertTrue(moved, k + " was trained away from its init (ones)");
+            }
+        }
+        Gemma3LM base = Models.load(model, null), tuned = Models.load(model, out);
+        int[] seq = {2, 100, 200, 300, 400};
+        float[] lb = base.logits(List.of(seq), new int[]{0}).get(0), lt = tuned.logits(List.of(seq), new int[]{0}).get(0);
+        double diff = 0;
+        for (int i = 0; i < lb.length; i++) diff = Math.max(diff, Math.abs(lb[i] - lt[i]));
+        assertTrue(diff > 1e-4, "trained IA3 changes the logits");
+        UserException e = assertThrows(UserException.class, () -> new Trainer(new Trainer.Options(model, null, tmp.resolve("ia3-bad"), false, "lora", 4, "random", 0, 4, 8,
+                null, List.of("down_proj"), false, "true", 0, 1, 1, 1, 1e-2, "constant", 0, 0, 1.0, 0, 0, 1, false, false), dataArgs(), quiet()).run());
+        assertTrue(e.getMessage().contains("--feedforward-modules"), e.getMessage());
+    }
+
+    @Test
+    void pTuningSavesTheEncoderOutputsAsPeftDoes() throws Exception {
+        Path out = tmp.resolve("p-tuning");
+        new Trainer(opts(out, "p-tuning", false, 3), dataArgs(), quiet()).run();
+        String cfg = Files.readString(out.resolve("adapter_config.json"));
+        assertTrue(cfg.contains("\"peft_type\": \"P_TUNING\""), cfg);
+        assertTrue(cfg.contains("\"encoder_hidden_size\": 64") && cfg.contains("\"token_dim\": 64") && cfg.contains("\"num_virtual_tokens\": 4"), cfg);
+        float[] saved = tensor(out.resolve("adapter_model.safetensors"), "prompt_embeddings");
+        // the saved table is the encoder's output after the last update (the encoder itself is kept in the checkpoint)
+        Path enc = out.resolve("checkpoints/step-000003/" + Trainer.ENCODER_FILE);
+        String p = "prompt_encoder.default.";
+        PromptEncoder e = new PromptEncoder(4, 64, 64, tensor(enc, p + "embedding.weight"), tensor(enc, p + "mlp_head.0.weight"), tensor(enc, p + "mlp_head.0.bias"),
+                tensor(enc, p + "mlp_head.2.weight"), tensor(enc, p + "mlp_head.2.bias"), tensor(enc, p + "mlp_head.4.weight"), tensor(enc, p + "mlp_head.4.bias"));
+        assertArrayEquals(e.forward(), saved, 0f);
+        Gemma3LM lm = Models.load(model, out);
+        assertEquals(4, lm.virtualTokens());
+        assertArrayEquals(saved, lm.virtualVectors(), 0f);
+    }
+
+    @Test
     void promptTuningLossGoesDownAndAdapterLoads() throws Exception {
         Path out = tmp.resolve("pt");
         Trainer.Result r = new Trainer(opts(out, "prompt-tuning", false, 12), dataArgs(), quiet()).run();
@@ -139,12 +188,12 @@ class TrainerTest {
     @Test
     void adapterSettingsThatDoNotFitTheModelAreRefused() {
         Trainer.Options o = opts(tmp.resolve("nofit"), "lora", false, 1);
-        Trainer.Options none = new Trainer.Options(o.model(), null, o.output(), false, "lora", 4, "random", 4, 8, List.of("wq_proj"), false, "true", 0,
+        Trainer.Options none = new Trainer.Options(o.model(), null, o.output(), false, "lora", 4, "random", 0, 4, 8, List.of("wq_proj"), null, false, "true", 0,
                 1, 1, 1, 1e-3, "constant", 0, 0, 1, 0, 0, 1, false, false);
         UserException e = assertThrows(UserException.class, () -> new Trainer(none, dataArgs(), quiet()).run());
         assertTrue(e.getMessage().contains("matched none"), e.getMessage());
-        Trainer.Options badInit = new Trainer.Options(o.model(), null, tmp.resolve("badinit"), false, "prompt-tuning", 4, "words", 4, 8, List.of("q_proj"),
-                false, "true", 0, 1, 1, 1, 1e-3, "constant", 0, 0, 1, 0, 0, 1, false, false);
+        Trainer.Options badInit = new Trainer.Options(o.model(), null, tmp.resolve("badinit"), false, "prompt-tuning", 4, "words", 0, 4, 8, List.of("q_proj"),
+                null, false, "true", 0, 1, 1, 1, 1e-3, "constant", 0, 0, 1, 0, 0, 1, false, false);
         UserException e2 = assertThrows(UserException.class, () -> new Trainer(badInit, dataArgs(), quiet()).run());
         assertTrue(e2.getMessage().contains("--init"), e2.getMessage());
     }
