@@ -219,6 +219,12 @@ public final class Gemma3Model {
 
     /** Causal (and sliding-window) attention of every new row against its own sequence's cache. */
     private void attention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding) {
+        int manyRows = 0;
+        for (int c : rowCount) if (c >= BLOCK_ATTENTION_MIN_ROWS) manyRows++;
+        if (manyRows == rowCount.length) {
+            blockAttention(inputs, l, rowStart, rowCount, pos, q, out, sliding);
+            return;
+        }
         final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads(), groups = nH / nKV;
         final int W = config.slidingWindow();
         final int N = q.length / (nH * D);
@@ -256,6 +262,76 @@ public final class Gemma3Model {
                     int row = lo - kStart + j;
                     Ops.axpy(sc[j] * inv, V, (row * nKV + kvh) * D, out, qo, D);
                 }
+            }
+        });
+    }
+
+    /** Chunks of at least this many rows per sequence use {@link #blockAttention}; decoding uses the per-row loop. */
+    static final int BLOCK_ATTENTION_MIN_ROWS = 16;
+    private static final int QBLOCK = 64;
+
+    /**
+     * Attention as matrix products, for chunks of many rows (prefill, scoring, training): per sequence, KV head and block of
+     * {@value #QBLOCK} query positions, the queries of the head's group are stacked into one matrix, S = Q·Kᵀ over the keys any
+     * of them can see, masked (causal, sliding window) and softmaxed row by row, then O = P·V. Both products run on the
+     * outer-product kernel.
+     */
+    private void blockAttention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding) {
+        final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads(), groups = nH / nKV;
+        final int W = config.slidingWindow();
+        List<int[]> work = new java.util.ArrayList<>();   // (sequence, kv head, first row of the block)
+        for (int s = 0; s < rowStart.length; s++)
+            for (int g = 0; g < nKV; g++)
+                for (int t = 0; t < rowCount[s]; t += QBLOCK) work.add(new int[]{s, g, t});
+        Parallel.forRange(work.size(), 1, (a, b) -> {
+            for (int wi = a; wi < b; wi++) {
+                int s = work.get(wi)[0], g = work.get(wi)[1], t0 = work.get(wi)[2];
+                int nq = Math.min(QBLOCK, rowCount[s] - t0);
+                int r0 = rowStart[s] + t0;
+                KVCache kv = inputs.get(s).cache();
+                float[] K = kv.k[l], V = kv.v[l];
+                int kStart = kv.start[l];
+                int pFirst = pos[r0], pLast = pos[r0 + nq - 1];
+                int lo = sliding ? Math.max(kStart, pFirst - W + 1) : kStart;
+                int nk = pLast - lo + 1;
+                int rows = groups * nq;
+                float[] qb = new float[rows * D], kb = new float[nk * D], vt = new float[D * nk];
+                for (int h = 0; h < groups; h++)
+                    for (int i = 0; i < nq; i++)
+                        System.arraycopy(q, ((r0 + i) * nH + g * groups + h) * D, qb, (h * nq + i) * D, D);
+                for (int j = 0; j < nk; j++) {
+                    int src = ((lo - kStart + j) * nKV + g) * D;
+                    System.arraycopy(K, src, kb, j * D, D);
+                    for (int d = 0; d < D; d++) vt[d * nk + j] = V[src + d];
+                }
+                float[] sc = new float[rows * nk];
+                MatMul.xWtSerial(qb, 0, rows, dev.peft4j.tensor.Matrix.heap(nk, D, kb), sc, 0, false);
+                for (int h = 0; h < groups; h++) {
+                    for (int i = 0; i < nq; i++) {
+                        int p = pos[r0 + i];
+                        int jlo = (sliding ? Math.max(kStart, p - W + 1) : kStart) - lo, jhi = p - lo; // visible keys [jlo, jhi]
+                        int ro = (h * nq + i) * nk;
+                        float max = Float.NEGATIVE_INFINITY;
+                        for (int j = jlo; j <= jhi; j++) {
+                            float v = sc[ro + j] * attnScale;
+                            sc[ro + j] = v;
+                            if (v > max) max = v;
+                        }
+                        float sum = 0f;
+                        for (int j = jlo; j <= jhi; j++) {
+                            float e = (float) Math.exp(sc[ro + j] - max);
+                            sc[ro + j] = e;
+                            sum += e;
+                        }
+                        float inv = 1f / sum;
+                        for (int j = 0; j < nk; j++) sc[ro + j] = j >= jlo && j <= jhi ? sc[ro + j] * inv : 0f;
+                    }
+                }
+                float[] ob = new float[rows * D];
+                MatMul.xWtSerial(sc, 0, rows, dev.peft4j.tensor.Matrix.heap(D, nk, vt), ob, 0, false);
+                for (int h = 0; h < groups; h++)
+                    for (int i = 0; i < nq; i++)
+                        System.arraycopy(ob, (h * nq + i) * D, out, ((r0 + i) * nH + g * groups + h) * D, D);
             }
         });
     }

@@ -56,7 +56,7 @@ public final class MatMul {
     }
 
     /** From this many rows on, products use the outer-product kernel (no horizontal sums; weights transposed per block). */
-    static final int GEMM_MIN_ROWS = 24;
+    static final int GEMM_MIN_ROWS = Integer.getInteger("peft4j.gemmMinRows", 24);
     /** Output columns per block of the outer-product kernel: four vectors. */
     private static final int NB = 4 * L;
     private static final ThreadLocal<float[][]> GEMM_SCRATCH = ThreadLocal.withInitial(() -> new float[2][0]);
@@ -68,29 +68,36 @@ public final class MatMul {
      * not depend on the thread count.
      */
     private static void gemm(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean accumulate) {
+        final int blocks = (w.rows + NB - 1) / NB;
+        Parallel.forRange(blocks, 1, (b0, b1) -> gemmBlocks(x, xOff, n, w, y, yOff, accumulate, b0, b1));
+    }
+
+    /** y = x·Wᵀ (or +=) on the calling thread only: for use inside an already parallel loop. */
+    public static void xWtSerial(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean accumulate) {
+        gemmBlocks(x, xOff, n, w, y, yOff, accumulate, 0, (w.rows + NB - 1) / NB);
+    }
+
+    private static void gemmBlocks(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean accumulate, int b0, int b1) {
         final int in = w.cols, out = w.rows;
-        final int blocks = (out + NB - 1) / NB;
-        Parallel.forRange(blocks, 1, (b0, b1) -> {
-            float[][] sc = GEMM_SCRATCH.get();
-            if (sc[0].length < NB * in) { sc[0] = new float[NB * in]; sc[1] = new float[NB * in]; }
-            float[] rowsBuf = sc[0], wt = sc[1];
-            float[] tmp = new float[NB];
-            for (int b = b0; b < b1; b++) {
-                int o0 = b * NB, nb = Math.min(NB, out - o0);
-                w.rowsToFloat(o0, nb, rowsBuf, 0);
-                for (int j = 0; j < NB; j++) {
-                    if (j < nb) {
-                        int src = j * in;
-                        for (int k = 0; k < in; k++) wt[k * NB + j] = rowsBuf[src + k];
-                    } else {
-                        for (int k = 0; k < in; k++) wt[k * NB + j] = 0f;
-                    }
+        float[][] sc = GEMM_SCRATCH.get();
+        if (sc[0].length < NB * in) { sc[0] = new float[NB * in]; sc[1] = new float[NB * in]; }
+        float[] rowsBuf = sc[0], wt = sc[1];
+        float[] tmp = new float[NB];
+        for (int b = b0; b < b1; b++) {
+            int o0 = b * NB, nb = Math.min(NB, out - o0);
+            w.rowsToFloat(o0, nb, rowsBuf, 0);
+            for (int j = 0; j < NB; j++) {
+                if (j < nb) {
+                    int src = j * in;
+                    for (int k = 0; k < in; k++) wt[k * NB + j] = rowsBuf[src + k];
+                } else {
+                    for (int k = 0; k < in; k++) wt[k * NB + j] = 0f;
                 }
-                int r = 0;
-                for (; r + 4 <= n; r += 4) gemmTile4(x, xOff + r * in, in, wt, y, yOff + r * out + o0, out, nb, accumulate, tmp);
-                for (; r < n; r++) gemmTile1(x, xOff + r * in, in, wt, y, yOff + r * out + o0, nb, accumulate, tmp);
             }
-        });
+            int r = 0;
+            for (; r + 4 <= n; r += 4) gemmTile4(x, xOff + r * in, in, wt, y, yOff + r * out + o0, out, nb, accumulate, tmp);
+            for (; r < n; r++) gemmTile1(x, xOff + r * in, in, wt, y, yOff + r * out + o0, nb, accumulate, tmp);
+        }
     }
 
     private static void gemmTile4(float[] x, int xo, int in, float[] wt, float[] y, int yo, int out, int nb, boolean acc, float[] tmp) {
