@@ -59,7 +59,9 @@ public final class MatMul {
     static final int GEMM_MIN_ROWS = Integer.getInteger("peft4j.gemmMinRows", 24);
     /** Output columns per block of the outer-product kernel: four vectors. */
     private static final int NB = 4 * L;
+    private static final java.lang.foreign.ValueLayout.OfFloat LE_FLOAT = java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
     private static final ThreadLocal<float[][]> GEMM_SCRATCH = ThreadLocal.withInitial(() -> new float[2][0]);
+    private static final ThreadLocal<java.lang.foreign.MemorySegment[]> GEMM_WT = ThreadLocal.withInitial(() -> new java.lang.foreign.MemorySegment[1]);
 
     /**
      * y = x·Wᵀ for many rows: each thread takes blocks of {@value #NB}-ish output columns, converts that block of W to float32
@@ -82,7 +84,11 @@ public final class MatMul {
         float[][] sc = GEMM_SCRATCH.get();
         if (sc[0].length < NB * in) { sc[0] = new float[NB * in]; sc[1] = new float[NB * in]; }
         float[] rowsBuf = sc[0], wt = sc[1];
+        java.lang.foreign.MemorySegment[] ws = GEMM_WT.get();
+        if (ws[0] == null || ws[0].byteSize() < 4L * NB * in) ws[0] = java.lang.foreign.Arena.ofAuto().allocate(4L * NB * in, 64);
+        java.lang.foreign.MemorySegment wseg = ws[0];
         float[] tmp = new float[NB];
+        float[] acc4 = new float[4 * NB];
         for (int b = b0; b < b1; b++) {
             int o0 = b * NB, nb = Math.min(NB, out - o0);
             w.rowsToFloat(o0, nb, rowsBuf, 0);
@@ -94,21 +100,31 @@ public final class MatMul {
                     for (int k = 0; k < in; k++) wt[k * NB + j] = 0f;
                 }
             }
+            java.lang.foreign.MemorySegment.copy(wt, 0, wseg, LE_FLOAT, 0, NB * in);
             int r = 0;
-            for (; r + 4 <= n; r += 4) gemmTile4(x, xOff + r * in, in, wt, y, yOff + r * out + o0, out, nb, accumulate, tmp);
+            for (; r + 4 <= n; r += 4) {
+                gemmTile4(x, xOff + r * in, in, wseg, acc4);
+                flush(acc4, 4, y, yOff + r * out + o0, out, nb, accumulate);
+            }
             for (; r < n; r++) gemmTile1(x, xOff + r * in, in, wt, y, yOff + r * out + o0, nb, accumulate, tmp);
         }
     }
 
-    private static void gemmTile4(float[] x, int xo, int in, float[] wt, float[] y, int yo, int out, int nb, boolean acc, float[] tmp) {
+    /**
+     * The 4-row x 4-vector register tile: writes the 16 accumulators to {@code acc} [4][NB]; the caller adds them to y. The
+     * epilogue is kept out of this method on purpose: a smaller method keeps C2 within its inlining budget, so every vector
+     * operation here is intrinsified (a larger one sometimes fell back to boxed vectors, 8x slower).
+     */
+    private static void gemmTile4(float[] x, int xo, int in, java.lang.foreign.MemorySegment wt, float[] acc) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00;
         FloatVector c10 = c00, c11 = c00, c12 = c00, c13 = c00;
         FloatVector c20 = c00, c21 = c00, c22 = c00, c23 = c00;
         FloatVector c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+        final java.nio.ByteOrder bo = java.nio.ByteOrder.LITTLE_ENDIAN;
         for (int k = 0; k < in; k++) {
-            int wo = k * NB;
-            FloatVector w0 = FloatVector.fromArray(F, wt, wo), w1 = FloatVector.fromArray(F, wt, wo + L);
-            FloatVector w2 = FloatVector.fromArray(F, wt, wo + 2 * L), w3 = FloatVector.fromArray(F, wt, wo + 3 * L);
+            long wo = 4L * k * NB;
+            FloatVector w0 = FloatVector.fromMemorySegment(F, wt, wo, bo), w1 = FloatVector.fromMemorySegment(F, wt, wo + 4L * L, bo);
+            FloatVector w2 = FloatVector.fromMemorySegment(F, wt, wo + 8L * L, bo), w3 = FloatVector.fromMemorySegment(F, wt, wo + 12L * L, bo);
             FloatVector x0 = FloatVector.broadcast(F, x[xo + k]);
             c00 = x0.fma(w0, c00); c01 = x0.fma(w1, c01); c02 = x0.fma(w2, c02); c03 = x0.fma(w3, c03);
             FloatVector x1 = FloatVector.broadcast(F, x[xo + in + k]);
@@ -118,10 +134,19 @@ public final class MatMul {
             FloatVector x3 = FloatVector.broadcast(F, x[xo + 3 * in + k]);
             c30 = x3.fma(w0, c30); c31 = x3.fma(w1, c31); c32 = x3.fma(w2, c32); c33 = x3.fma(w3, c33);
         }
-        storeRow(c00, c01, c02, c03, y, yo, nb, acc, tmp);
-        storeRow(c10, c11, c12, c13, y, yo + out, nb, acc, tmp);
-        storeRow(c20, c21, c22, c23, y, yo + 2 * out, nb, acc, tmp);
-        storeRow(c30, c31, c32, c33, y, yo + 3 * out, nb, acc, tmp);
+        c00.intoArray(acc, 0); c01.intoArray(acc, L); c02.intoArray(acc, 2 * L); c03.intoArray(acc, 3 * L);
+        c10.intoArray(acc, NB); c11.intoArray(acc, NB + L); c12.intoArray(acc, NB + 2 * L); c13.intoArray(acc, NB + 3 * L);
+        c20.intoArray(acc, 2 * NB); c21.intoArray(acc, 2 * NB + L); c22.intoArray(acc, 2 * NB + 2 * L); c23.intoArray(acc, 2 * NB + 3 * L);
+        c30.intoArray(acc, 3 * NB); c31.intoArray(acc, 3 * NB + L); c32.intoArray(acc, 3 * NB + 2 * L); c33.intoArray(acc, 3 * NB + 3 * L);
+    }
+
+    /** y rows [yo + i*out, +nb) (=|+=) acc rows i, for i in [0, rows). */
+    private static void flush(float[] acc, int rows, float[] y, int yo, int out, int nb, boolean add) {
+        for (int i = 0; i < rows; i++) {
+            int a = i * NB, b = yo + i * out;
+            if (add) for (int j = 0; j < nb; j++) y[b + j] += acc[a + j];
+            else System.arraycopy(acc, a, y, b, nb);
+        }
     }
 
     private static void gemmTile1(float[] x, int xo, int in, float[] wt, float[] y, int yo, int nb, boolean acc, float[] tmp) {
