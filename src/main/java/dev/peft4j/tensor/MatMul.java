@@ -5,7 +5,7 @@ import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * Matrix products against a {@link Matrix} W [out, in] (nn.Linear layout), float32 compute, all cores, Vector API.
+ * Forward matrix products y = x·Wᵀ against a {@link Matrix} W [out, in] (nn.Linear layout), float32 compute, all cores, Vector API (the backward products are in {@code dev.peft4j.train.BackMatMul}).
  * Weights are converted to float32 four rows at a time into a small per-thread buffer and reused across a chunk of input rows,
  * so a product reads the weights about once per {@value #XCHUNK} rows while keeping 4x4 register tiles busy.
  */
@@ -244,66 +244,5 @@ public final class MatMul {
             if (acc) y[yo + c] += s[c];
             else y[yo + c] = s[c];
         }
-    }
-
-    /** dx[n, in] += dy[n, out] · W  (the input gradient of y = x·Wᵀ). Parallel over rows of dx. */
-    public static void dyW(float[] dy, int n, Matrix w, float[] dx) {
-        final int in = w.cols, out = w.rows;
-        Parallel.forRange(n, 4, (r0, r1) -> {
-            float[] wb = scratch(4 * in);
-            for (int xc = r0; xc < r1; xc += XCHUNK) {
-                int xe = Math.min(r1, xc + XCHUNK);
-                for (int o = 0; o < out; o += 4) {
-                    int no = Math.min(4, out - o);
-                    w.rowsToFloat(o, no, wb, 0);
-                    for (int r = xc; r < xe; r++) {
-                        int dxo = r * in;
-                        int dyo = r * out + o;
-                        float c0 = dy[dyo], c1 = no > 1 ? dy[dyo + 1] : 0f, c2 = no > 2 ? dy[dyo + 2] : 0f, c3 = no > 3 ? dy[dyo + 3] : 0f;
-                        if (c0 == 0f && c1 == 0f && c2 == 0f && c3 == 0f) continue;
-                        FloatVector v0 = FloatVector.broadcast(F, c0), v1 = FloatVector.broadcast(F, c1);
-                        FloatVector v2 = FloatVector.broadcast(F, c2), v3 = FloatVector.broadcast(F, c3);
-                        int i = 0;
-                        int bound = F.loopBound(in);
-                        for (; i < bound; i += L) {
-                            FloatVector acc = FloatVector.fromArray(F, dx, dxo + i);
-                            acc = v0.fma(FloatVector.fromArray(F, wb, i), acc);
-                            if (no > 1) acc = v1.fma(FloatVector.fromArray(F, wb, in + i), acc);
-                            if (no > 2) acc = v2.fma(FloatVector.fromArray(F, wb, 2 * in + i), acc);
-                            if (no > 3) acc = v3.fma(FloatVector.fromArray(F, wb, 3 * in + i), acc);
-                            acc.intoArray(dx, dxo + i);
-                        }
-                        for (; i < in; i++) {
-                            float s = c0 * wb[i];
-                            if (no > 1) s += c1 * wb[in + i];
-                            if (no > 2) s += c2 * wb[2 * in + i];
-                            if (no > 3) s += c3 * wb[3 * in + i];
-                            dx[dxo + i] += s;
-                        }
-                    }
-                }
-            }
-        });
-    }
-
-    /** dW[out, in] += dy[n, out]ᵀ · x[n, in]  (the weight gradient of y = x·Wᵀ). Parallel over rows of dW. */
-    public static void dyTx(float[] dy, float[] x, int n, int out, int in, float[] dW) {
-        Parallel.forRange(out, 4, (o0, o1) -> {
-            for (int o = o0; o < o1; o++) {
-                int wo = o * in;
-                for (int r = 0; r < n; r++) {
-                    float c = dy[r * out + o];
-                    if (c == 0f) continue;
-                    FloatVector cv = FloatVector.broadcast(F, c);
-                    int xo = r * in;
-                    int i = 0;
-                    int bound = F.loopBound(in);
-                    for (; i < bound; i += L) {
-                        cv.fma(FloatVector.fromArray(F, x, xo + i), FloatVector.fromArray(F, dW, wo + i)).intoArray(dW, wo + i);
-                    }
-                    for (; i < in; i++) dW[wo + i] += c * x[xo + i];
-                }
-            }
-        });
     }
 }

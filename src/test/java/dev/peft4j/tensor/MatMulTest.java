@@ -52,25 +52,4 @@ class MatMulTest {
             }
         }
     }
-
-    @Test
-    void backwardProductsMatchNaive() {
-        SplittableRandom r = new SplittableRandom(2);
-        int n = 13, in = 37, out = 21;
-        float[] dy = rand(n * out, r), w = rand(out * in, r), x = rand(n * in, r);
-        float[] dx = new float[n * in];
-        MatMul.dyW(dy, n, Matrix.heap(out, in, w), dx);
-        float[] dW = new float[out * in];
-        MatMul.dyTx(dy, x, n, out, in, dW);
-        for (int i = 0; i < n; i++) for (int k = 0; k < in; k++) {
-            double s = 0;
-            for (int o = 0; o < out; o++) s += (double) dy[i * out + o] * w[o * in + k];
-            assertEquals(s, dx[i * in + k], 1e-4);
-        }
-        for (int o = 0; o < out; o++) for (int k = 0; k < in; k++) {
-            double s = 0;
-            for (int i = 0; i < n; i++) s += (double) dy[i * out + o] * x[i * in + k];
-            assertEquals(s, dW[o * in + k], 1e-4);
-        }
-    }
 }
