@@ -23,12 +23,12 @@ import java.util.concurrent.Callable;
 
 @Command(name = "quickstart", mixinStandardHelpOptions = true,
         description = {"A complete run in about a minute with no download: build a small random Gemma 3 with the bundled tokenizer,",
-                "pre-train it briefly on the bundled Dolly-format examples, train a prompt-tuning adapter, generate with it."})
+                "pre-train it on the bundled Dolly-format examples, train a prompt-tuning adapter on it, generate with it."})
 public final class QuickstartCommand implements Callable<Integer> {
     @Option(names = "--output", defaultValue = "peft4j-quickstart", description = "working directory (default ${DEFAULT-VALUE}); replaced if it holds an earlier quickstart")
     Path out;
-    @Option(names = "--pretrain-steps", defaultValue = "60") int pretrainSteps;
-    @Option(names = "--steps", defaultValue = "60", description = "prompt-tuning steps (default ${DEFAULT-VALUE})") int steps;
+    @Option(names = "--pretrain-steps", defaultValue = "300", description = "full fine-tuning steps that turn the random model into a base (default ${DEFAULT-VALUE})") int pretrainSteps;
+    @Option(names = "--steps", defaultValue = "100", description = "prompt-tuning steps (default ${DEFAULT-VALUE})") int steps;
     @Option(names = "--seed", defaultValue = "42") long seed;
 
     private static final String MARKER = ".peft4j-quickstart";
@@ -63,11 +63,11 @@ public final class QuickstartCommand implements Callable<Integer> {
         copyTokenizer(assets.resolve("tokenizer"), random);
         System.out.println("   " + random);
 
-        step(3, "pre-train it briefly (full fine-tuning, " + pretrainSteps + " steps) so that it knows some words");
+        step(3, "pre-train it (full fine-tuning, " + pretrainSteps + " steps, Dolly's template): a base that has learned the examples' words");
         Path base = out.resolve("base-model");
         new Trainer(options(random, base, "full", pretrainSteps, 3e-3, 5), dataArgs(data, "0", "dolly"), System.out).run();
 
-        step(4, "train a prompt-tuning adapter (20 virtual tokens, Gemma chat template) on the base: watch the loss go down");
+        step(4, "prompt tuning on the frozen base (20 virtual tokens) teaches it Gemma's chat format instead: watch the loss go down");
         Path adapter = out.resolve("adapter");
         Trainer.Result r = new Trainer(options(base, adapter, "prompt-tuning", steps, 0.3, 0), dataArgs(data, "8", "gemma-chat"), System.out).run();
         var m = MetricsWriter.read(adapter.resolve("metrics.jsonl"));
