@@ -82,9 +82,11 @@ public final class QuickstartCommand implements Callable<Integer> {
             for (String q : List.of("Why is the sky blue?", "How many legs does a spider have?")) {
                 int[] ids = tok.encode(Tokenizer.chatPrompt(q), true);
                 Generator.Result g = new Generator(lm).generate(ids, 32, new Sampler(new Sampler.Options(0.7f, 40, 0.95f, 0f, 1.3f, seed)),
-                        new int[]{tok.eosId(), tok.idOf("<end_of_turn>")}, null, null, null);
+                        new int[]{tok.eosId(), tok.idOf("<end_of_turn>")}, new String[]{"### End"}, x -> tok.decode(x, true), null);
+                String answer = tok.decode(g.tokens(), true);
+                int cut = answer.indexOf("### End");
                 System.out.println("   > " + q);
-                System.out.println("   " + tok.decode(g.tokens(), true).strip().replace("\n", "\n   "));
+                System.out.println("   " + (cut >= 0 ? answer.substring(0, cut) : answer).strip().replace("\n", "\n   "));
             }
         }
         System.out.printf("%ndone in %.0f s. The adapter (PEFT format) is in %s; try:%n", (System.nanoTime() - t0) / 1e9, adapter);
