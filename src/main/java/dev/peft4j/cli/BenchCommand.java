@@ -7,6 +7,7 @@ import dev.peft4j.model.Gemma3LM;
 import dev.peft4j.model.Models;
 import dev.peft4j.model.Sampler;
 import dev.peft4j.tensor.Parallel;
+import dev.peft4j.util.UserException;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -18,22 +19,26 @@ import java.util.concurrent.Callable;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Measure load time, prefill tok/s (one sequence), decode tok/s (batch 1) and peak memory.")
 public final class BenchCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true) Path model;
-    @Option(names = "--adapter") Path adapter;
-    @Option(names = "--prompt-len", defaultValue = "512") int promptLen;
-    @Option(names = "--decode-tokens", defaultValue = "128") int decodeTokens;
-    @Option(names = "--repeat", defaultValue = "2", description = "timed repetitions (after one warm-up); the best is reported") int repeat;
+    @Option(names = "--model", required = true, description = "model directory (Hugging Face layout) or Hub repo id") Path model;
+    @Option(names = "--adapter", description = "PEFT adapter directory to load with the model") Path adapter;
+    @Option(names = "--prompt-len", defaultValue = "512", description = "prefill: tokens of the random prompt (default ${DEFAULT-VALUE})") int promptLen;
+    @Option(names = "--decode-tokens", defaultValue = "128", description = "decode: tokens generated (default ${DEFAULT-VALUE})") int decodeTokens;
+    @Option(names = "--repeat", defaultValue = "2", description = "timed repetitions (after one warm-up); the best is reported (default ${DEFAULT-VALUE})") int repeat;
     @Option(names = "--json", description = "print one JSON object") boolean json;
     @Option(names = "--train", description = "measure training instead: prompt-tuning, lora or full") String train;
     @Option(names = "--batch", defaultValue = "4", description = "training batch size (default ${DEFAULT-VALUE})") int batch;
     @Option(names = "--seq-len", defaultValue = "256", description = "training sequence length (default ${DEFAULT-VALUE})") int seqLen;
-    @Option(names = "--steps", defaultValue = "3", description = "timed training steps after one warm-up step") int steps;
+    @Option(names = "--steps", defaultValue = "3", description = "timed training steps after one warm-up step (default ${DEFAULT-VALUE})") int steps;
 
     @Override
     public Integer call() throws Exception {
+        if (repeat < 0) throw new UserException("--repeat: expected >= 0, got " + repeat);
         if (train != null) return trainBench();
+        if (promptLen < 4) throw new UserException("--prompt-len: expected >= 4, got " + promptLen);
+        if (decodeTokens < 1) throw new UserException("--decode-tokens: expected >= 1, got " + decodeTokens);
         long t0 = System.nanoTime();
         Gemma3LM lm = Models.load(model, adapter);
+        if (promptLen > lm.maxPositions()) throw new UserException("--prompt-len: " + promptLen + " is more than max_position_embeddings " + lm.maxPositions());
         double loadS = (System.nanoTime() - t0) / 1e9;
         int V = lm.vocabSize();
         SplittableRandom rng = new SplittableRandom(1);
@@ -103,6 +108,9 @@ public final class BenchCommand implements Callable<Integer> {
      * forward + backward + AdamW step. Prompt tuning: 20 virtual tokens; LoRA: r=8, alpha 16 on q_proj and v_proj.
      */
     private int trainBench() throws Exception {
+        if (batch < 1) throw new UserException("--batch: expected >= 1, got " + batch);
+        if (seqLen < 2) throw new UserException("--seq-len: expected >= 2, got " + seqLen);
+        if (steps < 1) throw new UserException("--steps: expected >= 1, got " + steps);
         long t0 = System.nanoTime();
         dev.peft4j.model.Gemma3Model m = dev.peft4j.model.Gemma3Model.load(Models.resolve(model, "model"));
         double loadS = (System.nanoTime() - t0) / 1e9;
@@ -124,7 +132,7 @@ public final class BenchCommand implements Callable<Integer> {
                 params = dev.peft4j.train.Params.lora(m);
             }
             case "full" -> params = dev.peft4j.train.Params.full(m);
-            default -> throw new dev.peft4j.util.UserException("--train: expected prompt-tuning, lora or full, got '" + train + "'");
+            default -> throw new UserException("--train: expected prompt-tuning, lora or full, got '" + train + "'");
         }
         dev.peft4j.train.TrainStep ts = new dev.peft4j.train.TrainStep(m, params, prompt, dev.peft4j.train.AdamW.defaults(0.0),
                 dev.peft4j.train.LrSchedule.of("constant", 1e-4, 0, 1000), 1.0);

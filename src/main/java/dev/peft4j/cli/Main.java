@@ -5,6 +5,12 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 import java.io.PrintWriter;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.DirectoryNotEmptyException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.FileSystemException;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.NotDirectoryException;
 
 /** Entry point of the {@code peft4j} command line. Subcommands live in this package, one class each. */
 @Command(name = "peft4j", mixinStandardHelpOptions = true, version = "peft4j 0.1.0",
@@ -36,22 +42,53 @@ public final class Main {
 
     public static CommandLine commandLine() {
         CommandLine cl = new CommandLine(new Main());
+        // a mistyped option or value: one line, like every other user mistake (picocli would print the whole usage)
+        cl.setParameterExceptionHandler((ex, args) -> {
+            PrintWriter err = ex.getCommandLine().getErr();
+            err.println("error: " + ex.getMessage() + " (see '" + ex.getCommandLine().getCommandSpec().qualifiedName() + " --help')");
+            err.flush();
+            return 2;
+        });
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
-            Throwable t = ex;
-            while (t != null && !(t instanceof UserException) && t.getCause() != null && t.getCause() != t) {
-                if (t instanceof UserException) break;
-                t = t.getCause();
-            }
             PrintWriter err = cmd.getErr();
-            if (t instanceof UserException) {
-                err.println("error: " + t.getMessage());
-                err.flush();
-                return 2;
+            for (Throwable t = ex; t != null; t = t.getCause() == t ? null : t.getCause()) {
+                if (t instanceof UserException) {
+                    err.println("error: " + t.getMessage());
+                    err.flush();
+                    return 2;
+                }
+            }
+            // a file that cannot be read or written (an output path that is a directory or a file, no permission, disk
+            // full): the system's reason on one line; anything else is a bug and keeps its stack trace
+            Throwable outer = null;
+            for (Throwable t = ex; t != null; outer = t, t = t.getCause() == t ? null : t.getCause()) {
+                if (t instanceof FileSystemException fe) {
+                    // our own wrapper (e.g. AtomicFiles' "cannot write X: ...") says what was being done
+                    err.println("error: " + (outer instanceof java.io.UncheckedIOException u ? u.getMessage() : describe(fe)));
+                    err.flush();
+                    return 1;
+                }
             }
             ex.printStackTrace(err);
             err.flush();
             return 1;
         });
         return cl;
+    }
+
+    /** {@code path: reason} for a file-system error, also for those the JDK gives without a reason. */
+    static String describe(FileSystemException e) {
+        String reason = e.getReason();
+        if (reason == null) {
+            reason = switch (e) {
+                case FileAlreadyExistsException x -> "already exists";
+                case NoSuchFileException x -> "not found";
+                case NotDirectoryException x -> "not a directory";
+                case DirectoryNotEmptyException x -> "directory not empty";
+                case AccessDeniedException x -> "permission denied";
+                default -> e.getClass().getSimpleName();
+            };
+        }
+        return e.getFile() + (e.getOtherFile() != null ? " -> " + e.getOtherFile() : "") + ": " + reason;
     }
 }

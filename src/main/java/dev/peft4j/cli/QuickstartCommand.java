@@ -27,14 +27,17 @@ import java.util.concurrent.Callable;
 public final class QuickstartCommand implements Callable<Integer> {
     @Option(names = "--output", defaultValue = "peft4j-quickstart", description = "working directory (default ${DEFAULT-VALUE}); replaced if it holds an earlier quickstart")
     Path out;
-    @Option(names = "--pretrain-steps", defaultValue = "60") int pretrainSteps;
+    @Option(names = "--pretrain-steps", defaultValue = "60", description = "full fine-tuning steps of the random model (default ${DEFAULT-VALUE})") int pretrainSteps;
     @Option(names = "--steps", defaultValue = "60", description = "prompt-tuning steps (default ${DEFAULT-VALUE})") int steps;
-    @Option(names = "--seed", defaultValue = "42") long seed;
+    @Option(names = "--seed", defaultValue = "42", description = "seed of the weights, data split and sampling (default ${DEFAULT-VALUE})") long seed;
 
     private static final String MARKER = ".peft4j-quickstart";
 
     @Override
     public Integer call() throws Exception {
+        if (pretrainSteps < 1) throw new UserException("--pretrain-steps: expected >= 1, got " + pretrainSteps);
+        if (steps < 1) throw new UserException("--steps: expected >= 1, got " + steps);
+        if (Files.exists(out) && !Files.isDirectory(out)) throw new UserException("--output: " + out + " is a file, expected a directory");
         if (Files.exists(out)) {
             if (!Files.isRegularFile(out.resolve(MARKER))) {
                 boolean empty;

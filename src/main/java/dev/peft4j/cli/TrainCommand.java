@@ -22,7 +22,7 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--num-virtual-tokens", defaultValue = "20", description = "prompt tuning / P-tuning: virtual tokens (default ${DEFAULT-VALUE})") int numVirtualTokens;
     @Option(names = "--init", defaultValue = "random", description = "prompt tuning init: random, sample-vocab or text:\"...\" (default ${DEFAULT-VALUE})") String init;
 
-    @Option(names = "--encoder-hidden-size", defaultValue = "0", description = "P-tuning: hidden size of the MLP prompt encoder (0: the model's hidden size)") int encoderHiddenSize;
+    @Option(names = "--encoder-hidden-size", defaultValue = "0", description = "P-tuning: hidden size of the MLP prompt encoder (default 0: the model's hidden size)") int encoderHiddenSize;
 
     @Option(names = "--lora-r", defaultValue = "8", description = "LoRA rank (default ${DEFAULT-VALUE})") int loraR;
     @Option(names = "--lora-alpha", defaultValue = "16", description = "LoRA alpha (default ${DEFAULT-VALUE})") double loraAlpha;
@@ -33,20 +33,20 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--feedforward-modules", split = ",",
             description = "(IA)³: targets whose input (not output) is scaled: names or a full-match regex (default down_proj)") List<String> feedforwardModules;
     @Option(names = "--use-rslora", description = "rank-stabilised LoRA scaling alpha/sqrt(r)") boolean useRslora;
-    @Option(names = "--init-lora-weights", defaultValue = "true", description = "true (kaiming-uniform A, zero B) or gaussian") String initLoraWeights;
+    @Option(names = "--init-lora-weights", defaultValue = "true", description = "true (kaiming-uniform A, zero B) or gaussian (default ${DEFAULT-VALUE})") String initLoraWeights;
 
     @Option(names = "--epochs", defaultValue = "1", description = "epochs (ignored when --max-steps is given; default ${DEFAULT-VALUE})") int epochs;
-    @Option(names = "--max-steps", defaultValue = "0", description = "optimizer steps (0: use --epochs)") int maxSteps;
+    @Option(names = "--max-steps", defaultValue = "0", description = "optimizer steps (default 0: use --epochs)") int maxSteps;
     @Option(names = "--grad-accum", defaultValue = "1", description = "micro-batches per optimizer step (default ${DEFAULT-VALUE})") int gradAccum;
     @Option(names = "--lr", defaultValue = "3e-4", description = "peak learning rate (default ${DEFAULT-VALUE})") double lr;
     @Option(names = "--schedule", defaultValue = "linear", description = "constant, linear or cosine (default ${DEFAULT-VALUE})") String schedule;
-    @Option(names = "--warmup-steps", defaultValue = "0") int warmupSteps;
-    @Option(names = "--weight-decay", defaultValue = "0.0") double weightDecay;
+    @Option(names = "--warmup-steps", defaultValue = "0", description = "linear warmup from 0 over N optimizer steps (default ${DEFAULT-VALUE})") int warmupSteps;
+    @Option(names = "--weight-decay", defaultValue = "0.0", description = "AdamW decoupled weight decay (default ${DEFAULT-VALUE})") double weightDecay;
     @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "clip the global gradient norm (0: off; default ${DEFAULT-VALUE})") double maxGradNorm;
-    @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (and at the end)") int evalEvery;
-    @Option(names = "--save-every", defaultValue = "0", description = "checkpoint every N steps (and at the end)") int saveEvery;
+    @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (and at the end; default 0: only at the end)") int evalEvery;
+    @Option(names = "--save-every", defaultValue = "0", description = "checkpoint every N steps (and at the end; default 0: only at the end)") int saveEvery;
     @Option(names = "--keep-checkpoints", defaultValue = "2", description = "checkpoints kept (default ${DEFAULT-VALUE})") int keepCheckpoints;
-    @Option(names = "--save-dtype", defaultValue = "f32", description = "full fine-tuning: dtype of the saved model, f32 or bf16") String saveDtype;
+    @Option(names = "--save-dtype", defaultValue = "f32", description = "full fine-tuning: dtype of the saved model, f32 or bf16 (default ${DEFAULT-VALUE})") String saveDtype;
     @Option(names = "--output", required = true, description = "output directory") Path output;
     @Option(names = "--resume", description = "continue the run in --output from its last checkpoint") boolean resume;
     @Option(names = "--overwrite", description = "replace what --output holds") boolean overwrite;

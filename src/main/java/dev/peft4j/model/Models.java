@@ -27,7 +27,7 @@ public final class Models {
     public static Path checkDir(Path dir, String what) {
         if (dir == null) throw new UserException(what + ": no directory given");
         if (!Files.exists(dir)) throw new UserException(dir + ": " + what + " directory not found");
-        if (!Files.isDirectory(dir)) throw new UserException(dir + ": expected a " + what + " directory, found a file");
+        if (!Files.isDirectory(dir)) throw new UserException(dir + ": is a file, expected the " + what + " directory");
         return dir;
     }
 

@@ -273,6 +273,10 @@ public final class Trainer {
         if (o.loraR() < 1) throw new UserException("--lora-r: expected >= 1, got " + o.loraR());
         if (o.loraDropout() < 0 || o.loraDropout() >= 1) throw new UserException("--lora-dropout: expected a value in [0, 1), got " + o.loraDropout());
         if (o.output() == null) throw new UserException("--output: an output directory is required");
+        if (Files.exists(o.output()) && !Files.isDirectory(o.output())) {
+            throw new UserException("--output: " + o.output() + " is a file, expected a directory");
+        }
+        LrSchedule.of(o.schedule(), o.lr(), 0, 1);   // an unknown --schedule fails here, before the data and model load
     }
 
     /** Checks the output directory; returns the checkpoint to resume from (or null for a fresh run). */

@@ -35,6 +35,7 @@ public final class AtomicFiles {
     public interface DirWriter { void fill(Path dir) throws IOException; }
 
     public static void write(Path target, Writer w) {
+        if (Files.isDirectory(target)) throw new UserException(target + ": is a directory, expected a file name");
         Path dir = parentOf(target);
         Path tmp = null;
         try {

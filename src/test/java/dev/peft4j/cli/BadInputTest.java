@@ -183,4 +183,50 @@ class BadInputTest {
             assertEquals(0f, lg[(1 * 5 + 4) * V], "padded position holds zeros");
         }
     }
+
+    @Test
+    void mistypedOptionsGiveOneLine() {
+        assertCleanError(run("generate", "--model", model.toString(), "--temperature", "abc", "--prompt-ids", "2"), "--temperature", "abc");
+        assertCleanError(run("generate", "--model", model.toString(), "--no-such-option"), "--no-such-option");
+        assertCleanError(run("generate"), "--model");
+        assertCleanError(run("nope"), "nope");
+    }
+
+    @Test
+    void samplingAndPromptChecks() throws Exception {
+        assertCleanError(run("generate", "--model", model.toString(), "--prompt-ids", "2", "--top-k", "-1"), "--top-k", "-1");
+        Path d = copyModel("withtokenizer");
+        Path assets = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve("assets"));
+        for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) Files.copy(assets.resolve("tokenizer").resolve(f), d.resolve(f));
+        assertCleanError(run("generate", "--model", d.toString(), "--prompt", "", "--no-bos"), "--prompt", "no tokens");
+    }
+
+    @Test
+    void outputPathsOfTheWrongKind() throws Exception {
+        Path file = tmp.resolve("a-file.txt");
+        Files.writeString(file, "x");
+        Path cfg = Path.of(BadInputTest.class.getResource("/tiny-gemma3-config.json").toURI());
+        assertCleanError(run("init", "--config", cfg.toString(), "--output", file.toString()), "--output", "a-file.txt", "is a file");
+        assertCleanError(run("quickstart", "--output", file.toString()), "--output", "a-file.txt", "is a file");
+        Path data = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve("assets-train")).resolve(dev.peft4j.data.QuickstartAssets.DATA);
+        assertCleanError(run("train", "--model", model.toString(), "--data", data.toString(), "--method", "lora", "--output", file.toString()),
+                "--output", "a-file.txt", "is a file");
+        assertCleanError(run("train", "--model", model.toString(), "--data", data.toString(), "--method", "lora", "--schedule", "foo",
+                "--output", tmp.resolve("never").toString()), "--schedule", "foo");
+        assertFalse(Files.exists(tmp.resolve("never")), "a bad --schedule fails before anything is written");
+        assertEquals("x", Files.readString(file), "the file is left alone");
+    }
+
+    @Test
+    void fileSystemErrorsGiveOneLine() {
+        String s = Main.describe(new java.nio.file.FileAlreadyExistsException("/tmp/x"));
+        assertEquals("/tmp/x: already exists", s);
+        assertEquals("/a -> /b: Is a directory", Main.describe(new java.nio.file.FileSystemException("/a", "/b", "Is a directory")));
+    }
+
+    @Test
+    void benchChecksItsNumbers() {
+        assertCleanError(run("bench", "--model", model.toString(), "--prompt-len", "0"), "--prompt-len");
+        assertCleanError(run("bench", "--model", model.toString(), "--train", "lora", "--batch", "0"), "--batch");
+    }
 }
