@@ -70,10 +70,7 @@ public final class BenchCommand implements Callable<Integer> {
                 bestDecode = Math.max(bestDecode, dec);
             }
         }
-        long peakHeap = 0;
-        for (var pool : ManagementFactory.getMemoryPoolMXBeans()) {
-            if (pool.getType() == java.lang.management.MemoryType.HEAP && pool.getPeakUsage() != null) peakHeap += pool.getPeakUsage().getUsed();
-        }
+        long peakHeap = peakHeapBytes();
         long rss = rssBytes();
         long wBytes = lm.model.weights.weightBytes();
         if (json) {
@@ -152,10 +149,7 @@ public final class BenchCommand implements Callable<Integer> {
             best = Math.min(best, (System.nanoTime() - a) / 1e9);
         }
         double tps = batch * seqLen / best;
-        long peakHeap = 0;
-        for (var pool : ManagementFactory.getMemoryPoolMXBeans()) {
-            if (pool.getType() == java.lang.management.MemoryType.HEAP && pool.getPeakUsage() != null) peakHeap += pool.getPeakUsage().getUsed();
-        }
+        long peakHeap = peakHeapBytes();
         if (json) {
             ObjectNode o = new ObjectMapper().createObjectNode();
             o.put("model", model.toString());
@@ -182,6 +176,15 @@ public final class BenchCommand implements Callable<Integer> {
     }
 
     static double round(double v) { return Math.round(v * 100) / 100.0; }
+
+    /** Sum of the peak usage of the heap's memory pools. */
+    static long peakHeapBytes() {
+        long peak = 0;
+        for (var pool : ManagementFactory.getMemoryPoolMXBeans()) {
+            if (pool.getType() == java.lang.management.MemoryType.HEAP && pool.getPeakUsage() != null) peak += pool.getPeakUsage().getUsed();
+        }
+        return peak;
+    }
 
     /** Peak resident set size (VmHWM) from /proc, or -1 where unavailable. */
     static long rssBytes() {

@@ -33,7 +33,6 @@ import dev.peft4j.util.UserException;
 
 import java.io.IOException;
 import java.io.PrintStream;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -311,7 +310,7 @@ public final class Trainer {
                 }
                 throw new UserException(out + ": directory is not empty; choose another --output or pass --overwrite");
             }
-            if (!empty) deleteTree(out);
+            if (!empty) AtomicFiles.deleteTree(out);
         }
         Files.createDirectories(out);
         return null;
@@ -567,7 +566,7 @@ public final class Trainer {
         try (Stream<Path> s = Files.list(root)) {
             all = s.filter(p -> p.getFileName().toString().matches("step-\\d+")).sorted().toList();
         }
-        for (int i = 0; i < all.size() - Math.max(1, o.keepCheckpoints()); i++) deleteTree(all.get(i));
+        for (int i = 0; i < all.size() - Math.max(1, o.keepCheckpoints()); i++) AtomicFiles.deleteTree(all.get(i));
     }
 
     /** Loads trainable values saved in a checkpoint into the live parameter arrays. */
@@ -593,14 +592,5 @@ public final class Trainer {
             if (n.path("step").asLong() <= step) sb.append(line).append('\n');
         }
         AtomicFiles.writeString(metrics, sb.toString());
-    }
-
-    private static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) return;
-        try (Stream<Path> s = Files.walk(p)) {
-            for (Path x : s.sorted(Comparator.reverseOrder()).toList()) Files.delete(x);
-        } catch (UncheckedIOException e) {
-            throw e.getCause();
-        }
     }
 }
