@@ -106,7 +106,15 @@ public final class Trainer {
         Path modelDir = Models.resolve(o.model(), "model");
         Gemma3Model model = Gemma3Model.load(modelDir);
         Path tokDir = o.tokenizer() != null ? o.tokenizer() : modelDir;
-        Tokenizer tok = Tokenizer.load(tokDir);
+        try (Tokenizer tok = Tokenizer.load(tokDir)) {
+            return train(out, args, ckptRoot, resumeFrom, modelDir, model, tok);
+        } finally {
+            model.weights.close();   // the memory-mapped checkpoint files
+        }
+    }
+
+    private Result train(Path out, ObjectNode args, Path ckptRoot, Path resumeFrom, Path modelDir, Gemma3Model model, Tokenizer tok)
+            throws IOException {
         TrainingData td = data.prepare(tok);
         log.println("data: " + td.summary());
         if (td.train().isEmpty()) throw new UserException(data.data + ": no training examples left after filtering and the split");
