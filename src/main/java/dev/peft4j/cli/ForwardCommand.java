@@ -26,6 +26,7 @@ public final class ForwardCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        if (Files.isDirectory(input)) throw new UserException("--input-ids: " + input + " is a directory, expected a safetensors file");
         if (!Files.isRegularFile(input)) throw new UserException(input + ": input file not found");
         int B, T;
         int[] ids, mask = null;

@@ -14,7 +14,7 @@ import java.nio.file.NotDirectoryException;
 
 /** Entry point of the {@code peft4j} command line. Subcommands live in this package, one class each. */
 @Command(name = "peft4j", mixinStandardHelpOptions = true, version = "peft4j 0.1.0",
-        description = "Run, fine-tune (prompt tuning, LoRA, full) and evaluate Gemma 3 models on the JVM.",
+        description = "Run, fine-tune (prompt tuning, P-tuning, LoRA, (IA)³, full) and evaluate Gemma 3 models on the JVM.",
         subcommands = {
                 CommandLine.HelpCommand.class,
                 GenerateCommand.class,

@@ -192,12 +192,18 @@ class BadInputTest {
         assertCleanError(run("nope"), "nope");
     }
 
+    /** A copy of the model with the quickstart tokenizer (same 1,024-token vocabulary). */
+    static Path modelWithTokenizer(String name) throws Exception {
+        Path d = copyModel(name);
+        Path assets = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve(name + "-assets"));
+        for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) Files.copy(assets.resolve("tokenizer").resolve(f), d.resolve(f));
+        return d;
+    }
+
     @Test
     void samplingAndPromptChecks() throws Exception {
         assertCleanError(run("generate", "--model", model.toString(), "--prompt-ids", "2", "--top-k", "-1"), "--top-k", "-1");
-        Path d = copyModel("withtokenizer");
-        Path assets = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve("assets"));
-        for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) Files.copy(assets.resolve("tokenizer").resolve(f), d.resolve(f));
+        Path d = modelWithTokenizer("withtokenizer");
         assertCleanError(run("generate", "--model", d.toString(), "--prompt", "", "--no-bos"), "--prompt", "no tokens");
     }
 
@@ -215,6 +221,13 @@ class BadInputTest {
                 "--output", tmp.resolve("never").toString()), "--schedule", "foo");
         assertFalse(Files.exists(tmp.resolve("never")), "a bad --schedule fails before anything is written");
         assertEquals("x", Files.readString(file), "the file is left alone");
+        Path dir = tmp.resolve("a-dir");
+        Files.createDirectories(dir);
+        assertCleanError(run("compare", "--base", dir.toString(), "--tuned", dir.toString()), "--base", "a-dir", "is a directory");
+        assertCleanError(run("forward", "--model", model.toString(), "--input-ids", dir.toString(), "--output", file.toString()),
+                "--input-ids", "a-dir", "is a directory");
+        assertCleanError(run("train", "--model", modelWithTokenizer("tok-train").toString(), "--data", dir.toString(), "--method", "lora",
+                "--output", tmp.resolve("never2").toString()), "a-dir", "is a directory");
     }
 
     @Test
