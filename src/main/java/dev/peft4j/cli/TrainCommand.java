@@ -49,7 +49,7 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--save-dtype", defaultValue = "f32", description = "full fine-tuning: dtype of the saved model, f32 or bf16 (default ${DEFAULT-VALUE})") String saveDtype;
     @Option(names = "--output", required = true, description = "output directory") Path output;
     @Option(names = "--resume", description = "continue the run in --output from its last checkpoint") boolean resume;
-    @Option(names = "--overwrite", description = "replace what --output holds") boolean overwrite;
+    @Option(names = "--overwrite", description = "replace the earlier run that --output holds (a folder without a run is never deleted)") boolean overwrite;
 
     @Override
     public Integer call() throws Exception {

@@ -309,14 +309,15 @@ public final class Trainer {
             try (Stream<Path> s = Files.list(out)) {
                 empty = s.findAny().isEmpty();
             }
+            if (!empty && !hasRun) {
+                // --overwrite replaces a run, never an arbitrary folder (a mistyped --output must not delete someone's files)
+                throw new UserException(out + ": directory is not empty and holds no peft4j run (no training_args.json); choose another --output");
+            }
             if (!empty && !o.overwrite()) {
-                if (hasRun) {
-                    JsonNode before = JSON.readTree(argsFile.toFile());
-                    boolean same = differences(before, args).isEmpty();
-                    throw new UserException(out + ": already holds " + (same ? "a run with these settings; continue it with --resume" : "a different run")
-                            + " (or use another --output, or --overwrite to replace it)");
-                }
-                throw new UserException(out + ": directory is not empty; choose another --output or pass --overwrite");
+                JsonNode before = JSON.readTree(argsFile.toFile());
+                boolean same = differences(before, args).isEmpty();
+                throw new UserException(out + ": already holds " + (same ? "a run with these settings; continue it with --resume" : "a different run")
+                        + " (or use another --output, or --overwrite to replace it)");
             }
             if (!empty) AtomicFiles.deleteTree(out);
         }

@@ -242,4 +242,26 @@ class BadInputTest {
         assertCleanError(run("bench", "--model", model.toString(), "--prompt-len", "0"), "--prompt-len");
         assertCleanError(run("bench", "--model", model.toString(), "--train", "lora", "--batch", "0"), "--batch");
     }
+
+    @Test
+    void overwriteReplacesARunButNeverAForeignFolder() throws Exception {
+        Path m = modelWithTokenizer("tok-overwrite");
+        Path data = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve("assets-overwrite")).resolve(dev.peft4j.data.QuickstartAssets.DATA);
+        Path foreign = tmp.resolve("foreign-output");
+        Files.createDirectories(foreign);
+        Files.writeString(foreign.resolve("notes.txt"), "mine");
+        String[] args = {"train", "--model", m.toString(), "--data", data.toString(), "--method", "prompt-tuning", "--max-steps", "1",
+                "--batch-size", "2", "--val-size", "0", "--max-seq-len", "128", "--overwrite", "--output", foreign.toString()};
+        assertCleanError(run(args), "foreign-output", "holds no peft4j run");
+        assertEquals("mine", Files.readString(foreign.resolve("notes.txt")), "a folder without a run is left alone");
+        Path earlier = tmp.resolve("earlier-run");
+        Files.createDirectories(earlier);
+        Files.writeString(earlier.resolve("training_args.json"), "{}");
+        Files.writeString(earlier.resolve("stale.txt"), "old");
+        args[args.length - 1] = earlier.toString();
+        Run r = run(args);
+        assertEquals(0, r.code(), r.err());
+        assertFalse(Files.exists(earlier.resolve("stale.txt")), "the earlier run is replaced");
+        assertTrue(Files.isRegularFile(earlier.resolve("adapter_model.safetensors")));
+    }
 }
