@@ -35,7 +35,7 @@ import java.util.concurrent.Callable;
         description = "Evaluate a model (optionally with a PEFT adapter) on lm-evaluation-harness tasks: mmlu, mmlu_<subject>, "
                 + "mmlu_{humanities,social_sciences,stem,other}, hellaswag, arc_easy, arc_challenge, piqa, boolq, winogrande, triviaqa.")
 public final class EvalCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true, description = "model directory (Hugging Face layout)") Path model;
+    @Option(names = "--model", required = true, description = "model directory (Hugging Face layout) or Hub repo id") Path model;
     @Option(names = "--adapter", description = "PEFT adapter directory (prompt tuning, P-tuning, prefix tuning, LoRA or IA3)") Path adapter;
     @Option(names = "--tokenizer", description = "tokenizer directory (default: the model directory)") Path tokenizer;
     @Option(names = "--tasks", required = true, split = ",", description = "comma-separated task or group names") List<String> tasks;

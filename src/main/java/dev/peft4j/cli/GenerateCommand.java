@@ -18,7 +18,7 @@ import java.util.concurrent.Callable;
 
 @Command(name = "generate", mixinStandardHelpOptions = true, description = "Generate text with a KV cache, printing tokens as they come.")
 public final class GenerateCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true, description = "model directory (Hugging Face layout)") Path model;
+    @Option(names = "--model", required = true, description = "model directory (Hugging Face layout) or Hub repo id") Path model;
     @Option(names = "--adapter", description = "PEFT adapter directory (prompt tuning, P-tuning, prefix tuning, LoRA or IA3)") Path adapter;
     @Option(names = "--merge", description = "merge a LoRA or IA3 adapter into the weights at load") boolean merge;
     @Option(names = "--tokenizer", description = "tokenizer directory (default: the model directory)") Path tokenizerDir;
