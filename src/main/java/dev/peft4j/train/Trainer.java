@@ -189,7 +189,10 @@ public final class Trainer {
             while (step < total) {
                 List<List<TrainStep.Example>> micro = new ArrayList<>();
                 int numItems = 0, batchTokens = 0;
-                for (int k = 0; k < o.gradAccum(); k++) {
+                int epoch = batcher.epoch();
+                // as transformers' Trainer: an update never reaches into the next epoch; the last one of an epoch takes
+                // the remaining micro-batches, even fewer than --grad-accum
+                for (int k = 0; k < o.gradAccum() && batcher.epoch() == epoch; k++) {
                     Batch b = batcher.next();
                     micro.add(examples(b));
                     numItems += b.targetTokens();
