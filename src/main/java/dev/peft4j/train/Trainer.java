@@ -341,11 +341,18 @@ public final class Trainer {
     }
 
     static Path latestCheckpoint(Path root) throws IOException {
-        if (!Files.isDirectory(root)) return null;
+        List<Path> all = checkpoints(root);
+        for (int i = all.size() - 1; i >= 0; i--) if (Files.isRegularFile(all.get(i).resolve("trainer_state.json"))) return all.get(i);
+        return null;
+    }
+
+    /** The {@code step-N} folders under {@code root}, oldest (smallest N) first; by number, so step-1000000 follows step-999999. */
+    static List<Path> checkpoints(Path root) throws IOException {
+        if (!Files.isDirectory(root)) return List.of();
         try (Stream<Path> s = Files.list(root)) {
-            return s.filter(p -> p.getFileName().toString().matches("step-\\d+") && Files.isRegularFile(p.resolve("trainer_state.json")))
-                    .max(Comparator.comparingLong(p -> Long.parseLong(p.getFileName().toString().substring(5))))
-                    .orElse(null);
+            return s.filter(p -> p.getFileName().toString().matches("step-\\d+"))
+                    .sorted(Comparator.comparingLong(p -> Long.parseLong(p.getFileName().toString().substring(5))))
+                    .toList();
         }
     }
 
@@ -574,10 +581,7 @@ public final class Trainer {
             Files.writeString(tmp.resolve("trainer_state.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(st) + "\n");
         });
         // keep the newest checkpoints only
-        List<Path> all;
-        try (Stream<Path> s = Files.list(root)) {
-            all = s.filter(p -> p.getFileName().toString().matches("step-\\d+")).sorted().toList();
-        }
+        List<Path> all = checkpoints(root);
         for (int i = 0; i < all.size() - Math.max(1, o.keepCheckpoints()); i++) AtomicFiles.deleteTree(all.get(i));
     }
 

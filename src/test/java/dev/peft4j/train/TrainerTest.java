@@ -224,4 +224,14 @@ class TrainerTest {
         assertEquals(1, state.get("data_position").get("epoch").asInt(), "one epoch consumed");
         assertEquals(0, state.get("data_position").get("batch").asInt(), "and not a batch of the next one");
     }
+
+    @Test
+    void checkpointsAreOrderedByStepNumber() throws Exception {
+        Path root = tmp.resolve("ckpt-order");
+        for (String d : new String[]{"step-999999", "step-1000000", "step-000002", "other"}) Files.createDirectories(root.resolve(d));
+        assertEquals(List.of("step-000002", "step-999999", "step-1000000"),
+                Trainer.checkpoints(root).stream().map(p -> p.getFileName().toString()).toList());
+        Files.writeString(root.resolve("step-999999/trainer_state.json"), "{}");
+        assertEquals(root.resolve("step-999999"), Trainer.latestCheckpoint(root), "the newest complete checkpoint");
+    }
 }
