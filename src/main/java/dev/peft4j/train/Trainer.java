@@ -282,6 +282,13 @@ public final class Trainer {
         if (o.numVirtualTokens() < 1) throw new UserException("--num-virtual-tokens: expected >= 1, got " + o.numVirtualTokens());
         if (o.loraR() < 1) throw new UserException("--lora-r: expected >= 1, got " + o.loraR());
         if (o.loraDropout() < 0 || o.loraDropout() >= 1) throw new UserException("--lora-dropout: expected a value in [0, 1), got " + o.loraDropout());
+        if (!o.initLoraWeights().equals("true") && !o.initLoraWeights().equals("gaussian")) {
+            throw new UserException("--init-lora-weights: expected true or gaussian, got '" + o.initLoraWeights() + "'");
+        }
+        if (o.maxGradNorm() < 0) throw new UserException("--max-grad-norm: expected >= 0 (0 = off), got " + o.maxGradNorm());
+        if (o.evalEvery() < 0) throw new UserException("--eval-every: expected >= 0 (0 = only at the end), got " + o.evalEvery());
+        if (o.saveEvery() < 0) throw new UserException("--save-every: expected >= 0 (0 = only at the end), got " + o.saveEvery());
+        if (o.keepCheckpoints() < 1) throw new UserException("--keep-checkpoints: expected >= 1, got " + o.keepCheckpoints());
         if (o.output() == null) throw new UserException("--output: an output directory is required");
         if (Files.exists(o.output()) && !Files.isDirectory(o.output())) {
             throw new UserException("--output: " + o.output() + " is a file, expected a directory");

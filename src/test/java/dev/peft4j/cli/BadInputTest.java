@@ -264,4 +264,17 @@ class BadInputTest {
         assertFalse(Files.exists(earlier.resolve("stale.txt")), "the earlier run is replaced");
         assertTrue(Files.isRegularFile(earlier.resolve("adapter_model.safetensors")));
     }
+
+    @Test
+    void trainingNumbersAndChoicesAreChecked() {
+        String[] base = {"train", "--model", model.toString(), "--data", "unused.jsonl", "--method", "lora", "--output", tmp.resolve("never3").toString()};
+        String[][] bad = {{"--init-lora-weights", "foo"}, {"--max-grad-norm", "-1"}, {"--eval-every", "-1"}, {"--save-every", "-2"},
+                {"--keep-checkpoints", "0"}};
+        for (String[] b : bad) {
+            String[] args = java.util.Arrays.copyOf(base, base.length + 2);
+            args[base.length] = b[0];
+            args[base.length + 1] = b[1];
+            assertCleanError(run(args), b[0], b[1]);
+        }
+    }
 }
