@@ -86,18 +86,33 @@ public final class GenerateCommand implements Callable<Integer> {
                     out.add(id);
                     if (t != null) {
                         String s = t.decode(out.stream().mapToInt(Integer::intValue).toArray(), true);
-                        if (s.startsWith(printed[0])) System.out.print(s.substring(printed[0].length()));
-                        else System.out.print(s);
-                        printed[0] = s;
+                        String more = unprinted(printed[0], s, false);
+                        if (more != null) {
+                            System.out.print(more);
+                            printed[0] = s;
+                        }
                     } else {
                         System.out.print(id + " ");
                     }
                     System.out.flush();
                 });
         double secs = (System.nanoTime() - t0) / 1e9;
+        if (t != null) System.out.print(unprinted(printed[0], t.decode(r.tokens(), true), true));   // a held-back tail
         System.out.println();
         if (printIds) System.out.println("ids: " + Arrays.toString(r.tokens()));
         System.err.printf("[%d tokens, %.2f tok/s, stop: %s]%n", r.tokens().length, r.tokens().length / secs, r.stopReason());
         return 0;
+    }
+
+    /**
+     * What to print when the decoding of all tokens so far is {@code text} and {@code printed} is out already: the text
+     * after their common start, or null (wait) while {@code text} ends in U+FFFD, i.e. inside a character whose UTF-8 bytes
+     * come as several byte tokens (an emoji, most CJK text), unless {@code last}.
+     */
+    static String unprinted(String printed, String text, boolean last) {
+        if (!last && text.endsWith("\uFFFD")) return null;
+        int common = 0;
+        while (common < printed.length() && common < text.length() && printed.charAt(common) == text.charAt(common)) common++;
+        return text.substring(common);
     }
 }
