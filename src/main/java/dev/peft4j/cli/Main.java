@@ -4,7 +4,9 @@ import dev.peft4j.util.UserException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
+import java.io.IOException;
 import java.io.PrintWriter;
+import java.io.UncheckedIOException;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.DirectoryNotEmptyException;
 import java.nio.file.FileAlreadyExistsException;
@@ -58,13 +60,11 @@ public final class Main {
                     return 2;
                 }
             }
-            // a file that cannot be read or written (an output path that is a directory or a file, no permission, disk
-            // full): the system's reason on one line; anything else is a bug and keeps its stack trace
-            Throwable outer = null;
-            for (Throwable t = ex; t != null; outer = t, t = t.getCause() == t ? null : t.getCause()) {
-                if (t instanceof FileSystemException fe) {
-                    // our own wrapper (e.g. AtomicFiles' "cannot write X: ...") says what was being done
-                    err.println("error: " + (outer instanceof java.io.UncheckedIOException u ? u.getMessage() : describe(fe)));
+            // input/output that failed (an output path that is a directory or a file, no permission, disk full): the
+            // system's reason on one line; anything else is a bug and keeps its stack trace
+            for (Throwable t = ex; t != null; t = t.getCause() == t ? null : t.getCause()) {
+                if (t instanceof IOException || t instanceof UncheckedIOException) {
+                    err.println("error: " + describe(t));
                     err.flush();
                     return 1;
                 }
@@ -74,6 +74,19 @@ public final class Main {
             return 1;
         });
         return cl;
+    }
+
+    /**
+     * One line for an I/O failure: our own wrapper's message (e.g. AtomicFiles' "cannot write X: ..."), {@code path: reason}
+     * for a file-system error, else the exception's message.
+     */
+    static String describe(Throwable t) {
+        if (t instanceof UncheckedIOException u && u.getCause() != null) {
+            String own = u.getMessage();
+            return own != null && !own.equals(u.getCause().toString()) ? own : describe(u.getCause());
+        }
+        if (t instanceof FileSystemException fe) return describe(fe);
+        return t.getMessage() != null ? t.getMessage() : t.getClass().getSimpleName();
     }
 
     /** {@code path: reason} for a file-system error, also for those the JDK gives without a reason. */

@@ -235,6 +235,10 @@ class BadInputTest {
         String s = Main.describe(new java.nio.file.FileAlreadyExistsException("/tmp/x"));
         assertEquals("/tmp/x: already exists", s);
         assertEquals("/a -> /b: Is a directory", Main.describe(new java.nio.file.FileSystemException("/a", "/b", "Is a directory")));
+        var noSpace = new java.io.IOException("No space left on device");
+        assertEquals("cannot write /x: No space left on device", Main.describe(new java.io.UncheckedIOException("cannot write /x: No space left on device", noSpace)));
+        assertEquals("/y: not found", Main.describe(new java.io.UncheckedIOException(new java.nio.file.NoSuchFileException("/y"))));
+        assertEquals("No space left on device", Main.describe((Throwable) noSpace));
     }
 
     @Test
