@@ -72,6 +72,8 @@ public final class Trainer {
     private final Options o;
     private final DataArgs data;
     private final PrintStream log;
+    /** --overwrite of an earlier run: it is deleted only once the model, data and settings have loaded without error. */
+    private boolean replaceEarlierRun;
     private StepHook hook = s -> { };
     // the adapter config of the run's method (set in run())
     private PromptTuningConfig ptCfg;
@@ -174,6 +176,10 @@ public final class Trainer {
             truncateMetrics(out.resolve("metrics.jsonl"), step);
             log.printf("resumed from %s at step %d of %d%n", resumeFrom, step, total);
         } else {
+            if (replaceEarlierRun) {
+                AtomicFiles.deleteTree(out);
+                Files.createDirectories(out);
+            }
             AtomicFiles.writeString(out.resolve("training_args.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(args) + "\n");
         }
         log.printf("training: %s on %s, %s trainable parameters, %d examples (%d validation), %d steps (%d per epoch), batch %d x %d accumulation, %d threads%n",
@@ -329,7 +335,7 @@ public final class Trainer {
                 throw new UserException(out + ": already holds " + (same ? "a run with these settings; continue it with --resume" : "a different run")
                         + " (or use another --output, or --overwrite to replace it)");
             }
-            if (!empty) AtomicFiles.deleteTree(out);
+            replaceEarlierRun = !empty;
         }
         Files.createDirectories(out);
         return null;

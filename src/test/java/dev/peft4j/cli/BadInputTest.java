@@ -263,6 +263,11 @@ class BadInputTest {
         Files.writeString(earlier.resolve("training_args.json"), "{}");
         Files.writeString(earlier.resolve("stale.txt"), "old");
         args[args.length - 1] = earlier.toString();
+        String[] badInit = java.util.Arrays.copyOf(args, args.length + 2);
+        badInit[args.length] = "--init";
+        badInit[args.length + 1] = "nonsense";
+        assertCleanError(run(badInit), "--init", "nonsense");
+        assertEquals("old", Files.readString(earlier.resolve("stale.txt")), "a run that fails to start leaves the earlier one in place");
         Run r = run(args);
         assertEquals(0, r.code(), r.err());
         assertFalse(Files.exists(earlier.resolve("stale.txt")), "the earlier run is replaced");
