@@ -28,6 +28,7 @@ public final class ForwardCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         if (Files.isDirectory(input)) throw new UserException("--input-ids: " + input + " is a directory, expected a safetensors file");
         if (!Files.isRegularFile(input)) throw new UserException(input + ": input file not found");
+        if (Files.isDirectory(output)) throw new UserException("--output: " + output + " is a directory, expected a safetensors file name");
         int B, T;
         int[] ids, mask = null;
         try (SafeTensors st = SafeTensors.open(input)) {

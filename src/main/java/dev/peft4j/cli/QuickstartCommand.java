@@ -81,7 +81,7 @@ public final class QuickstartCommand implements Callable<Integer> {
 
         step(5, "generate with the adapter (what a 1-minute model can say)");
         Gemma3LM lm = Models.load(base, adapter);
-        try (Tokenizer tok = Tokenizer.load(base)) {
+        try (Tokenizer tok = Tokenizer.load(base); var weights = lm.model.weights) {
             for (String q : List.of("Why is the sky blue?", "Give me three ideas for a rainy weekend.")) {
                 int[] ids = tok.encode(Tokenizer.chatPrompt(q), true);
                 Generator.Result g = new Generator(lm).generate(ids, 32, new Sampler(new Sampler.Options(0.7f, 40, 0.95f, 0f, 1.3f, seed)),

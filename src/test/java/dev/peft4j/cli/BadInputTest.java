@@ -226,6 +226,10 @@ class BadInputTest {
         assertCleanError(run("compare", "--base", dir.toString(), "--tuned", dir.toString()), "--base", "a-dir", "is a directory");
         assertCleanError(run("forward", "--model", model.toString(), "--input-ids", dir.toString(), "--output", file.toString()),
                 "--input-ids", "a-dir", "is a directory");
+        Path ids = tmp.resolve("ids-for-output.safetensors");
+        SafeTensors.write(ids, Map.of("input_ids", SafeTensors.Entry.i32(new int[]{2, 4}, 1, 2)), null);
+        assertCleanError(run("forward", "--model", model.toString(), "--input-ids", ids.toString(), "--output", dir.toString()),
+                "--output", "a-dir", "is a directory");
         assertCleanError(run("train", "--model", modelWithTokenizer("tok-train").toString(), "--data", dir.toString(), "--method", "lora",
                 "--output", tmp.resolve("never2").toString()), "a-dir", "is a directory");
     }
