@@ -2,12 +2,16 @@ package dev.peft4j.cli;
 
 import dev.peft4j.data.DataArgs;
 import dev.peft4j.train.Trainer;
+import dev.peft4j.util.UserException;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 
 @Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
@@ -51,9 +55,29 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--resume", description = "continue the run in --output from its last checkpoint") boolean resume;
     @Option(names = "--overwrite", description = "replace the earlier run that --output holds (a folder without a run is never deleted)") boolean overwrite;
 
+    @Spec CommandSpec spec;
+
+    /** Options that only some methods use: giving one to another method is a mistake, not something to ignore silently. */
+    private static final Map<String, List<String>> METHOD_OPTIONS = Map.of(
+            "--num-virtual-tokens", List.of("prompt-tuning", "p-tuning"),
+            "--init", List.of("prompt-tuning"),
+            "--encoder-hidden-size", List.of("p-tuning"),
+            "--lora-r", List.of("lora"),
+            "--lora-alpha", List.of("lora"),
+            "--lora-dropout", List.of("lora"),
+            "--use-rslora", List.of("lora"),
+            "--init-lora-weights", List.of("lora"),
+            "--target-modules", List.of("lora", "ia3"),
+            "--save-dtype", List.of("full"));
+
     @Override
     public Integer call() throws Exception {
-        if (!saveDtype.equals("f32") && !saveDtype.equals("bf16")) throw new dev.peft4j.util.UserException("--save-dtype: expected f32 or bf16, got '" + saveDtype + "'");
+        for (var e : METHOD_OPTIONS.entrySet()) {
+            if (spec.commandLine().getParseResult().hasMatchedOption(e.getKey()) && !e.getValue().contains(method)) {
+                throw new UserException(e.getKey() + ": only used with --method " + String.join(" or ", e.getValue()) + ", not " + method);
+            }
+        }
+        if (!saveDtype.equals("f32") && !saveDtype.equals("bf16")) throw new UserException("--save-dtype: expected f32 or bf16, got '" + saveDtype + "'");
         new Trainer(options(), data, System.out).run();
         return 0;
     }

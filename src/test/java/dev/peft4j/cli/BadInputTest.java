@@ -289,5 +289,12 @@ class BadInputTest {
             args[base.length + 1] = b[1];
             assertCleanError(run(args), b[0], b[1]);
         }
+        // options of other methods (base uses --method lora) are refused rather than silently ignored
+        for (String[] b : new String[][]{{"--init", "random"}, {"--num-virtual-tokens", "8"}, {"--save-dtype", "bf16"}, {"--encoder-hidden-size", "4"}}) {
+            String[] args = java.util.Arrays.copyOf(base, base.length + 2);
+            args[base.length] = b[0];
+            args[base.length + 1] = b[1];
+            assertCleanError(run(args), b[0], "only used with --method");
+        }
     }
 }
