@@ -47,7 +47,14 @@ public final class Main {
         // a mistyped option or value: one line, like every other user mistake (picocli would print the whole usage)
         cl.setParameterExceptionHandler((ex, args) -> {
             PrintWriter err = ex.getCommandLine().getErr();
-            err.println("error: " + ex.getMessage() + " (see '" + ex.getCommandLine().getCommandSpec().qualifiedName() + " --help')");
+            if (args.length == 0) {   // plain "peft4j": the list of commands
+                ex.getCommandLine().usage(err);
+                err.flush();
+                return 2;
+            }
+            String hint = ex instanceof CommandLine.UnmatchedArgumentException u && !u.getSuggestions().isEmpty()
+                    ? "did you mean " + String.join(" or ", u.getSuggestions()) + "? " : "";
+            err.println("error: " + ex.getMessage() + " (" + hint + "see '" + ex.getCommandLine().getCommandSpec().qualifiedName() + " --help')");
             err.flush();
             return 2;
         });

@@ -190,6 +190,10 @@ class BadInputTest {
         assertCleanError(run("generate", "--model", model.toString(), "--no-such-option"), "--no-such-option");
         assertCleanError(run("generate"), "--model");
         assertCleanError(run("nope"), "nope");
+        assertCleanError(run("generat", "--model", "x"), "did you mean generate");
+        Run none = run();
+        assertEquals(2, none.code());
+        assertTrue(none.err().contains("Commands:") && none.err().contains("generate"), "no arguments: the command list");
     }
 
     /** A copy of the model with the quickstart tokenizer (same 1,024-token vocabulary). */
