@@ -42,9 +42,7 @@ public final class BenchCommand implements Callable<Integer> {
         double loadS = (System.nanoTime() - t0) / 1e9;
         int V = lm.vocabSize();
         SplittableRandom rng = new SplittableRandom(1);
-        int[] prompt = new int[promptLen];
-        prompt[0] = lm.model.config.bosId();
-        for (int i = 1; i < promptLen; i++) prompt[i] = 3 + rng.nextInt(Math.min(V, 200_000) - 3);
+        int[] prompt = randomTokens(promptLen, lm.model.config.bosId(), V, rng);
         double bestPrefill = 0, bestDecode = 0, bestForward = 0;
         for (int rep = 0; rep <= repeat; rep++) {
             CausalLM.Session s = lm.newSession();
@@ -135,9 +133,7 @@ public final class BenchCommand implements Callable<Integer> {
                 dev.peft4j.train.LrSchedule.of("constant", 1e-4, 0, 1000), 1.0);
         java.util.List<dev.peft4j.train.TrainStep.Example> b = new java.util.ArrayList<>();
         for (int i = 0; i < batch; i++) {
-            int[] ids = new int[seqLen], labels = new int[seqLen];
-            ids[0] = m.config.bosId();
-            for (int t = 1; t < seqLen; t++) ids[t] = 3 + rng.nextInt(Math.min(V, 200_000) - 3);
+            int[] ids = randomTokens(seqLen, m.config.bosId(), V, rng), labels = new int[seqLen];
             for (int t = 0; t < seqLen; t++) labels[t] = t >= seqLen / 2 ? ids[t] : -100;
             b.add(new dev.peft4j.train.TrainStep.Example(ids, labels));
         }
@@ -173,6 +169,14 @@ public final class BenchCommand implements Callable<Integer> {
             System.out.printf("peak memory  heap %.0f MB (max %.0f MB), RSS %.0f MB%n", peakHeap / 1e6, Runtime.getRuntime().maxMemory() / 1e6, rssBytes() / 1e6);
         }
         return 0;
+    }
+
+    /** BOS, then random ids past the special tokens 0..2 (within the first 200,000 of the vocabulary). */
+    static int[] randomTokens(int n, int bos, int vocab, SplittableRandom rng) {
+        int[] ids = new int[n];
+        ids[0] = bos;
+        for (int i = 1; i < n; i++) ids[i] = 3 + rng.nextInt(Math.min(vocab, 200_000) - 3);
+        return ids;
     }
 
     static double round(double v) { return Math.round(v * 100) / 100.0; }

@@ -58,6 +58,9 @@ public final class GenerateCommand implements Callable<Integer> {
         if (promptIds != null) {
             ids = promptIds;
             if (chat) throw new UserException("--chat needs --prompt text, not --prompt-ids");
+            if (!stops.isEmpty() && tok == null) {
+                throw new UserException("--stop: " + tdir.resolve("tokenizer.json") + " not found; stop strings need a tokenizer to decode the output");
+            }
         } else {
             if (tok == null) throw new UserException(tdir.resolve("tokenizer.json") + ": not found; --prompt needs a tokenizer (or use --prompt-ids)");
             String text = chat ? Tokenizer.chatPrompt(prompt) : prompt;

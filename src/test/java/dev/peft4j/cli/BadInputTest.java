@@ -207,6 +207,7 @@ class BadInputTest {
     @Test
     void samplingAndPromptChecks() throws Exception {
         assertCleanError(run("generate", "--model", model.toString(), "--prompt-ids", "2", "--top-k", "-1"), "--top-k", "-1");
+        assertCleanError(run("generate", "--model", model.toString(), "--prompt-ids", "2", "--stop", "x"), "--stop", "tokenizer");
         Path d = modelWithTokenizer("withtokenizer");
         assertCleanError(run("generate", "--model", d.toString(), "--prompt", "", "--no-bos"), "--prompt", "no tokens");
     }
