@@ -7,6 +7,7 @@ import dev.peft4j.model.Gemma3LM;
 import dev.peft4j.model.Models;
 import dev.peft4j.model.Sampler;
 import dev.peft4j.tensor.Parallel;
+import dev.peft4j.util.UserException;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -18,28 +19,30 @@ import java.util.concurrent.Callable;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Measure load time, prefill tok/s (one sequence), decode tok/s (batch 1) and peak memory.")
 public final class BenchCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true) Path model;
-    @Option(names = "--adapter") Path adapter;
-    @Option(names = "--prompt-len", defaultValue = "512") int promptLen;
-    @Option(names = "--decode-tokens", defaultValue = "128") int decodeTokens;
-    @Option(names = "--repeat", defaultValue = "2", description = "timed repetitions (after one warm-up); the best is reported") int repeat;
+    @Option(names = "--model", required = true, description = "model directory (Hugging Face layout) or Hub repo id") Path model;
+    @Option(names = "--adapter", description = "PEFT adapter directory to load with the model") Path adapter;
+    @Option(names = "--prompt-len", defaultValue = "512", description = "prefill: tokens of the random prompt (default ${DEFAULT-VALUE})") int promptLen;
+    @Option(names = "--decode-tokens", defaultValue = "128", description = "decode: tokens generated (default ${DEFAULT-VALUE})") int decodeTokens;
+    @Option(names = "--repeat", defaultValue = "2", description = "timed repetitions (after one warm-up); the best is reported (default ${DEFAULT-VALUE})") int repeat;
     @Option(names = "--json", description = "print one JSON object") boolean json;
     @Option(names = "--train", description = "measure training instead: prompt-tuning, lora or full") String train;
     @Option(names = "--batch", defaultValue = "4", description = "training batch size (default ${DEFAULT-VALUE})") int batch;
     @Option(names = "--seq-len", defaultValue = "256", description = "training sequence length (default ${DEFAULT-VALUE})") int seqLen;
-    @Option(names = "--steps", defaultValue = "3", description = "timed training steps after one warm-up step") int steps;
+    @Option(names = "--steps", defaultValue = "3", description = "timed training steps after one warm-up step (default ${DEFAULT-VALUE})") int steps;
 
     @Override
     public Integer call() throws Exception {
+        if (repeat < 0) throw new UserException("--repeat: expected >= 0, got " + repeat);
         if (train != null) return trainBench();
+        if (promptLen < 4) throw new UserException("--prompt-len: expected >= 4, got " + promptLen);
+        if (decodeTokens < 1) throw new UserException("--decode-tokens: expected >= 1, got " + decodeTokens);
         long t0 = System.nanoTime();
         Gemma3LM lm = Models.load(model, adapter);
+        if (promptLen > lm.maxPositions()) throw new UserException("--prompt-len: " + promptLen + " is more than max_position_embeddings " + lm.maxPositions());
         double loadS = (System.nanoTime() - t0) / 1e9;
         int V = lm.vocabSize();
         SplittableRandom rng = new SplittableRandom(1);
-        int[] prompt = new int[promptLen];
-        prompt[0] = lm.model.config.bosId();
-        for (int i = 1; i < promptLen; i++) prompt[i] = 3 + rng.nextInt(Math.min(V, 200_000) - 3);
+        int[] prompt = randomTokens(promptLen, lm.model.config.bosId(), V, rng);
         double bestPrefill = 0, bestDecode = 0, bestForward = 0;
         for (int rep = 0; rep <= repeat; rep++) {
             CausalLM.Session s = lm.newSession();
@@ -65,10 +68,7 @@ public final class BenchCommand implements Callable<Integer> {
                 bestDecode = Math.max(bestDecode, dec);
             }
         }
-        long peakHeap = 0;
-        for (var pool : ManagementFactory.getMemoryPoolMXBeans()) {
-            if (pool.getType() == java.lang.management.MemoryType.HEAP && pool.getPeakUsage() != null) peakHeap += pool.getPeakUsage().getUsed();
-        }
+        long peakHeap = peakHeapBytes();
         long rss = rssBytes();
         long wBytes = lm.model.weights.weightBytes();
         if (json) {
@@ -103,6 +103,9 @@ public final class BenchCommand implements Callable<Integer> {
      * forward + backward + AdamW step. Prompt tuning: 20 virtual tokens; LoRA: r=8, alpha 16 on q_proj and v_proj.
      */
     private int trainBench() throws Exception {
+        if (batch < 1) throw new UserException("--batch: expected >= 1, got " + batch);
+        if (seqLen < 2) throw new UserException("--seq-len: expected >= 2, got " + seqLen);
+        if (steps < 1) throw new UserException("--steps: expected >= 1, got " + steps);
         long t0 = System.nanoTime();
         dev.peft4j.model.Gemma3Model m = dev.peft4j.model.Gemma3Model.load(Models.resolve(model, "model"));
         double loadS = (System.nanoTime() - t0) / 1e9;
@@ -124,15 +127,13 @@ public final class BenchCommand implements Callable<Integer> {
                 params = dev.peft4j.train.Params.lora(m);
             }
             case "full" -> params = dev.peft4j.train.Params.full(m);
-            default -> throw new dev.peft4j.util.UserException("--train: expected prompt-tuning, lora or full, got '" + train + "'");
+            default -> throw new UserException("--train: expected prompt-tuning, lora or full, got '" + train + "'");
         }
         dev.peft4j.train.TrainStep ts = new dev.peft4j.train.TrainStep(m, params, prompt, dev.peft4j.train.AdamW.defaults(0.0),
                 dev.peft4j.train.LrSchedule.of("constant", 1e-4, 0, 1000), 1.0);
         java.util.List<dev.peft4j.train.TrainStep.Example> b = new java.util.ArrayList<>();
         for (int i = 0; i < batch; i++) {
-            int[] ids = new int[seqLen], labels = new int[seqLen];
-            ids[0] = m.config.bosId();
-            for (int t = 1; t < seqLen; t++) ids[t] = 3 + rng.nextInt(Math.min(V, 200_000) - 3);
+            int[] ids = randomTokens(seqLen, m.config.bosId(), V, rng), labels = new int[seqLen];
             for (int t = 0; t < seqLen; t++) labels[t] = t >= seqLen / 2 ? ids[t] : -100;
             b.add(new dev.peft4j.train.TrainStep.Example(ids, labels));
         }
@@ -144,10 +145,7 @@ public final class BenchCommand implements Callable<Integer> {
             best = Math.min(best, (System.nanoTime() - a) / 1e9);
         }
         double tps = batch * seqLen / best;
-        long peakHeap = 0;
-        for (var pool : ManagementFactory.getMemoryPoolMXBeans()) {
-            if (pool.getType() == java.lang.management.MemoryType.HEAP && pool.getPeakUsage() != null) peakHeap += pool.getPeakUsage().getUsed();
-        }
+        long peakHeap = peakHeapBytes();
         if (json) {
             ObjectNode o = new ObjectMapper().createObjectNode();
             o.put("model", model.toString());
@@ -173,7 +171,24 @@ public final class BenchCommand implements Callable<Integer> {
         return 0;
     }
 
+    /** BOS, then random ids past the special tokens 0..2 (within the first 200,000 of the vocabulary). */
+    static int[] randomTokens(int n, int bos, int vocab, SplittableRandom rng) {
+        int[] ids = new int[n];
+        ids[0] = bos;
+        for (int i = 1; i < n; i++) ids[i] = 3 + rng.nextInt(Math.min(vocab, 200_000) - 3);
+        return ids;
+    }
+
     static double round(double v) { return Math.round(v * 100) / 100.0; }
+
+    /** Sum of the peak usage of the heap's memory pools. */
+    static long peakHeapBytes() {
+        long peak = 0;
+        for (var pool : ManagementFactory.getMemoryPoolMXBeans()) {
+            if (pool.getType() == java.lang.management.MemoryType.HEAP && pool.getPeakUsage() != null) peak += pool.getPeakUsage().getUsed();
+        }
+        return peak;
+    }
 
     /** Peak resident set size (VmHWM) from /proc, or -1 where unavailable. */
     static long rssBytes() {

@@ -35,7 +35,7 @@ import java.util.concurrent.Callable;
         description = "Evaluate a model (optionally with a PEFT adapter) on lm-evaluation-harness tasks: mmlu, mmlu_<subject>, "
                 + "mmlu_{humanities,social_sciences,stem,other}, hellaswag, arc_easy, arc_challenge, piqa, boolq, winogrande, triviaqa.")
 public final class EvalCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true, description = "model directory (Hugging Face layout)") Path model;
+    @Option(names = "--model", required = true, description = "model directory (Hugging Face layout) or Hub repo id") Path model;
     @Option(names = "--adapter", description = "PEFT adapter directory (prompt tuning, P-tuning, prefix tuning, LoRA or IA3)") Path adapter;
     @Option(names = "--tokenizer", description = "tokenizer directory (default: the model directory)") Path tokenizer;
     @Option(names = "--tasks", required = true, split = ",", description = "comma-separated task or group names") List<String> tasks;
@@ -47,8 +47,10 @@ public final class EvalCommand implements Callable<Integer> {
     @Option(names = "--log-samples", description = "also write samples_<task>_<date>.jsonl next to --output") boolean logSamples;
     @Option(names = "--no-progress", description = "no progress bar") boolean noProgress;
 
-    /** A loaded model and its tokenizer. */
-    public record Loaded(CausalLM lm, TextCodec codec) {}
+    /** A loaded model and its tokenizer; {@code resources} (or null) is closed when the evaluation ends. */
+    public record Loaded(CausalLM lm, TextCodec codec, AutoCloseable resources) {
+        public Loaded(CausalLM lm, TextCodec codec) { this(lm, codec, null); }
+    }
 
     /** How the command gets a model; {@code tokenizer} null means the model's directory (tests substitute a small model). */
     public interface Loader { Loaded load(Path model, Path adapter, Path tokenizer); }
@@ -56,11 +58,12 @@ public final class EvalCommand implements Callable<Integer> {
     public static Loader loader = (m, a, t) -> {
         Path dir = Models.resolve(m, "model");   // a directory, or a Hub repo id from the cache
         CausalLM lm = Models.load(dir, a);
-        return new Loaded(lm, TextCodec.of(Tokenizer.load(t != null ? t : dir)));
+        Tokenizer tok = Tokenizer.load(t != null ? t : dir);
+        return new Loaded(lm, TextCodec.of(tok), tok);
     };
 
     @Override
-    public Integer call() throws IOException {
+    public Integer call() throws Exception {
         if (numFewshot < 0) throw new UserException("--num-fewshot must be 0 or more, got " + numFewshot);
         if (batchSize < 1) throw new UserException("--batch-size must be at least 1, got " + batchSize);
         if (logSamples && output == null) throw new UserException("--log-samples needs --output (the samples are written next to it)");
@@ -72,7 +75,12 @@ public final class EvalCommand implements Callable<Integer> {
         Evaluator.Prepared prep = Evaluator.prepare(sel, dataDir, opt);   // data errors before the model loads
 
         Loaded l = loader.load(model, adapter, tokenizer);
-        Evaluator.Output out = Evaluator.run(new HarnessLM(l.lm(), l.codec(), batchSize), prep);
+        try (AutoCloseable ignored = l.resources()) {
+            return report(l, Evaluator.run(new HarnessLM(l.lm(), l.codec(), batchSize), prep));
+        }
+    }
+
+    private int report(Loaded l, Evaluator.Output out) throws IOException {
         ObjectNode res = out.results();
         res.put("model_name", model.toString());
         if (adapter != null) res.put("adapter", adapter.toString());

@@ -18,15 +18,17 @@ import java.util.concurrent.Callable;
 @Command(name = "forward", mixinStandardHelpOptions = true,
         description = "Parity tool: read input_ids [B,T] (I32/I64, optional attention_mask) from a safetensors file, write logits [B,T,V] (F32).")
 public final class ForwardCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true) Path model;
-    @Option(names = "--adapter") Path adapter;
+    @Option(names = "--model", required = true, description = "model directory (Hugging Face layout) or Hub repo id") Path model;
+    @Option(names = "--adapter", description = "PEFT adapter directory (prompt tuning, P-tuning, prefix tuning, LoRA or IA3)") Path adapter;
     @Option(names = "--merge", description = "merge a LoRA or IA3 adapter at load") boolean merge;
     @Option(names = "--input-ids", required = true, description = "safetensors file with input_ids [B,T]") Path input;
     @Option(names = "--output", required = true, description = "safetensors file to write logits [B,T,V] to") Path output;
 
     @Override
     public Integer call() throws Exception {
+        if (Files.isDirectory(input)) throw new UserException("--input-ids: " + input + " is a directory, expected a safetensors file");
         if (!Files.isRegularFile(input)) throw new UserException(input + ": input file not found");
+        if (Files.isDirectory(output)) throw new UserException("--output: " + output + " is a directory, expected a safetensors file name");
         int B, T;
         int[] ids, mask = null;
         try (SafeTensors st = SafeTensors.open(input)) {

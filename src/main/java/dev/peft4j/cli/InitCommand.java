@@ -21,7 +21,7 @@ public final class InitCommand implements Callable<Integer> {
     long seed;
     @Option(names = "--dtype", defaultValue = "bf16", description = "bf16 or f32 (default ${DEFAULT-VALUE})")
     String dtype;
-    @Option(names = "--norm-std", defaultValue = "0", description = "std of the norm weights w of (1+w); 0 = transformers' init")
+    @Option(names = "--norm-std", defaultValue = "0", description = "std of the norm weights w of (1+w); 0 = transformers' init (default ${DEFAULT-VALUE})")
     double normStd;
     @Option(names = "--tokenizer", description = "directory with tokenizer.json (and tokenizer_config.json) to copy into the output")
     Path tokenizer;
@@ -32,6 +32,7 @@ public final class InitCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         if (!dtype.equals("bf16") && !dtype.equals("f32")) throw new UserException("--dtype: expected bf16 or f32, got '" + dtype + "'");
         if (!Files.isRegularFile(config)) throw new UserException(config + ": config file not found");
+        if (Files.exists(output) && !Files.isDirectory(output)) throw new UserException("--output: " + output + " is a file, expected a directory");
         long t0 = System.nanoTime();
         RandomInit.write(config, output, seed, dtype.equals("bf16"), normStd);
         if (tokenizer != null) {

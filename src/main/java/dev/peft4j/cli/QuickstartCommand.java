@@ -29,12 +29,15 @@ public final class QuickstartCommand implements Callable<Integer> {
     Path out;
     @Option(names = "--pretrain-steps", defaultValue = "300", description = "full fine-tuning steps that turn the random model into a base (default ${DEFAULT-VALUE})") int pretrainSteps;
     @Option(names = "--steps", defaultValue = "100", description = "prompt-tuning steps (default ${DEFAULT-VALUE})") int steps;
-    @Option(names = "--seed", defaultValue = "42") long seed;
+    @Option(names = "--seed", defaultValue = "42", description = "seed of the weights, data split and sampling (default ${DEFAULT-VALUE})") long seed;
 
     private static final String MARKER = ".peft4j-quickstart";
 
     @Override
     public Integer call() throws Exception {
+        if (pretrainSteps < 1) throw new UserException("--pretrain-steps: expected >= 1, got " + pretrainSteps);
+        if (steps < 1) throw new UserException("--steps: expected >= 1, got " + steps);
+        if (Files.exists(out) && !Files.isDirectory(out)) throw new UserException("--output: " + out + " is a file, expected a directory");
         if (Files.exists(out)) {
             if (!Files.isRegularFile(out.resolve(MARKER))) {
                 boolean empty;
@@ -78,7 +81,7 @@ public final class QuickstartCommand implements Callable<Integer> {
 
         step(5, "generate with the adapter (what a 1-minute model can say)");
         Gemma3LM lm = Models.load(base, adapter);
-        try (Tokenizer tok = Tokenizer.load(base)) {
+        try (Tokenizer tok = Tokenizer.load(base); var weights = lm.model.weights) {
             for (String q : List.of("Why is the sky blue?", "How many legs does a spider have?")) {
                 int[] ids = tok.encode(Tokenizer.chatPrompt(q), true);
                 Generator.Result g = new Generator(lm).generate(ids, 32, new Sampler(new Sampler.Options(0.7f, 40, 0.95f, 0f, 1.3f, seed)),

@@ -2,12 +2,16 @@ package dev.peft4j.cli;
 
 import dev.peft4j.data.DataArgs;
 import dev.peft4j.train.Trainer;
+import dev.peft4j.util.UserException;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 
 @Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
@@ -22,7 +26,7 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--num-virtual-tokens", defaultValue = "20", description = "prompt tuning / P-tuning: virtual tokens (default ${DEFAULT-VALUE})") int numVirtualTokens;
     @Option(names = "--init", defaultValue = "random", description = "prompt tuning init: random, sample-vocab or text:\"...\" (default ${DEFAULT-VALUE})") String init;
 
-    @Option(names = "--encoder-hidden-size", defaultValue = "0", description = "P-tuning: hidden size of the MLP prompt encoder (0: the model's hidden size)") int encoderHiddenSize;
+    @Option(names = "--encoder-hidden-size", defaultValue = "0", description = "P-tuning: hidden size of the MLP prompt encoder (default 0: the model's hidden size)") int encoderHiddenSize;
 
     @Option(names = "--lora-r", defaultValue = "8", description = "LoRA rank (default ${DEFAULT-VALUE})") int loraR;
     @Option(names = "--lora-alpha", defaultValue = "16", description = "LoRA alpha (default ${DEFAULT-VALUE})") double loraAlpha;
@@ -33,27 +37,47 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--feedforward-modules", split = ",",
             description = "(IA)³: targets whose input (not output) is scaled: names or a full-match regex (default down_proj)") List<String> feedforwardModules;
     @Option(names = "--use-rslora", description = "rank-stabilised LoRA scaling alpha/sqrt(r)") boolean useRslora;
-    @Option(names = "--init-lora-weights", defaultValue = "true", description = "true (kaiming-uniform A, zero B) or gaussian") String initLoraWeights;
+    @Option(names = "--init-lora-weights", defaultValue = "true", description = "true (kaiming-uniform A, zero B) or gaussian (default ${DEFAULT-VALUE})") String initLoraWeights;
 
     @Option(names = "--epochs", defaultValue = "1", description = "epochs (ignored when --max-steps is given; default ${DEFAULT-VALUE})") int epochs;
-    @Option(names = "--max-steps", defaultValue = "0", description = "optimizer steps (0: use --epochs)") int maxSteps;
+    @Option(names = "--max-steps", defaultValue = "0", description = "optimizer steps (default 0: use --epochs)") int maxSteps;
     @Option(names = "--grad-accum", defaultValue = "1", description = "micro-batches per optimizer step (default ${DEFAULT-VALUE})") int gradAccum;
     @Option(names = "--lr", defaultValue = "3e-4", description = "peak learning rate (default ${DEFAULT-VALUE})") double lr;
     @Option(names = "--schedule", defaultValue = "linear", description = "constant, linear or cosine (default ${DEFAULT-VALUE})") String schedule;
-    @Option(names = "--warmup-steps", defaultValue = "0") int warmupSteps;
-    @Option(names = "--weight-decay", defaultValue = "0.0") double weightDecay;
+    @Option(names = "--warmup-steps", defaultValue = "0", description = "linear warmup from 0 over N optimizer steps (default ${DEFAULT-VALUE})") int warmupSteps;
+    @Option(names = "--weight-decay", defaultValue = "0.0", description = "AdamW decoupled weight decay (default ${DEFAULT-VALUE})") double weightDecay;
     @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "clip the global gradient norm (0: off; default ${DEFAULT-VALUE})") double maxGradNorm;
-    @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (and at the end)") int evalEvery;
-    @Option(names = "--save-every", defaultValue = "0", description = "checkpoint every N steps (and at the end)") int saveEvery;
+    @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (and at the end; default 0: only at the end)") int evalEvery;
+    @Option(names = "--save-every", defaultValue = "0", description = "checkpoint every N steps (and at the end; default 0: only at the end)") int saveEvery;
     @Option(names = "--keep-checkpoints", defaultValue = "2", description = "checkpoints kept (default ${DEFAULT-VALUE})") int keepCheckpoints;
-    @Option(names = "--save-dtype", defaultValue = "f32", description = "full fine-tuning: dtype of the saved model, f32 or bf16") String saveDtype;
+    @Option(names = "--save-dtype", defaultValue = "f32", description = "full fine-tuning: dtype of the saved model, f32 or bf16 (default ${DEFAULT-VALUE})") String saveDtype;
     @Option(names = "--output", required = true, description = "output directory") Path output;
     @Option(names = "--resume", description = "continue the run in --output from its last checkpoint") boolean resume;
-    @Option(names = "--overwrite", description = "replace what --output holds") boolean overwrite;
+    @Option(names = "--overwrite", description = "replace the earlier run that --output holds (a folder without a run is never deleted)") boolean overwrite;
+
+    @Spec CommandSpec spec;
+
+    /** Options that only some methods use: giving one to another method is a mistake, not something to ignore silently. */
+    private static final Map<String, List<String>> METHOD_OPTIONS = Map.of(
+            "--num-virtual-tokens", List.of("prompt-tuning", "p-tuning"),
+            "--init", List.of("prompt-tuning"),
+            "--encoder-hidden-size", List.of("p-tuning"),
+            "--lora-r", List.of("lora"),
+            "--lora-alpha", List.of("lora"),
+            "--lora-dropout", List.of("lora"),
+            "--use-rslora", List.of("lora"),
+            "--init-lora-weights", List.of("lora"),
+            "--target-modules", List.of("lora", "ia3"),
+            "--save-dtype", List.of("full"));
 
     @Override
     public Integer call() throws Exception {
-        if (!saveDtype.equals("f32") && !saveDtype.equals("bf16")) throw new dev.peft4j.util.UserException("--save-dtype: expected f32 or bf16, got '" + saveDtype + "'");
+        for (var e : METHOD_OPTIONS.entrySet()) {
+            if (spec.commandLine().getParseResult().hasMatchedOption(e.getKey()) && !e.getValue().contains(method)) {
+                throw new UserException(e.getKey() + ": only used with --method " + String.join(" or ", e.getValue()) + ", not " + method);
+            }
+        }
+        if (!saveDtype.equals("f32") && !saveDtype.equals("bf16")) throw new UserException("--save-dtype: expected f32 or bf16, got '" + saveDtype + "'");
         new Trainer(options(), data, System.out).run();
         return 0;
     }

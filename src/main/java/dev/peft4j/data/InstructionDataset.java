@@ -53,6 +53,7 @@ public final class InstructionDataset {
 
     /** Loads {@code file} with {@code opts}. */
     public static InstructionDataset load(Path file, DataOptions opts) {
+        if (Files.isDirectory(file)) throw new UserException(file + ": is a directory, expected a JSON Lines or JSON data file");
         if (!Files.isRegularFile(file)) throw new UserException(file + ": data file not found");
         byte[] bytes;
         try {

@@ -61,7 +61,7 @@ public final class HarnessLM implements EvalLM {
         int[] ctx = contextCache.computeIfAbsent(context, this::tokEncode);
         int[] cont = Arrays.copyOfRange(whole, Math.min(ctx.length, whole.length), whole.length);
         if (cont.length == 0) {
-            throw new IllegalStateException("continuation '" + continuation + "' has no tokens of its own after context '"
+            throw new dev.peft4j.util.UserException("continuation '" + continuation + "' has no tokens of its own after context '"
                     + tail(context) + "' (the tokenizer merged it into the context)");
         }
         return new Pair(ctx, cont);

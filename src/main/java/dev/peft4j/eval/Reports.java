@@ -21,6 +21,7 @@ public final class Reports {
             "high_school_computer_science", "abstract_algebra", "high_school_mathematics");
 
     public static JsonNode readResults(Path file, String option) {
+        if (Files.isDirectory(file)) throw new UserException(option + ": " + file + " is a directory, expected a results JSON file");
         if (!Files.isRegularFile(file)) throw new UserException(option + ": " + file + " not found");
         try {
             JsonNode n = new ObjectMapper().readTree(file.toFile());

@@ -43,7 +43,5 @@ public record RepoRef(String repoId, String revision) {
     /** True when the revision is a full 40-hex commit hash. */
     public boolean isCommit() { return COMMIT.matcher(revision).matches(); }
 
-    public static boolean isCommitHash(String s) { return s != null && COMMIT.matcher(s).matches(); }
-
     @Override public String toString() { return DEFAULT_REVISION.equals(revision) ? repoId : repoId + "@" + revision; }
 }

@@ -7,8 +7,6 @@ import dev.peft4j.util.UserException;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
 
 /**
  * The text model's hyper-parameters, read from a Hugging Face {@code config.json} in the transformers v4 format
@@ -171,11 +169,5 @@ public record Gemma3Config(
             }
         }
         return eosIds;
-    }
-
-    public List<String> layerTypeNames() {
-        List<String> l = new ArrayList<>();
-        for (boolean s : sliding) l.add(s ? "sliding_attention" : "full_attention");
-        return l;
     }
 }

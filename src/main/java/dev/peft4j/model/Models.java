@@ -19,7 +19,11 @@ public final class Models {
         if (Files.exists(ref)) return checkDir(ref, what);
         String s = ref.toString();
         if (s.matches("[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[^/]+)?") && !s.startsWith(".")) {
-            return checkDir(dev.peft4j.hub.HubResolver.resolve(s), what);
+            try {
+                return checkDir(dev.peft4j.hub.HubResolver.resolve(s), what);
+            } catch (UserException e) {   // a mistyped local path looks like a repo id too: say both
+                throw new UserException(ref + ": no such " + what + " directory here, and as a Hugging Face repo id: " + e.getMessage());
+            }
         }
         throw new UserException(ref + ": " + what + " directory not found");
     }
@@ -27,7 +31,7 @@ public final class Models {
     public static Path checkDir(Path dir, String what) {
         if (dir == null) throw new UserException(what + ": no directory given");
         if (!Files.exists(dir)) throw new UserException(dir + ": " + what + " directory not found");
-        if (!Files.isDirectory(dir)) throw new UserException(dir + ": expected a " + what + " directory, found a file");
+        if (!Files.isDirectory(dir)) throw new UserException(dir + ": is a file, expected the " + what + " directory");
         return dir;
     }
 

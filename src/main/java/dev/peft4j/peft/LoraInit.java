@@ -55,11 +55,4 @@ public final class LoraInit {
         if (Boolean.FALSE.equals(initLoraWeights)) return kaimingUniformA(outFeatures, r, rng);
         return zeroB(outFeatures, r);
     }
-
-    /** Prompt tuning RANDOM init: {@code nn.Embedding} default N(0, 1), {@code [n, dim]}. */
-    public static float[] randomPromptEmbeddings(int n, int dim, RandomGenerator rng) {
-        float[] e = new float[n * dim];
-        for (int i = 0; i < e.length; i++) e[i] = (float) rng.nextGaussian();
-        return e;
-    }
 }

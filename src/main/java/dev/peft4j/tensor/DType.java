@@ -8,8 +8,6 @@ public enum DType {
 
     DType(int bytes) { this.bytes = bytes; }
 
-    public boolean isFloat() { return this == F32 || this == BF16 || this == F16 || this == F64; }
-
     /** Parses a safetensors dtype name; returns null when unknown. */
     public static DType parse(String s) {
         for (DType d : values()) if (d.name().equals(s)) return d;

@@ -60,9 +60,12 @@ public final class Parallel {
                     }
                 });
             }
-            body.run(0, (int) ((long) n / parts));
-            while (pending.get() > 0) {
-                LockSupport.parkNanos(20_000);
+            try {
+                body.run(0, (int) ((long) n / parts));
+            } finally {   // also when the caller's part throws: no worker may still be writing once this returns
+                while (pending.get() > 0) {
+                    LockSupport.parkNanos(20_000);
+                }
             }
             if (failure[0] != null) throw failure[0];
         }

@@ -167,13 +167,6 @@ public final class Kernels {
 
     // ------------------------------------------------------------------ MLP activation
 
-    /** d/dx of gelu_tanh(x) = 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))). */
-    public static double geluTanhGrad(double x) {
-        double c = 0.7978845608028654;
-        double t = Math.tanh(c * (x + 0.044715 * x * x * x));
-        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
-    }
-
     /**
      * Backward of act = gelu_tanh(g)·u: dg = dAct·u·gelu'(g), du = dAct·gelu(g) (both OVERWRITTEN; dg may alias dAct).
      * Vectorized, one tanh per element shared by gelu and its derivative.

@@ -16,7 +16,7 @@ public record LrSchedule(Kind kind, double base, int warmup, int total) {
             case "constant", "constant_with_warmup" -> Kind.CONSTANT;
             case "linear" -> Kind.LINEAR;
             case "cosine" -> Kind.COSINE;
-            default -> throw new UserException("--lr-scheduler: unknown schedule '" + kind + "' (expected constant, linear or cosine)");
+            default -> throw new UserException("--schedule: unknown schedule '" + kind + "' (expected constant, linear or cosine)");
         };
         return new LrSchedule(k, base, warmup, total);
     }

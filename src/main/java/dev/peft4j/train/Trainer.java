@@ -33,7 +33,6 @@ import dev.peft4j.util.UserException;
 
 import java.io.IOException;
 import java.io.PrintStream;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -73,6 +72,8 @@ public final class Trainer {
     private final Options o;
     private final DataArgs data;
     private final PrintStream log;
+    /** --overwrite of an earlier run: it is deleted only once the model, data and settings have loaded without error. */
+    private boolean replaceEarlierRun;
     private StepHook hook = s -> { };
     // the adapter config of the run's method (set in run())
     private PromptTuningConfig ptCfg;
@@ -107,7 +108,15 @@ public final class Trainer {
         Path modelDir = Models.resolve(o.model(), "model");
         Gemma3Model model = Gemma3Model.load(modelDir);
         Path tokDir = o.tokenizer() != null ? o.tokenizer() : modelDir;
-        Tokenizer tok = Tokenizer.load(tokDir);
+        try (Tokenizer tok = Tokenizer.load(tokDir)) {
+            return train(out, args, ckptRoot, resumeFrom, modelDir, model, tok);
+        } finally {
+            model.weights.close();   // the memory-mapped checkpoint files
+        }
+    }
+
+    private Result train(Path out, ObjectNode args, Path ckptRoot, Path resumeFrom, Path modelDir, Gemma3Model model, Tokenizer tok)
+            throws IOException {
         TrainingData td = data.prepare(tok);
         log.println("data: " + td.summary());
         if (td.train().isEmpty()) throw new UserException(data.data + ": no training examples left after filtering and the split");
@@ -167,6 +176,10 @@ public final class Trainer {
             truncateMetrics(out.resolve("metrics.jsonl"), step);
             log.printf("resumed from %s at step %d of %d%n", resumeFrom, step, total);
         } else {
+            if (replaceEarlierRun) {
+                AtomicFiles.deleteTree(out);
+                Files.createDirectories(out);
+            }
             AtomicFiles.writeString(out.resolve("training_args.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(args) + "\n");
         }
         log.printf("training: %s on %s, %s trainable parameters, %d examples (%d validation), %d steps (%d per epoch), batch %d x %d accumulation, %d threads%n",
@@ -182,7 +195,10 @@ public final class Trainer {
             while (step < total) {
                 List<List<TrainStep.Example>> micro = new ArrayList<>();
                 int numItems = 0, batchTokens = 0;
-                for (int k = 0; k < o.gradAccum(); k++) {
+                int epoch = batcher.epoch();
+                // as transformers' Trainer: an update never reaches into the next epoch; the last one of an epoch takes
+                // the remaining micro-batches, even fewer than --grad-accum
+                for (int k = 0; k < o.gradAccum() && batcher.epoch() == epoch; k++) {
                     Batch b = batcher.next();
                     micro.add(examples(b));
                     numItems += b.targetTokens();
@@ -272,7 +288,18 @@ public final class Trainer {
         if (o.numVirtualTokens() < 1) throw new UserException("--num-virtual-tokens: expected >= 1, got " + o.numVirtualTokens());
         if (o.loraR() < 1) throw new UserException("--lora-r: expected >= 1, got " + o.loraR());
         if (o.loraDropout() < 0 || o.loraDropout() >= 1) throw new UserException("--lora-dropout: expected a value in [0, 1), got " + o.loraDropout());
+        if (!o.initLoraWeights().equals("true") && !o.initLoraWeights().equals("gaussian")) {
+            throw new UserException("--init-lora-weights: expected true or gaussian, got '" + o.initLoraWeights() + "'");
+        }
+        if (o.maxGradNorm() < 0) throw new UserException("--max-grad-norm: expected >= 0 (0 = off), got " + o.maxGradNorm());
+        if (o.evalEvery() < 0) throw new UserException("--eval-every: expected >= 0 (0 = only at the end), got " + o.evalEvery());
+        if (o.saveEvery() < 0) throw new UserException("--save-every: expected >= 0 (0 = only at the end), got " + o.saveEvery());
+        if (o.keepCheckpoints() < 1) throw new UserException("--keep-checkpoints: expected >= 1, got " + o.keepCheckpoints());
         if (o.output() == null) throw new UserException("--output: an output directory is required");
+        if (Files.exists(o.output()) && !Files.isDirectory(o.output())) {
+            throw new UserException("--output: " + o.output() + " is a file, expected a directory");
+        }
+        LrSchedule.of(o.schedule(), o.lr(), 0, 1);   // an unknown --schedule fails here, before the data and model load
     }
 
     /** Checks the output directory; returns the checkpoint to resume from (or null for a fresh run). */
@@ -298,16 +325,17 @@ public final class Trainer {
             try (Stream<Path> s = Files.list(out)) {
                 empty = s.findAny().isEmpty();
             }
-            if (!empty && !o.overwrite()) {
-                if (hasRun) {
-                    JsonNode before = JSON.readTree(argsFile.toFile());
-                    boolean same = differences(before, args).isEmpty();
-                    throw new UserException(out + ": already holds " + (same ? "a run with these settings; continue it with --resume" : "a different run")
-                            + " (or use another --output, or --overwrite to replace it)");
-                }
-                throw new UserException(out + ": directory is not empty; choose another --output or pass --overwrite");
+            if (!empty && !hasRun) {
+                // --overwrite replaces a run, never an arbitrary folder (a mistyped --output must not delete someone's files)
+                throw new UserException(out + ": directory is not empty and holds no peft4j run (no training_args.json); choose another --output");
             }
-            if (!empty) deleteTree(out);
+            if (!empty && !o.overwrite()) {
+                JsonNode before = JSON.readTree(argsFile.toFile());
+                boolean same = differences(before, args).isEmpty();
+                throw new UserException(out + ": already holds " + (same ? "a run with these settings; continue it with --resume" : "a different run")
+                        + " (or use another --output, or --overwrite to replace it)");
+            }
+            replaceEarlierRun = !empty;
         }
         Files.createDirectories(out);
         return null;
@@ -326,11 +354,18 @@ public final class Trainer {
     }
 
     static Path latestCheckpoint(Path root) throws IOException {
-        if (!Files.isDirectory(root)) return null;
+        List<Path> all = checkpoints(root);
+        for (int i = all.size() - 1; i >= 0; i--) if (Files.isRegularFile(all.get(i).resolve("trainer_state.json"))) return all.get(i);
+        return null;
+    }
+
+    /** The {@code step-N} folders under {@code root}, oldest (smallest N) first; by number, so step-1000000 follows step-999999. */
+    static List<Path> checkpoints(Path root) throws IOException {
+        if (!Files.isDirectory(root)) return List.of();
         try (Stream<Path> s = Files.list(root)) {
-            return s.filter(p -> p.getFileName().toString().matches("step-\\d+") && Files.isRegularFile(p.resolve("trainer_state.json")))
-                    .max(Comparator.comparingLong(p -> Long.parseLong(p.getFileName().toString().substring(5))))
-                    .orElse(null);
+            return s.filter(p -> p.getFileName().toString().matches("step-\\d+"))
+                    .sorted(Comparator.comparingLong(p -> Long.parseLong(p.getFileName().toString().substring(5))))
+                    .toList();
         }
     }
 
@@ -559,11 +594,8 @@ public final class Trainer {
             Files.writeString(tmp.resolve("trainer_state.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(st) + "\n");
         });
         // keep the newest checkpoints only
-        List<Path> all;
-        try (Stream<Path> s = Files.list(root)) {
-            all = s.filter(p -> p.getFileName().toString().matches("step-\\d+")).sorted().toList();
-        }
-        for (int i = 0; i < all.size() - Math.max(1, o.keepCheckpoints()); i++) deleteTree(all.get(i));
+        List<Path> all = checkpoints(root);
+        for (int i = 0; i < all.size() - Math.max(1, o.keepCheckpoints()); i++) AtomicFiles.deleteTree(all.get(i));
     }
 
     /** Loads trainable values saved in a checkpoint into the live parameter arrays. */
@@ -589,14 +621,5 @@ public final class Trainer {
             if (n.path("step").asLong() <= step) sb.append(line).append('\n');
         }
         AtomicFiles.writeString(metrics, sb.toString());
-    }
-
-    private static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) return;
-        try (Stream<Path> s = Files.walk(p)) {
-            for (Path x : s.sorted(Comparator.reverseOrder()).toList()) Files.delete(x);
-        } catch (UncheckedIOException e) {
-            throw e.getCause();
-        }
     }
 }

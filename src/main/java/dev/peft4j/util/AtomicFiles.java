@@ -35,6 +35,7 @@ public final class AtomicFiles {
     public interface DirWriter { void fill(Path dir) throws IOException; }
 
     public static void write(Path target, Writer w) {
+        if (Files.isDirectory(target)) throw new UserException(target + ": is a directory, expected a file name");
         Path dir = parentOf(target);
         Path tmp = null;
         try {
@@ -125,7 +126,8 @@ public final class AtomicFiles {
         }
     }
 
-    static void deleteTree(Path root) throws IOException {
+    /** Deletes a file or a directory with everything in it (symbolic links are removed, not followed); nothing if absent. */
+    public static void deleteTree(Path root) throws IOException {
         if (!Files.exists(root)) return;
         Files.walkFileTree(root, new SimpleFileVisitor<>() {
             @Override public FileVisitResult visitFile(Path f, BasicFileAttributes a) throws IOException {

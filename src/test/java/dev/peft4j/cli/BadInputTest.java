@@ -183,4 +183,123 @@ class BadInputTest {
             assertEquals(0f, lg[(1 * 5 + 4) * V], "padded position holds zeros");
         }
     }
+
+    @Test
+    void mistypedOptionsGiveOneLine() {
+        assertCleanError(run("generate", "--model", model.toString(), "--temperature", "abc", "--prompt-ids", "2"), "--temperature", "abc");
+        assertCleanError(run("generate", "--model", model.toString(), "--no-such-option"), "--no-such-option");
+        assertCleanError(run("generate"), "--model");
+        assertCleanError(run("nope"), "nope");
+        assertCleanError(run("generat", "--model", "x"), "did you mean generate");
+        Run none = run();
+        assertEquals(2, none.code());
+        assertTrue(none.err().contains("Commands:") && none.err().contains("generate"), "no arguments: the command list");
+    }
+
+    /** A copy of the model with the quickstart tokenizer (same 1,024-token vocabulary). */
+    static Path modelWithTokenizer(String name) throws Exception {
+        Path d = copyModel(name);
+        Path assets = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve(name + "-assets"));
+        for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) Files.copy(assets.resolve("tokenizer").resolve(f), d.resolve(f));
+        return d;
+    }
+
+    @Test
+    void samplingAndPromptChecks() throws Exception {
+        assertCleanError(run("generate", "--model", model.toString(), "--prompt-ids", "2", "--top-k", "-1"), "--top-k", "-1");
+        assertCleanError(run("generate", "--model", model.toString(), "--prompt-ids", "2", "--stop", "x"), "--stop", "tokenizer");
+        Path d = modelWithTokenizer("withtokenizer");
+        assertCleanError(run("generate", "--model", d.toString(), "--prompt", "", "--no-bos"), "--prompt", "no tokens");
+    }
+
+    @Test
+    void outputPathsOfTheWrongKind() throws Exception {
+        Path file = tmp.resolve("a-file.txt");
+        Files.writeString(file, "x");
+        Path cfg = Path.of(BadInputTest.class.getResource("/tiny-gemma3-config.json").toURI());
+        assertCleanError(run("init", "--config", cfg.toString(), "--output", file.toString()), "--output", "a-file.txt", "is a file");
+        assertCleanError(run("quickstart", "--output", file.toString()), "--output", "a-file.txt", "is a file");
+        Path data = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve("assets-train")).resolve(dev.peft4j.data.QuickstartAssets.DATA);
+        assertCleanError(run("train", "--model", model.toString(), "--data", data.toString(), "--method", "lora", "--output", file.toString()),
+                "--output", "a-file.txt", "is a file");
+        assertCleanError(run("train", "--model", model.toString(), "--data", data.toString(), "--method", "lora", "--schedule", "foo",
+                "--output", tmp.resolve("never").toString()), "--schedule", "foo");
+        assertFalse(Files.exists(tmp.resolve("never")), "a bad --schedule fails before anything is written");
+        assertEquals("x", Files.readString(file), "the file is left alone");
+        Path dir = tmp.resolve("a-dir");
+        Files.createDirectories(dir);
+        assertCleanError(run("compare", "--base", dir.toString(), "--tuned", dir.toString()), "--base", "a-dir", "is a directory");
+        assertCleanError(run("forward", "--model", model.toString(), "--input-ids", dir.toString(), "--output", file.toString()),
+                "--input-ids", "a-dir", "is a directory");
+        Path ids = tmp.resolve("ids-for-output.safetensors");
+        SafeTensors.write(ids, Map.of("input_ids", SafeTensors.Entry.i32(new int[]{2, 4}, 1, 2)), null);
+        assertCleanError(run("forward", "--model", model.toString(), "--input-ids", ids.toString(), "--output", dir.toString()),
+                "--output", "a-dir", "is a directory");
+        assertCleanError(run("train", "--model", modelWithTokenizer("tok-train").toString(), "--data", dir.toString(), "--method", "lora",
+                "--output", tmp.resolve("never2").toString()), "a-dir", "is a directory");
+    }
+
+    @Test
+    void fileSystemErrorsGiveOneLine() {
+        String s = Main.describe(new java.nio.file.FileAlreadyExistsException("/tmp/x"));
+        assertEquals("/tmp/x: already exists", s);
+        assertEquals("/a -> /b: Is a directory", Main.describe(new java.nio.file.FileSystemException("/a", "/b", "Is a directory")));
+        var noSpace = new java.io.IOException("No space left on device");
+        assertEquals("cannot write /x: No space left on device", Main.describe(new java.io.UncheckedIOException("cannot write /x: No space left on device", noSpace)));
+        assertEquals("/y: not found", Main.describe(new java.io.UncheckedIOException(new java.nio.file.NoSuchFileException("/y"))));
+        assertEquals("No space left on device", Main.describe((Throwable) noSpace));
+    }
+
+    @Test
+    void benchChecksItsNumbers() {
+        assertCleanError(run("bench", "--model", model.toString(), "--prompt-len", "0"), "--prompt-len");
+        assertCleanError(run("bench", "--model", model.toString(), "--train", "lora", "--batch", "0"), "--batch");
+    }
+
+    @Test
+    void overwriteReplacesARunButNeverAForeignFolder() throws Exception {
+        Path m = modelWithTokenizer("tok-overwrite");
+        Path data = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve("assets-overwrite")).resolve(dev.peft4j.data.QuickstartAssets.DATA);
+        Path foreign = tmp.resolve("foreign-output");
+        Files.createDirectories(foreign);
+        Files.writeString(foreign.resolve("notes.txt"), "mine");
+        String[] args = {"train", "--model", m.toString(), "--data", data.toString(), "--method", "prompt-tuning", "--max-steps", "1",
+                "--batch-size", "2", "--val-size", "0", "--max-seq-len", "128", "--overwrite", "--output", foreign.toString()};
+        assertCleanError(run(args), "foreign-output", "holds no peft4j run");
+        assertEquals("mine", Files.readString(foreign.resolve("notes.txt")), "a folder without a run is left alone");
+        Path earlier = tmp.resolve("earlier-run");
+        Files.createDirectories(earlier);
+        Files.writeString(earlier.resolve("training_args.json"), "{}");
+        Files.writeString(earlier.resolve("stale.txt"), "old");
+        args[args.length - 1] = earlier.toString();
+        String[] badInit = java.util.Arrays.copyOf(args, args.length + 2);
+        badInit[args.length] = "--init";
+        badInit[args.length + 1] = "nonsense";
+        assertCleanError(run(badInit), "--init", "nonsense");
+        assertEquals("old", Files.readString(earlier.resolve("stale.txt")), "a run that fails to start leaves the earlier one in place");
+        Run r = run(args);
+        assertEquals(0, r.code(), r.err());
+        assertFalse(Files.exists(earlier.resolve("stale.txt")), "the earlier run is replaced");
+        assertTrue(Files.isRegularFile(earlier.resolve("adapter_model.safetensors")));
+    }
+
+    @Test
+    void trainingNumbersAndChoicesAreChecked() {
+        String[] base = {"train", "--model", model.toString(), "--data", "unused.jsonl", "--method", "lora", "--output", tmp.resolve("never3").toString()};
+        String[][] bad = {{"--init-lora-weights", "foo"}, {"--max-grad-norm", "-1"}, {"--eval-every", "-1"}, {"--save-every", "-2"},
+                {"--keep-checkpoints", "0"}};
+        for (String[] b : bad) {
+            String[] args = java.util.Arrays.copyOf(base, base.length + 2);
+            args[base.length] = b[0];
+            args[base.length + 1] = b[1];
+            assertCleanError(run(args), b[0], b[1]);
+        }
+        // options of other methods (base uses --method lora) are refused rather than silently ignored
+        for (String[] b : new String[][]{{"--init", "random"}, {"--num-virtual-tokens", "8"}, {"--save-dtype", "bf16"}, {"--encoder-hidden-size", "4"}}) {
+            String[] args = java.util.Arrays.copyOf(base, base.length + 2);
+            args[base.length] = b[0];
+            args[base.length + 1] = b[1];
+            assertCleanError(run(args), b[0], "only used with --method");
+        }
+    }
 }

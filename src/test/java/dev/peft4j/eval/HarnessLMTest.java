@@ -180,6 +180,13 @@ class HarnessLMTest {
     }
 
     @Test
+    void aContinuationWithoutTokensIsAUserError() {
+        HarnessLM h = new HarnessLM(new PrefixLM(8, 100, p -> new float[8]), new WordCodec(), 1);
+        var e = assertThrows(dev.peft4j.util.UserException.class, () -> h.encodePair("t5", ""));
+        assertTrue(e.getMessage().contains("no tokens of its own"), e.getMessage());
+    }
+
+    @Test
     void generationStopsAtStopStringsAndCuts() {
         // Bigram LM over 64 tokens: greedy from a given last token is deterministic; the word codec decodes " tN".
         PrefixLM lm = new PrefixLM(64, 1000, p -> FakeLMs.bigramRow(p[p.length - 1], 64));

@@ -65,7 +65,7 @@ class AdapterKeysAndInitTest {
         assertArrayEquals(LoraInit.gaussianA(r, 10, new Random(5)), LoraInit.initA("gaussian", r, 10, new Random(5)));
         assertArrayEquals(LoraInit.kaimingUniformA(r, 10, new Random(5)), LoraInit.initA(true, r, 10, new Random(5)));
         assertThrows(dev.peft4j.util.UserException.class, () -> LoraInit.initA("pissa", r, 10, new Random(5)));
-        float[] p = LoraInit.randomPromptEmbeddings(20, 640, new Random(6));
+        float[] p = PromptInit.random(20, 640, new java.util.SplittableRandom(6));
         double psq = 0;
         for (float v : p) psq += v * v;
         assertEquals(1.0, Math.sqrt(psq / p.length), 0.02);   // N(0, 1)

@@ -211,4 +211,27 @@ class TrainerTest {
         // the finished run's files are untouched
         assertTrue(Files.isRegularFile(out.resolve("adapter_model.safetensors")));
     }
+
+    @Test
+    void gradientAccumulationStopsAtTheEpochEnd() throws Exception {
+        // 72 training examples in batches of 4 = 18 batches; 4 per update = 5 updates, the last one with the 2 remaining
+        Path out = tmp.resolve("accum-epoch");
+        Trainer.Options o = new Trainer.Options(model, null, out, false, "prompt-tuning", 4, "random", 0, 4, 8, List.of("q_proj"), null, false,
+                "true", 0, 1, 0, 4, 0.05, "constant", 0, 0, 1.0, 0, 0, 1, false, false);
+        Trainer.Result r = new Trainer(o, dataArgs(), quiet()).run();
+        assertEquals(5, r.steps());
+        var state = new com.fasterxml.jackson.databind.ObjectMapper().readTree(out.resolve("checkpoints/step-000005/trainer_state.json").toFile());
+        assertEquals(1, state.get("data_position").get("epoch").asInt(), "one epoch consumed");
+        assertEquals(0, state.get("data_position").get("batch").asInt(), "and not a batch of the next one");
+    }
+
+    @Test
+    void checkpointsAreOrderedByStepNumber() throws Exception {
+        Path root = tmp.resolve("ckpt-order");
+        for (String d : new String[]{"step-999999", "step-1000000", "step-000002", "other"}) Files.createDirectories(root.resolve(d));
+        assertEquals(List.of("step-000002", "step-999999", "step-1000000"),
+                Trainer.checkpoints(root).stream().map(p -> p.getFileName().toString()).toList());
+        Files.writeString(root.resolve("step-999999/trainer_state.json"), "{}");
+        assertEquals(root.resolve("step-999999"), Trainer.latestCheckpoint(root), "the newest complete checkpoint");
+    }
 }

@@ -55,4 +55,12 @@ class AtomicFilesTest {
         assertEquals("3", Files.readString(d.resolve("c")));
         assertEquals(1, entries(), "no temporary or old directories left");
     }
+
+    @Test
+    void aDirectoryIsNotOverwrittenByAFile() throws IOException {
+        Files.createDirectories(dir.resolve("d"));
+        UserException e = assertThrows(UserException.class, () -> AtomicFiles.writeString(dir.resolve("d"), "x"));
+        assertTrue(e.getMessage().contains("is a directory"), e.getMessage());
+        assertTrue(Files.isDirectory(dir.resolve("d")));
+    }
 }
