@@ -21,8 +21,9 @@ public final class Generator {
      */
     public Result generate(int[] prompt, int maxNew, Sampler sampler, int[] eosIds, String[] stops, Detokenizer detok, IntConsumer onToken) {
         if (prompt.length == 0) throw new IllegalArgumentException("empty prompt");
-        if (prompt.length + maxNew > lm.maxPositions()) {
-            maxNew = Math.max(0, lm.maxPositions() - prompt.length);
+        // the last generated token is never fed back, so prompt + maxNew - 1 positions must fit
+        if (prompt.length + maxNew - 1 > lm.maxPositions()) {
+            maxNew = Math.max(0, lm.maxPositions() - prompt.length + 1);
         }
         CausalLM.Session s = lm.newSession();
         int[] hist = Arrays.copyOf(prompt, prompt.length + Math.max(maxNew, 0));

@@ -30,7 +30,13 @@ public final class Parallel {
     private static int threadCount() {
         String s = System.getProperty("peft4j.threads", System.getenv("PEFT4J_THREADS"));
         if (s != null && !s.isBlank()) {
-            try { return Math.max(1, Integer.parseInt(s.trim())); } catch (NumberFormatException ignored) { }
+            try {
+                int n = Integer.parseInt(s.trim());
+                if (n >= 1) return n;
+            } catch (NumberFormatException ignored) {
+                // fall through to the warning
+            }
+            System.err.println("warning: PEFT4J_THREADS / peft4j.threads = '" + s + "' is not a positive integer; using all cores");
         }
         return Math.max(1, Runtime.getRuntime().availableProcessors());
     }

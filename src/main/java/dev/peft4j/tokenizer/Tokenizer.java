@@ -23,7 +23,7 @@ public final class Tokenizer implements AutoCloseable {
     private final int bos, eos, pad;
     private final String bosToken, eosToken, padToken;
     private final boolean addBos;
-    private final Map<String, Integer> specialIds = new HashMap<>();
+    private final Map<String, Integer> specialIds = new java.util.concurrent.ConcurrentHashMap<>();
 
     private Tokenizer(HuggingFaceTokenizer hf, JsonNode cfg) {
         this.hf = hf;
