@@ -75,8 +75,10 @@ public final class ModelCard {
         sb.append("---\n\n");
 
         sb.append("# ").append(name).append("\n\n");
-        sb.append("A ").append(describe(peftType, cfg)).append(" adapter for [").append(baseModel).append("](https://huggingface.co/")
-                .append(baseModel).append("), trained with peft4j. It loads with Hugging Face PEFT.\n\n");
+        boolean hubId = baseModel.matches("[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*");
+        sb.append("A ").append(describe(peftType, cfg)).append(" adapter for ")
+                .append(hubId ? "[" + baseModel + "](https://huggingface.co/" + baseModel + ")" : "`" + baseModel + "`")
+                .append(", trained with peft4j. It loads with Hugging Face PEFT.\n\n");
 
         sb.append("## Usage\n\n");
         sb.append("```python\n");

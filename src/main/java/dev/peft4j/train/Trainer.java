@@ -408,6 +408,9 @@ public final class Trainer {
         a.put("save_every", o.saveEvery());
         a.put("seed", data.seed);
         a.put("data", String.valueOf(data.data));
+        if (data.data != null && data.data.getFileName().toString().toLowerCase(java.util.Locale.ROOT).contains("databricks-dolly")) {
+            a.put("dataset", "databricks/databricks-dolly-15k");   // the model card's `datasets:` entry
+        }
         a.put("template", data.template);
         a.put("max_seq_len", data.maxSeqLen);
         a.put("truncate", data.truncate);

@@ -78,6 +78,7 @@ class ReportsTest {
                 + "library_name: peft\npipeline_tag: text-generation\ntags:\n- base_model:adapter:google/gemma-3-270m\n"
                 + "- prompt-tuning\n- peft\n- peft4j\n---\n"), card);
         assertTrue(card.contains("PeftModel.from_pretrained(base, \"gemma-dolly-pt\")"), card);
+        assertTrue(card.contains("adapter for [google/gemma-3-270m](https://huggingface.co/google/gemma-3-270m)"), card);
         assertTrue(card.contains("./peft4j eval --model <base-model-dir> --adapter gemma-dolly-pt"), card);
         assertTrue(squash(card).contains("|learning_rate|0.003"), card);
         assertTrue(squash(card).contains("|num_virtual_tokens|20"), card);
