@@ -38,6 +38,18 @@ public final class MatMul {
             return;
         }
         int grain = Math.max(4, (int) Math.min(out, 65536L / Math.max(1, in)));
+        if (n == 1 && w.dtype == DType.BF16 && !w.onHeap() && in % L == 0 && out % 4 == 0) {
+            // batch-1 decoding: stream the bf16 rows and convert in registers
+            Parallel.forRange(out / 4, Math.max(1, grain / 4), (b0, b1) -> {
+                float[] s = new float[4];
+                for (int b = b0; b < b1; b++) {
+                    w.dot4Bf16(x, xOff, 4 * b, s);
+                    int yo = yOff + 4 * b;
+                    for (int c = 0; c < 4; c++) y[yo + c] = accumulate ? y[yo + c] + s[c] : s[c];
+                }
+            });
+            return;
+        }
         Parallel.forRange((out + 3) / 4, Math.max(1, grain / 4), (b0, b1) -> {
             float[] wb = scratch(4 * in);
             int o0 = b0 * 4, o1 = Math.min(out, b1 * 4);

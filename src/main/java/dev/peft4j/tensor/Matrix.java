@@ -49,6 +49,34 @@ public final class Matrix {
 
     public boolean onHeap() { return data != null; }
 
+    /**
+     * Dot products of one float32 vector x[xo..xo+cols) with rows [r0, r0+4) of a mapped BF16 matrix, converting in registers
+     * (no float32 copy of the rows): the batch-1 decoding path, which only streams weights. Returns false (doing nothing) for
+     * other layouts. Lane sums are in a fixed order, as everywhere.
+     */
+    boolean dot4Bf16(float[] x, int xo, int r0, float[] out) {
+        if (data != null || dtype != DType.BF16 || cols % F.length() != 0) return false;
+        long b0 = 2L * r0 * cols, b1 = b0 + 2L * cols, b2 = b1 + 2L * cols, b3 = b2 + 2L * cols;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < cols; i += F.length()) {
+            FloatVector xv = FloatVector.fromArray(F, x, xo + i);
+            a0 = xv.fma(bf16(b0 + 2L * i), a0);
+            a1 = xv.fma(bf16(b1 + 2L * i), a1);
+            a2 = xv.fma(bf16(b2 + 2L * i), a2);
+            a3 = xv.fma(bf16(b3 + 2L * i), a3);
+        }
+        out[0] = Ops.hsum(a0);
+        out[1] = Ops.hsum(a1);
+        out[2] = Ops.hsum(a2);
+        out[3] = Ops.hsum(a3);
+        return true;
+    }
+
+    private FloatVector bf16(long byteOffset) {
+        ShortVector sv = ShortVector.fromMemorySegment(S_HALF, seg, byteOffset, ByteOrder.LITTLE_ENDIAN);
+        return ((IntVector) sv.convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
     /** The heap array (only for heap matrices). */
     public float[] array() {
         if (data == null) throw new IllegalStateException("mapped matrix has no heap array");

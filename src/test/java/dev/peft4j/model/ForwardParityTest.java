@@ -67,6 +67,14 @@ class ForwardParityTest {
             float[] logits = m.logits(hidden, all);
             float d = maxAbsDiff(logits, 0, refLogits, 0, logits.length);
             assertTrue(d < 1e-4, "bf16 logits differ by " + d);
+            // token by token through the KV cache (the batch-1 path converts bf16 rows in registers)
+            KVCache cache = m.newCache();
+            for (int t = 0; t < 20; t++) {
+                float[] h = m.forward(List.of(new Gemma3Model.Input(cache, null, new int[]{seqs[2][t]})), null);
+                float[] lg = m.logits(h, new int[]{0});
+                float dt = maxAbsDiff(lg, 0, refLogits, (2 * 20 + t) * 1024, 1024);
+                assertTrue(dt < 1e-4, "bf16 decode at position " + t + " differs by " + dt);
+            }
         }
     }
 

@@ -32,7 +32,7 @@ class MatMulTest {
     @Test
     void xWtMatchesNaiveForAllPaths() {
         SplittableRandom r = new SplittableRandom(1);
-        int[][] shapes = {{1, 7, 5}, {3, 64, 32}, {5, 33, 70}, {23, 40, 17}, {24, 64, 64}, {30, 100, 130}, {64, 48, 200}, {97, 33, 65}};
+        int[][] shapes = {{1, 7, 5}, {1, 64, 32}, {1, 128, 8}, {3, 64, 32}, {5, 33, 70}, {23, 40, 17}, {24, 64, 64}, {30, 100, 130}, {64, 48, 200}, {97, 33, 65}};
         for (int[] sh : shapes) {
             int n = sh[0], in = sh[1], out = sh[2];
             for (boolean useBf16 : new boolean[]{false, true}) {
