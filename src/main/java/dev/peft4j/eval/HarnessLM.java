@@ -114,23 +114,28 @@ public final class HarnessLM implements EvalLM {
             progress.accept(done);
         }
 
-        for (var e : multi) {
-            CausalLM.Session s = lm.newSession();
-            float[] last = s.append(e.getKey().ids());
-            List<Integer> members = e.getValue();
-            int lastMulti = -1;
-            for (int i : members) if (conts[i].length > 1) lastMulti = i;
-            for (int i : members) {
-                int[] c = conts[i];
-                if (c.length == 1) { out[i] = score(last, 0, vocab, c); continue; }
-                CausalLM.Session f = i == lastMulti ? s : s.fork();
-                float[] rest = f.appendAll(Arrays.copyOf(c, c.length - 1));
-                float[] all = new float[c.length * vocab];
-                System.arraycopy(last, 0, all, 0, vocab);
-                System.arraycopy(rest, 0, all, vocab, rest.length);
-                out[i] = score(all, 0, vocab, c);
+        // Multi-token continuations: each choice is scored as context + continuation[:-1] in one batched call per group of
+        // contexts; the model reuses the cache of the shared context (it runs the first choice alone, the others only their
+        // continuation tokens), so every context is computed once and the choices share one forward pass.
+        for (int b = 0; b < multi.size(); b += batchSize) {
+            List<Map.Entry<Key, List<Integer>>> batch = multi.subList(b, Math.min(multi.size(), b + batchSize));
+            List<int[]> seqs = new ArrayList<>();
+            List<Integer> who = new ArrayList<>();
+            List<Integer> fromList = new ArrayList<>();
+            for (var e : batch) {
+                int[] ctx = e.getKey().ids();
+                for (int i : e.getValue()) {
+                    int[] c = conts[i];
+                    int[] seq = Arrays.copyOf(ctx, ctx.length + c.length - 1);
+                    System.arraycopy(c, 0, seq, ctx.length, c.length - 1);
+                    seqs.add(seq);
+                    who.add(i);
+                    fromList.add(ctx.length - 1);
+                }
             }
-            progress.accept(members.size());
+            List<float[]> rows = lm.logits(seqs, fromList.stream().mapToInt(Integer::intValue).toArray());
+            for (int k = 0; k < seqs.size(); k++) out[who.get(k)] = score(rows.get(k), 0, vocab, conts[who.get(k)]);
+            progress.accept(seqs.size());
         }
 
         for (int i : overlong) {

@@ -46,6 +46,8 @@ public final class Gemma3LM implements CausalLM {
     private static final int MIN_SHARED_PREFIX = 16;
     /** The tokens and cache of the longest sequence of the previous {@link #logits} batch, for prefix reuse. */
     private int[] anchorTokens;
+    /** Rows run through the model by {@link #logits} (tests check that shared prefixes are not recomputed). */
+    long rowsComputed;
     private KVCache anchorCache;
 
     /**
@@ -85,6 +87,7 @@ public final class Gemma3LM implements CausalLM {
                 j++;
             }
             float[] hidden = model.forward(batch, null);
+            rowsComputed += rows;
             int base = 0;
             List<Integer> want = new ArrayList<>();
             int longest = i;

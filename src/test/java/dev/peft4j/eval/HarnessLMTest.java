@@ -141,15 +141,17 @@ class HarnessLMTest {
     }
 
     @Test
-    void contextIsComputedOnceForMultiTokenChoices() {
+    void multiTokenChoicesOfAContextGoInOneBatchedCall() {
         PrefixLM lm = new PrefixLM(64, 1000, p -> FakeLMs.bigramRow(p[p.length - 1], 64));
         HarnessLM h = new HarnessLM(lm, new WordCodec(), 4);
         String ctx = "t10 t11 t12 t13 t14 t15 t16 t17 t18 t19";
         List<LLRequest> reqs = List.of(new LLRequest(ctx, " t20 t21 t22"), new LLRequest(ctx, " t30"),
                 new LLRequest(ctx, " t40 t41"), new LLRequest(ctx, " t50 t51 t52 t53"));
         List<LL> got = h.loglikelihood(reqs, n -> {});
-        // BOS + 10 context tokens once, then (3-1) + (2-1) + (4-1) continuation tokens.
-        assertEquals(11 + 2 + 1 + 3, lm.sessionTokens);
+        // one call with context + continuation[:-1] per choice; the model reuses the shared context's cache
+        // (Gemma3LM: PrefixReuseTest checks that only the new tokens run)
+        assertEquals(1, lm.logitsCalls);
+        assertEquals(0, lm.sessionTokens);
         assertEquals(bigramLL(19, new int[]{20, 21, 22}), got.get(0).logprob(), 1e-6);
         assertEquals(bigramLL(19, new int[]{30}), got.get(1).logprob(), 1e-6);
         assertEquals(bigramLL(19, new int[]{40, 41}), got.get(2).logprob(), 1e-6);

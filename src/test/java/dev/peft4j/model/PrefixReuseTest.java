@@ -33,6 +33,9 @@ class PrefixReuseTest {
             Gemma3LM shared = new Gemma3LM(Gemma3Model.load(dir), virtual);
             List<float[]> first = shared.logits(List.of(a), new int[]{25});
             List<float[]> second = shared.logits(List.of(b, unrelated, d), new int[]{31, 1, 30});
+            int nv = virtual == null ? 0 : 3;
+            // a runs whole; b and d only their new tokens (2 and 1); the unrelated sequence whole
+            assertEquals((nv + a.length) + 2 + (nv + unrelated.length) + 1, shared.rowsComputed, "rows run");
             for (int[][] q : new int[][][]{{a, {25}}, {b, {31}}, {unrelated, {1}}, {d, {30}}}) {
                 Gemma3LM fresh = new Gemma3LM(Gemma3Model.load(dir), virtual);
                 float[] want = fresh.logits(List.of(q[0]), q[1]).get(0);
