@@ -68,7 +68,7 @@ public final class MatMul {
     }
 
     /** From this many rows on, products use the outer-product kernel (no horizontal sums; weights transposed per block). */
-    static final int GEMM_MIN_ROWS = Integer.getInteger("peft4j.gemmMinRows", 24);
+    static final int GEMM_MIN_ROWS = 24;
     /** Output columns per block of the outer-product kernel: four vectors. */
     private static final int NB = 4 * L;
     private static final java.lang.foreign.ValueLayout.OfFloat LE_FLOAT = java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
