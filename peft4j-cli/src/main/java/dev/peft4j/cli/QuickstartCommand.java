@@ -1,6 +1,6 @@
 package dev.peft4j.cli;
 
-import dev.peft4j.data.DataArgs;
+import dev.peft4j.data.DataConfig;
 import dev.peft4j.data.QuickstartAssets;
 import dev.peft4j.model.Gemma3LM;
 import dev.peft4j.model.Generator;
@@ -8,6 +8,7 @@ import dev.peft4j.model.Models;
 import dev.peft4j.model.RandomInit;
 import dev.peft4j.model.Sampler;
 import dev.peft4j.tokenizer.Tokenizer;
+import dev.peft4j.train.TrainConfig;
 import dev.peft4j.train.Trainer;
 import dev.peft4j.util.MetricsWriter;
 import dev.peft4j.util.UserException;
@@ -109,8 +110,8 @@ public final class QuickstartCommand implements Callable<Integer> {
         }
     }
 
-    private DataArgs dataArgs(Path data, String valSize, String template) {
-        DataArgs d = new DataArgs();
+    private DataConfig dataArgs(Path data, String valSize, String template) {
+        DataConfig d = new DataConfig();
         d.data = data;
         d.format = "auto";
         d.template = template;
@@ -121,9 +122,15 @@ public final class QuickstartCommand implements Callable<Integer> {
         return d;
     }
 
-    private Trainer.Options options(Path model, Path output, String method, int steps, double lr, int warmup) {
-        return new Trainer.Options(model, null, output, false, method, 20, "text:Answer the question helpfully.", 0, 8, 16,
-                List.of("q_proj", "v_proj"), null, false, "true", 0, 1, steps, 1, lr, "linear", warmup, 0, 1.0,
-                method.equals("full") ? 0 : 20, 0, 1, false, false);
+    private TrainConfig options(Path model, Path output, String method, int steps, double lr, int warmup) {
+        TrainConfig c = new TrainConfig(model, output, method);
+        c.init = "text:Answer the question helpfully.";
+        c.targetModules = List.of("q_proj", "v_proj");
+        c.maxSteps = steps;
+        c.lr = lr;
+        c.warmupSteps = warmup;
+        c.evalEvery = method.equals("full") ? 0 : 20;
+        c.keepCheckpoints = 1;
+        return c;
     }
 }

@@ -1,17 +1,14 @@
-package dev.peft4j.data;
+package dev.peft4j.cli;
 
-import dev.peft4j.tokenizer.Tokenizer;
-import dev.peft4j.util.UserException;
+import dev.peft4j.data.DataConfig;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
-import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Set;
 
 /**
  * The data options of a training command, as a picocli mixin: {@code @CommandLine.Mixin DataArgs data;} then
- * {@code data.prepare(tokenizer)} and {@code data.batcher(prepared.train(), tokenizer)}.
+ * {@code data.toConfig()} for the trainer.
  */
 public final class DataArgs {
     @Option(names = "--data", required = true, paramLabel = "FILE",
@@ -58,21 +55,21 @@ public final class DataArgs {
             description = "Length bucketing: sort windows of N batches by length to cut padding; 0 = off (default).")
     public int bucket;
 
-    public DataOptions options() {
-        Set<String> cats = categories == null ? Set.of() : new LinkedHashSet<>(categories.stream().map(String::strip).toList());
-        return DataOptions.defaults().withFormat(format).withFields(fields).withCategories(cats).withStrict(strict);
-    }
-
-    public Template resolveTemplate() { return Templates.resolve(template); }
-
-    public TrainingData prepare(Tokenizer tok) {
-        if (maxSeqLen < 2) throw new UserException("--max-seq-len must be at least 2, got " + maxSeqLen);
-        if (bucket < 0) throw new UserException("--bucket must not be negative, got " + bucket);
-        return TrainingData.prepare(data, options(), resolveTemplate(), tok, maxSeqLen, truncate, valSize, seed);
-    }
-
-    /** Shuffling, resumable batches over the training set. */
-    public Batcher batcher(List<Tokenized> train, Tokenizer tok) {
-        return new Batcher(train, batchSize, tok.padId(), seed, true, bucket);
+    /** The settings these options hold, for the trainer. */
+    public DataConfig toConfig() {
+        DataConfig c = new DataConfig();
+        c.data = data;
+        c.format = format;
+        c.fields = fields;
+        c.categories = categories;
+        c.template = template;
+        c.maxSeqLen = maxSeqLen;
+        c.truncate = truncate;
+        c.strict = strict;
+        c.valSize = valSize;
+        c.seed = seed;
+        c.batchSize = batchSize;
+        c.bucket = bucket;
+        return c;
     }
 }

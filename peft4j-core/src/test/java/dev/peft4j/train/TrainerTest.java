@@ -1,6 +1,6 @@
 package dev.peft4j.train;
 
-import dev.peft4j.data.DataArgs;
+import dev.peft4j.data.DataConfig;
 import dev.peft4j.data.QuickstartAssets;
 import dev.peft4j.io.SafeTensors;
 import dev.peft4j.model.Gemma3LM;
@@ -35,8 +35,8 @@ class TrainerTest {
         data = assets.resolve(QuickstartAssets.DATA);
     }
 
-    static DataArgs dataArgs() {
-        DataArgs d = new DataArgs();
+    static DataConfig dataArgs() {
+        DataConfig d = new DataConfig();
         d.data = data;
         d.format = "auto";
         d.template = "dolly";
@@ -48,9 +48,32 @@ class TrainerTest {
         return d;
     }
 
-    static Trainer.Options opts(Path out, String method, boolean resume, int steps) {
-        return new Trainer.Options(model, null, out, resume, method, 4, "text:Below is an instruction", 0, 4, 8, List.of("q_proj", "v_proj", "down_proj"),
-                method.equals("ia3") ? List.of("down_proj") : null, false, "true", 0, 1, steps, 2, method.contains("prompt-tuning") ? 0.05 : 1e-2, "cosine", 2, 0.01, 1.0, 3, 2, 2, false, false);
+    static TrainConfig opts(Path out, String method, boolean resume, int steps) {
+        TrainConfig c = cfg(out, method, 4, "text:Below is an instruction", List.of("q_proj", "v_proj", "down_proj"), steps, 2,
+                method.contains("prompt-tuning") ? 0.05 : 1e-2, "cosine");
+        c.resume = resume;
+        c.feedforwardModules = method.equals("ia3") ? List.of("down_proj") : null;
+        c.warmupSteps = 2;
+        c.weightDecay = 0.01;
+        c.evalEvery = 3;
+        c.saveEvery = 2;
+        c.keepCheckpoints = 2;
+        return c;
+    }
+
+    static TrainConfig cfg(Path out, String method, int virtualTokens, String init, List<String> targets, int steps, int accum, double lr, String schedule) {
+        TrainConfig c = new TrainConfig(model, out, method);
+        c.numVirtualTokens = virtualTokens;
+        c.init = init;
+        c.loraR = 4;
+        c.loraAlpha = 8;
+        c.targetModules = targets;
+        c.maxSteps = steps;
+        c.gradAccum = accum;
+        c.lr = lr;
+        c.schedule = schedule;
+        c.keepCheckpoints = 1;
+        return c;
     }
 
     static PrintStream quiet() { return new PrintStream(new ByteArrayOutputStream()); }
@@ -130,9 +153,14 @@ class TrainerTest {
         double diff = 0;
         for (int i = 0; i < lb.length; i++) diff = Math.max(diff, Math.abs(lb[i] - lt[i]));
         assertTrue(diff > 1e-4, "trained IA3 changes the logits");
-        UserException e = assertThrows(UserException.class, () -> new Trainer(new Trainer.Options(model, null, tmp.resolve("ia3-bad"), false, "lora", 4, "random", 0, 4, 8,
-                null, List.of("down_proj"), false, "true", 0, 1, 1, 1, 1e-2, "constant", 0, 0, 1.0, 0, 0, 1, false, false), dataArgs(), quiet()).run());
+        UserException e = assertThrows(UserException.class, () -> new Trainer(ia3Bad(), dataArgs(), quiet()).run());
         assertTrue(e.getMessage().contains("--feedforward-modules"), e.getMessage());
+    }
+
+    static TrainConfig ia3Bad() {
+        TrainConfig c = cfg(tmp.resolve("ia3-bad"), "lora", 4, "random", null, 1, 1, 1e-2, "constant");
+        c.feedforwardModules = List.of("down_proj");
+        return c;
     }
 
     @Test
@@ -187,13 +215,10 @@ class TrainerTest {
 
     @Test
     void adapterSettingsThatDoNotFitTheModelAreRefused() {
-        Trainer.Options o = opts(tmp.resolve("nofit"), "lora", false, 1);
-        Trainer.Options none = new Trainer.Options(o.model(), null, o.output(), false, "lora", 4, "random", 0, 4, 8, List.of("wq_proj"), null, false, "true", 0,
-                1, 1, 1, 1e-3, "constant", 0, 0, 1, 0, 0, 1, false, false);
+        TrainConfig none = cfg(tmp.resolve("nofit"), "lora", 4, "random", List.of("wq_proj"), 1, 1, 1e-3, "constant");
         UserException e = assertThrows(UserException.class, () -> new Trainer(none, dataArgs(), quiet()).run());
         assertTrue(e.getMessage().contains("matched none"), e.getMessage());
-        Trainer.Options badInit = new Trainer.Options(o.model(), null, tmp.resolve("badinit"), false, "prompt-tuning", 4, "words", 0, 4, 8, List.of("q_proj"),
-                null, false, "true", 0, 1, 1, 1, 1e-3, "constant", 0, 0, 1, 0, 0, 1, false, false);
+        TrainConfig badInit = cfg(tmp.resolve("badinit"), "prompt-tuning", 4, "words", List.of("q_proj"), 1, 1, 1e-3, "constant");
         UserException e2 = assertThrows(UserException.class, () -> new Trainer(badInit, dataArgs(), quiet()).run());
         assertTrue(e2.getMessage().contains("--init"), e2.getMessage());
     }
@@ -216,8 +241,7 @@ class TrainerTest {
     void gradientAccumulationStopsAtTheEpochEnd() throws Exception {
         // 72 training examples in batches of 4 = 18 batches; 4 per update = 5 updates, the last one with the 2 remaining
         Path out = tmp.resolve("accum-epoch");
-        Trainer.Options o = new Trainer.Options(model, null, out, false, "prompt-tuning", 4, "random", 0, 4, 8, List.of("q_proj"), null, false,
-                "true", 0, 1, 0, 4, 0.05, "constant", 0, 0, 1.0, 0, 0, 1, false, false);
+        TrainConfig o = cfg(out, "prompt-tuning", 4, "random", List.of("q_proj"), 0, 4, 0.05, "constant");
         Trainer.Result r = new Trainer(o, dataArgs(), quiet()).run();
         assertEquals(5, r.steps());
         var state = new com.fasterxml.jackson.databind.ObjectMapper().readTree(out.resolve("checkpoints/step-000005/trainer_state.json").toFile());

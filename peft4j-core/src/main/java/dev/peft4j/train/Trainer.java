@@ -5,7 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.peft4j.data.Batch;
 import dev.peft4j.data.Batcher;
-import dev.peft4j.data.DataArgs;
+import dev.peft4j.data.DataConfig;
 import dev.peft4j.data.TrainingData;
 import dev.peft4j.io.SafeTensors;
 import dev.peft4j.model.CheckpointWriter;
@@ -54,23 +54,13 @@ import java.util.stream.Stream;
  * Face checkpoint; plus training_args.json, metrics.jsonl, loss_curve.svg, train_summary.json and checkpoints/step-N/.
  */
 public final class Trainer {
-    /** Everything of a run that is not data options. */
-    public record Options(
-            Path model, Path tokenizer, Path output, boolean resume, String method,
-            int numVirtualTokens, String init, int encoderHiddenSize,
-            int loraR, double loraAlpha, List<String> targetModules, List<String> feedforwardModules, boolean useRslora,
-            String initLoraWeights, double loraDropout,
-            int epochs, int maxSteps, int gradAccum, double lr, String schedule, int warmupSteps, double weightDecay,
-            double maxGradNorm, int evalEvery, int saveEvery, int keepCheckpoints, boolean saveBf16, boolean overwrite) {
-    }
-
     /** Called after each optimizer step (after any checkpoint); tests use it to simulate a crash. */
     public interface StepHook { void after(long step); }
 
     private static final ObjectMapper JSON = new ObjectMapper();
 
-    private final Options o;
-    private final DataArgs data;
+    private final TrainConfig o;
+    private final DataConfig data;
     private final PrintStream log;
     /** --overwrite of an earlier run: it is deleted only once the model, data and settings have loaded without error. */
     private boolean replaceEarlierRun;
@@ -84,7 +74,7 @@ public final class Trainer {
     /** P-tuning checkpoints: the encoder's tensors (PEFT's adapter file holds only its outputs). */
     static final String ENCODER_FILE = "prompt_encoder.safetensors";
 
-    public Trainer(Options o, DataArgs data, PrintStream log) {
+    public Trainer(TrainConfig o, DataConfig data, PrintStream log) {
         this.o = o;
         this.data = data;
         this.log = log;
@@ -100,14 +90,14 @@ public final class Trainer {
 
     public Result run() throws IOException {
         validate();
-        Path out = o.output();
+        Path out = o.output;
         ObjectNode args = argsJson();
         Path ckptRoot = out.resolve("checkpoints");
         Path resumeFrom = prepareOutput(out, args, ckptRoot);
 
-        Path modelDir = Models.resolve(o.model(), "model");
+        Path modelDir = Models.resolve(o.model, "model");
         Gemma3Model model = Gemma3Model.load(modelDir);
-        Path tokDir = o.tokenizer() != null ? o.tokenizer() : modelDir;
+        Path tokDir = o.tokenizer != null ? o.tokenizer : modelDir;
         try (Tokenizer tok = Tokenizer.load(tokDir)) {
             return train(out, args, ckptRoot, resumeFrom, modelDir, model, tok);
         } finally {
@@ -121,14 +111,14 @@ public final class Trainer {
         log.println("data: " + td.summary());
         if (td.train().isEmpty()) throw new UserException(data.data + ": no training examples left after filtering and the split");
         Batcher batcher = data.batcher(td.train(), tok);
-        int stepsPerEpoch = Math.max(1, (batcher.batchesPerEpoch() + o.gradAccum() - 1) / o.gradAccum());
-        long total = o.maxSteps() > 0 ? o.maxSteps() : (long) o.epochs() * stepsPerEpoch;
+        int stepsPerEpoch = Math.max(1, (batcher.batchesPerEpoch() + o.gradAccum - 1) / o.gradAccum);
+        long total = o.maxSteps > 0 ? o.maxSteps : (long) o.epochs * stepsPerEpoch;
 
         int H = model.config.hidden();
         SplittableRandom rng = new SplittableRandom(data.seed);
         float[] prompt = null;
         Params params;
-        switch (o.method()) {
+        switch (o.method) {
             case "prompt-tuning" -> {
                 ptCfg = promptConfig(modelDir);
                 prompt = initPrompt(model, tok, rng);
@@ -141,7 +131,7 @@ public final class Trainer {
             }
             case "p-tuning" -> {
                 peCfg = pTuningConfig(modelDir);
-                encoder = PromptEncoder.init(o.numVirtualTokens(), H, peCfg.encoderHiddenSize(), new SplittableRandom(rng.nextLong()));
+                encoder = PromptEncoder.init(o.numVirtualTokens, H, peCfg.encoderHiddenSize(), new SplittableRandom(rng.nextLong()));
                 prompt = encoder.output();
                 params = encoder.params();
             }
@@ -157,10 +147,10 @@ public final class Trainer {
             }
             default -> params = Params.full(model);
         }
-        AdamW opt = AdamW.defaults(o.weightDecay());
-        LrSchedule sched = LrSchedule.of(o.schedule(), o.lr(), o.warmupSteps(), (int) Math.min(Integer.MAX_VALUE, total));
-        TrainStep ts = encoder != null ? TrainStep.pTuning(model, params, encoder, opt, sched, o.maxGradNorm(), data.seed)
-                : new TrainStep(model, params, prompt, opt, sched, o.maxGradNorm(), data.seed);
+        AdamW opt = AdamW.defaults(o.weightDecay);
+        LrSchedule sched = LrSchedule.of(o.schedule, o.lr, o.warmupSteps, (int) Math.min(Integer.MAX_VALUE, total));
+        TrainStep ts = encoder != null ? TrainStep.pTuning(model, params, encoder, opt, sched, o.maxGradNorm, data.seed)
+                : new TrainStep(model, params, prompt, opt, sched, o.maxGradNorm, data.seed);
 
         long step = 0;
         long tokensBefore = 0;
@@ -183,8 +173,8 @@ public final class Trainer {
             AtomicFiles.writeString(out.resolve("training_args.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(args) + "\n");
         }
         log.printf("training: %s on %s, %s trainable parameters, %d examples (%d validation), %d steps (%d per epoch), batch %d x %d accumulation, %d threads%n",
-                o.method(), modelDir, Fmt.count(params.numel()), td.train().size(), td.validation().size(), total, stepsPerEpoch,
-                data.batchSize, o.gradAccum(), Parallel.threads());
+                o.method, modelDir, Fmt.count(params.numel()), td.train().size(), td.validation().size(), total, stepsPerEpoch,
+                data.batchSize, o.gradAccum, Parallel.threads());
 
         double lastLoss = Double.NaN;
         Double lastVal = null;
@@ -198,7 +188,7 @@ public final class Trainer {
                 int epoch = batcher.epoch();
                 // as transformers' Trainer: an update never reaches into the next epoch; the last one of an epoch takes
                 // the remaining micro-batches, even fewer than --grad-accum
-                for (int k = 0; k < o.gradAccum() && batcher.epoch() == epoch; k++) {
+                for (int k = 0; k < o.gradAccum && batcher.epoch() == epoch; k++) {
                     Batch b = batcher.next();
                     micro.add(examples(b));
                     numItems += b.targetTokens();
@@ -207,7 +197,7 @@ public final class Trainer {
                 params.zeroGrad();
                 double loss = 0;
                 for (List<TrainStep.Example> m : micro) loss += ts.accumulate(m, Math.max(1, numItems), null);
-                double norm = o.maxGradNorm() > 0 ? GradClip.clip(params, o.maxGradNorm()) : GradClip.globalNorm(params);
+                double norm = o.maxGradNorm > 0 ? GradClip.clip(params, o.maxGradNorm) : GradClip.globalNorm(params);
                 double lr = sched.lr(opt.step());
                 opt.update(params, lr);
                 step++;
@@ -223,7 +213,7 @@ public final class Trainer {
                 rec.put("tokens", tokensBefore + tokens);
                 rec.put("tokens_per_s", tokens / Math.max(1e-9, secs));
                 boolean last = step == total;
-                if ((o.evalEvery() > 0 && step % o.evalEvery() == 0) || (last && !td.validation().isEmpty())) {
+                if ((o.evalEvery > 0 && step % o.evalEvery == 0) || (last && !td.validation().isEmpty())) {
                     if (!td.validation().isEmpty()) {
                         lastVal = validationLoss(ts, td, tok);
                         rec.put("val_loss", lastVal);
@@ -232,9 +222,9 @@ public final class Trainer {
                 }
                 metrics.write(rec);
                 progress.update(step, loss, lr, tokens);
-                if ((o.saveEvery() > 0 && step % o.saveEvery() == 0) || last) {
+                if ((o.saveEvery > 0 && step % o.saveEvery == 0) || last) {
                     checkpoint(ckptRoot, step, model, params, prompt, opt, batcher, tokensBefore + tokens, elapsedBefore + secs);
-                    if (last || o.evalEvery() > 0) LossCurveSvg.writeFromMetrics(out.resolve("metrics.jsonl"), out.resolve("loss_curve.svg"), title(modelDir));
+                    if (last || o.evalEvery > 0) LossCurveSvg.writeFromMetrics(out.resolve("metrics.jsonl"), out.resolve("loss_curve.svg"), title(modelDir));
                 }
                 hook.after(step);
             }
@@ -244,7 +234,7 @@ public final class Trainer {
         saveResult(out, model, prompt);
         LossCurveSvg.writeFromMetrics(out.resolve("metrics.jsonl"), out.resolve("loss_curve.svg"), title(modelDir));
         ObjectNode summary = JSON.createObjectNode();
-        summary.put("method", o.method());
+        summary.put("method", o.method);
         summary.put("steps", step);
         summary.put("final_loss", lastLoss);
         if (lastVal != null) summary.put("final_val_loss", lastVal);
@@ -259,7 +249,7 @@ public final class Trainer {
         summary.put("threads", Parallel.threads());
         AtomicFiles.writeString(out.resolve("train_summary.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(summary) + "\n");
         RunSummary rs = new RunSummary("training finished")
-                .add("method", o.method())
+                .add("method", o.method)
                 .add("steps", step + " of " + total)
                 .add("final train loss", Fmt.loss(lastLoss))
                 .add("final validation loss", lastVal == null ? "-" : Fmt.loss(lastVal))
@@ -274,39 +264,39 @@ public final class Trainer {
     // ------------------------------------------------------------------ setup
 
     private void validate() {
-        if (!List.of("prompt-tuning", "p-tuning", "lora", "ia3", "full").contains(o.method())) {
-            throw new UserException("--method: expected prompt-tuning, p-tuning, lora, ia3 or full, got '" + o.method() + "'");
+        if (!List.of("prompt-tuning", "p-tuning", "lora", "ia3", "full").contains(o.method)) {
+            throw new UserException("--method: expected prompt-tuning, p-tuning, lora, ia3 or full, got '" + o.method + "'");
         }
-        if (o.encoderHiddenSize() < 0) throw new UserException("--encoder-hidden-size: expected >= 1 (or 0 for the hidden size), got " + o.encoderHiddenSize());
-        if (o.feedforwardModules() != null && !o.method().equals("ia3")) throw new UserException("--feedforward-modules: only used with --method ia3");
-        if (o.maxSteps() <= 0 && o.epochs() <= 0) throw new UserException("give --epochs E (> 0) or --max-steps N (> 0)");
-        if (o.gradAccum() < 1) throw new UserException("--grad-accum: expected >= 1, got " + o.gradAccum());
+        if (o.encoderHiddenSize < 0) throw new UserException("--encoder-hidden-size: expected >= 1 (or 0 for the hidden size), got " + o.encoderHiddenSize);
+        if (o.feedforwardModules != null && !o.method.equals("ia3")) throw new UserException("--feedforward-modules: only used with --method ia3");
+        if (o.maxSteps <= 0 && o.epochs <= 0) throw new UserException("give --epochs E (> 0) or --max-steps N (> 0)");
+        if (o.gradAccum < 1) throw new UserException("--grad-accum: expected >= 1, got " + o.gradAccum);
         if (data.batchSize < 1) throw new UserException("--batch-size: expected >= 1, got " + data.batchSize);
-        if (!(o.lr() > 0)) throw new UserException("--lr: expected > 0, got " + o.lr());
-        if (o.warmupSteps() < 0) throw new UserException("--warmup-steps: expected >= 0, got " + o.warmupSteps());
-        if (o.weightDecay() < 0) throw new UserException("--weight-decay: expected >= 0, got " + o.weightDecay());
-        if (o.numVirtualTokens() < 1) throw new UserException("--num-virtual-tokens: expected >= 1, got " + o.numVirtualTokens());
-        if (o.loraR() < 1) throw new UserException("--lora-r: expected >= 1, got " + o.loraR());
-        if (o.loraDropout() < 0 || o.loraDropout() >= 1) throw new UserException("--lora-dropout: expected a value in [0, 1), got " + o.loraDropout());
-        if (!o.initLoraWeights().equals("true") && !o.initLoraWeights().equals("gaussian")) {
-            throw new UserException("--init-lora-weights: expected true or gaussian, got '" + o.initLoraWeights() + "'");
+        if (!(o.lr > 0)) throw new UserException("--lr: expected > 0, got " + o.lr);
+        if (o.warmupSteps < 0) throw new UserException("--warmup-steps: expected >= 0, got " + o.warmupSteps);
+        if (o.weightDecay < 0) throw new UserException("--weight-decay: expected >= 0, got " + o.weightDecay);
+        if (o.numVirtualTokens < 1) throw new UserException("--num-virtual-tokens: expected >= 1, got " + o.numVirtualTokens);
+        if (o.loraR < 1) throw new UserException("--lora-r: expected >= 1, got " + o.loraR);
+        if (o.loraDropout < 0 || o.loraDropout >= 1) throw new UserException("--lora-dropout: expected a value in [0, 1), got " + o.loraDropout);
+        if (!o.initLoraWeights.equals("true") && !o.initLoraWeights.equals("gaussian")) {
+            throw new UserException("--init-lora-weights: expected true or gaussian, got '" + o.initLoraWeights + "'");
         }
-        if (o.maxGradNorm() < 0) throw new UserException("--max-grad-norm: expected >= 0 (0 = off), got " + o.maxGradNorm());
-        if (o.evalEvery() < 0) throw new UserException("--eval-every: expected >= 0 (0 = only at the end), got " + o.evalEvery());
-        if (o.saveEvery() < 0) throw new UserException("--save-every: expected >= 0 (0 = only at the end), got " + o.saveEvery());
-        if (o.keepCheckpoints() < 1) throw new UserException("--keep-checkpoints: expected >= 1, got " + o.keepCheckpoints());
-        if (o.output() == null) throw new UserException("--output: an output directory is required");
-        if (Files.exists(o.output()) && !Files.isDirectory(o.output())) {
-            throw new UserException("--output: " + o.output() + " is a file, expected a directory");
+        if (o.maxGradNorm < 0) throw new UserException("--max-grad-norm: expected >= 0 (0 = off), got " + o.maxGradNorm);
+        if (o.evalEvery < 0) throw new UserException("--eval-every: expected >= 0 (0 = only at the end), got " + o.evalEvery);
+        if (o.saveEvery < 0) throw new UserException("--save-every: expected >= 0 (0 = only at the end), got " + o.saveEvery);
+        if (o.keepCheckpoints < 1) throw new UserException("--keep-checkpoints: expected >= 1, got " + o.keepCheckpoints);
+        if (o.output == null) throw new UserException("--output: an output directory is required");
+        if (Files.exists(o.output) && !Files.isDirectory(o.output)) {
+            throw new UserException("--output: " + o.output + " is a file, expected a directory");
         }
-        LrSchedule.of(o.schedule(), o.lr(), 0, 1);   // an unknown --schedule fails here, before the data and model load
+        LrSchedule.of(o.schedule, o.lr, 0, 1);   // an unknown --schedule fails here, before the data and model load
     }
 
     /** Checks the output directory; returns the checkpoint to resume from (or null for a fresh run). */
     private Path prepareOutput(Path out, ObjectNode args, Path ckptRoot) throws IOException {
         Path argsFile = out.resolve("training_args.json");
         boolean hasRun = Files.isRegularFile(argsFile);
-        if (o.resume()) {
+        if (o.resume) {
             if (!hasRun) throw new UserException(out + ": nothing to resume (no training_args.json); start without --resume");
             JsonNode before = JSON.readTree(argsFile.toFile());
             List<String> diff = differences(before, args);
@@ -329,7 +319,7 @@ public final class Trainer {
                 // --overwrite replaces a run, never an arbitrary folder (a mistyped --output must not delete someone's files)
                 throw new UserException(out + ": directory is not empty and holds no peft4j run (no training_args.json); choose another --output");
             }
-            if (!empty && !o.overwrite()) {
+            if (!empty && !o.overwrite) {
                 JsonNode before = JSON.readTree(argsFile.toFile());
                 boolean same = differences(before, args).isEmpty();
                 throw new UserException(out + ": already holds " + (same ? "a run with these settings; continue it with --resume" : "a different run")
@@ -371,41 +361,41 @@ public final class Trainer {
 
     private ObjectNode argsJson() {
         ObjectNode a = JSON.createObjectNode();
-        a.put("model", String.valueOf(o.model()));
-        a.put("method", o.method());
-        if (o.method().equals("prompt-tuning")) {
-            a.put("num_virtual_tokens", o.numVirtualTokens());
-            a.put("init", o.init());
+        a.put("model", String.valueOf(o.model));
+        a.put("method", o.method);
+        if (o.method.equals("prompt-tuning")) {
+            a.put("num_virtual_tokens", o.numVirtualTokens);
+            a.put("init", o.init);
         }
-        if (o.method().equals("p-tuning")) {
-            a.put("num_virtual_tokens", o.numVirtualTokens());
-            a.put("encoder_hidden_size", o.encoderHiddenSize());
+        if (o.method.equals("p-tuning")) {
+            a.put("num_virtual_tokens", o.numVirtualTokens);
+            a.put("encoder_hidden_size", o.encoderHiddenSize);
         }
-        if (o.method().equals("lora")) {
-            a.put("lora_r", o.loraR());
-            a.put("lora_alpha", o.loraAlpha());
+        if (o.method.equals("lora")) {
+            a.put("lora_r", o.loraR);
+            a.put("lora_alpha", o.loraAlpha);
             var t = a.putArray("target_modules");
             targetModules().forEach(t::add);
-            a.put("use_rslora", o.useRslora());
-            a.put("init_lora_weights", o.initLoraWeights());
+            a.put("use_rslora", o.useRslora);
+            a.put("init_lora_weights", o.initLoraWeights);
         }
-        if (o.method().equals("ia3")) {
+        if (o.method.equals("ia3")) {
             var t = a.putArray("target_modules");
             targetModules().forEach(t::add);
             var f = a.putArray("feedforward_modules");
             feedforwardModules().forEach(f::add);
         }
-        a.put("epochs", o.epochs());
-        a.put("max_steps", o.maxSteps());
+        a.put("epochs", o.epochs);
+        a.put("max_steps", o.maxSteps);
         a.put("batch_size", data.batchSize);
-        a.put("grad_accum", o.gradAccum());
-        a.put("lr", o.lr());
-        a.put("schedule", o.schedule());
-        a.put("warmup_steps", o.warmupSteps());
-        a.put("weight_decay", o.weightDecay());
-        a.put("max_grad_norm", o.maxGradNorm());
-        a.put("eval_every", o.evalEvery());
-        a.put("save_every", o.saveEvery());
+        a.put("grad_accum", o.gradAccum);
+        a.put("lr", o.lr);
+        a.put("schedule", o.schedule);
+        a.put("warmup_steps", o.warmupSteps);
+        a.put("weight_decay", o.weightDecay);
+        a.put("max_grad_norm", o.maxGradNorm);
+        a.put("eval_every", o.evalEvery);
+        a.put("save_every", o.saveEvery);
         a.put("seed", data.seed);
         a.put("data", String.valueOf(data.data));
         if (data.data != null && data.data.getFileName().toString().toLowerCase(java.util.Locale.ROOT).contains("databricks-dolly")) {
@@ -426,18 +416,18 @@ public final class Trainer {
     }
 
     private String baseName(Path modelDir) {
-        return o.model().toString();
+        return o.model.toString();
     }
 
     private PromptTuningConfig promptConfig(Path modelDir) throws IOException {
         Map<String, Object> v = new LinkedHashMap<>();
-        v.put("num_virtual_tokens", o.numVirtualTokens());
+        v.put("num_virtual_tokens", o.numVirtualTokens);
         v.put("base_model_name_or_path", baseName(modelDir));
-        String init = o.init();
+        String init = o.init;
         if (init.startsWith("text:")) {
             v.put("prompt_tuning_init", "TEXT");
             v.put("prompt_tuning_init_text", init.substring(5));
-            v.put("tokenizer_name_or_path", o.tokenizer() != null ? o.tokenizer().toString() : baseName(modelDir));
+            v.put("tokenizer_name_or_path", o.tokenizer != null ? o.tokenizer.toString() : baseName(modelDir));
         } else if (init.equals("random")) {
             v.put("prompt_tuning_init", "RANDOM");
         } else if (init.equals("sample-vocab")) {
@@ -449,8 +439,8 @@ public final class Trainer {
     }
 
     private float[] initPrompt(Gemma3Model model, Tokenizer tok, SplittableRandom rng) {
-        int n = o.numVirtualTokens();
-        String init = o.init();
+        int n = o.numVirtualTokens;
+        String init = o.init;
         if (init.startsWith("text:")) {
             String text = init.substring(5);
             if (text.isEmpty()) throw new UserException("--init text: the init text is empty");
@@ -462,13 +452,13 @@ public final class Trainer {
 
     /** --target-modules, or the method's PEFT default for gemma3_text. */
     private List<String> targetModules() {
-        if (o.targetModules() != null) return o.targetModules();
-        return o.method().equals("ia3") ? IA3Config.GEMMA3_DEFAULT_TARGETS : LoraConfig.GEMMA3_DEFAULT_TARGETS;
+        if (o.targetModules != null) return o.targetModules;
+        return o.method.equals("ia3") ? IA3Config.GEMMA3_DEFAULT_TARGETS : LoraConfig.GEMMA3_DEFAULT_TARGETS;
     }
 
     /** --feedforward-modules, or PEFT's default for gemma3_text (down_proj). */
     private List<String> feedforwardModules() {
-        return o.feedforwardModules() != null ? o.feedforwardModules() : IA3Config.GEMMA3_DEFAULT_FEEDFORWARD;
+        return o.feedforwardModules != null ? o.feedforwardModules : IA3Config.GEMMA3_DEFAULT_FEEDFORWARD;
     }
 
     /** A module list as PEFT takes it: one "all-linear" or regex entry becomes a string, else a list. */
@@ -481,9 +471,9 @@ public final class Trainer {
 
     private PromptEncoderConfig pTuningConfig(Path modelDir) throws IOException {
         Map<String, Object> v = new LinkedHashMap<>();
-        v.put("num_virtual_tokens", o.numVirtualTokens());
+        v.put("num_virtual_tokens", o.numVirtualTokens);
         v.put("encoder_reparameterization_type", "MLP");
-        if (o.encoderHiddenSize() > 0) v.put("encoder_hidden_size", o.encoderHiddenSize());
+        if (o.encoderHiddenSize > 0) v.put("encoder_hidden_size", o.encoderHiddenSize);
         v.put("base_model_name_or_path", baseName(modelDir));
         return PromptEncoderConfig.create(v).withModelConfig(JSON.readTree(modelDir.resolve("config.json").toFile()));
     }
@@ -491,7 +481,7 @@ public final class Trainer {
     private IA3Config ia3Config(Path modelDir) {
         Map<String, Object> v = new LinkedHashMap<>();
         v.put("target_modules", modulesValue(targetModules()));
-        if (o.feedforwardModules() != null) v.put("feedforward_modules", modulesValue(o.feedforwardModules()));
+        if (o.feedforwardModules != null) v.put("feedforward_modules", modulesValue(o.feedforwardModules));
         v.put("base_model_name_or_path", baseName(modelDir));
         IA3Config c = IA3Config.create(v);
         c.requireSupported();
@@ -500,12 +490,12 @@ public final class Trainer {
 
     private LoraConfig loraConfig(Path modelDir) {
         Map<String, Object> v = new LinkedHashMap<>();
-        v.put("r", o.loraR());
-        v.put("lora_alpha", o.loraAlpha());
+        v.put("r", o.loraR);
+        v.put("lora_alpha", o.loraAlpha);
         v.put("target_modules", modulesValue(targetModules()));
-        v.put("use_rslora", o.useRslora());
-        v.put("lora_dropout", o.loraDropout());
-        v.put("init_lora_weights", o.initLoraWeights().equals("gaussian") ? "gaussian" : Boolean.TRUE);
+        v.put("use_rslora", o.useRslora);
+        v.put("lora_dropout", o.loraDropout);
+        v.put("init_lora_weights", o.initLoraWeights.equals("gaussian") ? "gaussian" : Boolean.TRUE);
         v.put("base_model_name_or_path", baseName(modelDir));
         LoraConfig c = LoraConfig.create(v);
         c.requireSupported();
@@ -521,7 +511,7 @@ public final class Trainer {
             Linear l = byName.get(t.moduleName());
             java.util.random.RandomGenerator g = new SplittableRandom(rng.nextLong());
             l.lora = new Linear.Lora(t.r(), (float) t.scaling(), LoraInit.initA(init, t.r(), l.in(), g), LoraInit.initB(init, l.out(), t.r(), g), l.in(), l.out());
-            l.lora.dropout = (float) o.loraDropout();
+            l.lora.dropout = (float) o.loraDropout;
         }
     }
 
@@ -559,16 +549,16 @@ public final class Trainer {
     // ------------------------------------------------------------------ saving
 
     private String title(Path modelDir) {
-        return "peft4j " + o.method() + " on " + modelDir.getFileName();
+        return "peft4j " + o.method + " on " + modelDir.getFileName();
     }
 
     private void saveResult(Path dir, Gemma3Model model, float[] prompt) throws IOException {
-        switch (o.method()) {
+        switch (o.method) {
             case "prompt-tuning" -> AdapterWriter.promptTuning(dir, ptCfg, prompt, model.config.hidden());
             case "lora" -> AdapterWriter.lora(dir, loraCfg, model);
             case "ia3" -> AdapterWriter.ia3(dir, ia3Cfg, model);
             case "p-tuning" -> AdapterWriter.promptEncoder(dir, peCfg, encoder.forward(), model.config.hidden());
-            default -> CheckpointWriter.save(model, dir, o.saveBf16());
+            default -> CheckpointWriter.save(model, dir, o.saveBf16);
         }
     }
 
@@ -576,7 +566,7 @@ public final class Trainer {
                             AdamW opt, Batcher batcher, long tokens, double elapsed) throws IOException {
         Path dir = root.resolve(String.format("step-%06d", step));
         AtomicFiles.writeDirectory(dir, tmp -> {
-            if (o.method().equals("full")) {
+            if (o.method.equals("full")) {
                 Map<String, SafeTensors.Entry> e = new LinkedHashMap<>();
                 for (Params.Param p : params) e.put(p.name(), SafeTensors.Entry.f32(p.data(), p.shape()));
                 SafeTensors.write(tmp.resolve("model.safetensors"), e, null);
@@ -598,15 +588,15 @@ public final class Trainer {
         });
         // keep the newest checkpoints only
         List<Path> all = checkpoints(root);
-        for (int i = 0; i < all.size() - Math.max(1, o.keepCheckpoints()); i++) AtomicFiles.deleteTree(all.get(i));
+        for (int i = 0; i < all.size() - Math.max(1, o.keepCheckpoints); i++) AtomicFiles.deleteTree(all.get(i));
     }
 
     /** Loads trainable values saved in a checkpoint into the live parameter arrays. */
     private void restoreParams(Path ckpt, Params params, float[] prompt, int H) {
-        Path f = ckpt.resolve(o.method().equals("full") ? "model.safetensors" : encoder != null ? ENCODER_FILE : "adapter_model.safetensors");
+        Path f = ckpt.resolve(o.method.equals("full") ? "model.safetensors" : encoder != null ? ENCODER_FILE : "adapter_model.safetensors");
         try (SafeTensors st = SafeTensors.open(f)) {
             for (Params.Param p : params) {
-                String key = o.method().equals("prompt-tuning") ? AdapterKeys.PROMPT_EMBEDDINGS : p.name();
+                String key = o.method.equals("prompt-tuning") ? AdapterKeys.PROMPT_EMBEDDINGS : p.name();
                 if (!st.has(key)) throw new UserException(f + ": checkpoint lacks tensor " + key);
                 float[] v = st.get(key).toFloats();
                 if (v.length != p.data().length) throw new UserException(f + ": tensor " + key + " has " + v.length + " values, expected " + p.data().length);

@@ -1,6 +1,6 @@
 package dev.peft4j.cli;
 
-import dev.peft4j.data.DataArgs;
+import dev.peft4j.train.TrainConfig;
 import dev.peft4j.train.Trainer;
 import dev.peft4j.util.UserException;
 import picocli.CommandLine.Command;
@@ -78,14 +78,37 @@ public final class TrainCommand implements Callable<Integer> {
             }
         }
         if (!saveDtype.equals("f32") && !saveDtype.equals("bf16")) throw new UserException("--save-dtype: expected f32 or bf16, got '" + saveDtype + "'");
-        new Trainer(options(), data, System.out).run();
+        new Trainer(options(), data.toConfig(), System.out).run();
         return 0;
     }
 
-    Trainer.Options options() {
-        return new Trainer.Options(model, tokenizer, output, resume, method, numVirtualTokens, init, encoderHiddenSize, loraR, loraAlpha, targetModules,
-                feedforwardModules, useRslora,
-                initLoraWeights, loraDropout, epochs, maxSteps, gradAccum, lr, schedule, warmupSteps, weightDecay, maxGradNorm,
-                evalEvery, saveEvery, keepCheckpoints, saveDtype.equals("bf16"), overwrite);
+    TrainConfig options() {
+        TrainConfig c = new TrainConfig(model, output, method);
+        c.tokenizer = tokenizer;
+        c.resume = resume;
+        c.numVirtualTokens = numVirtualTokens;
+        c.init = init;
+        c.encoderHiddenSize = encoderHiddenSize;
+        c.loraR = loraR;
+        c.loraAlpha = loraAlpha;
+        c.targetModules = targetModules;
+        c.feedforwardModules = feedforwardModules;
+        c.useRslora = useRslora;
+        c.initLoraWeights = initLoraWeights;
+        c.loraDropout = loraDropout;
+        c.epochs = epochs;
+        c.maxSteps = maxSteps;
+        c.gradAccum = gradAccum;
+        c.lr = lr;
+        c.schedule = schedule;
+        c.warmupSteps = warmupSteps;
+        c.weightDecay = weightDecay;
+        c.maxGradNorm = maxGradNorm;
+        c.evalEvery = evalEvery;
+        c.saveEvery = saveEvery;
+        c.keepCheckpoints = keepCheckpoints;
+        c.saveBf16 = saveDtype.equals("bf16");
+        c.overwrite = overwrite;
+        return c;
     }
 }
