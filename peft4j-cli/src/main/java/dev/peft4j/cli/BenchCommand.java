@@ -3,9 +3,14 @@ package dev.peft4j.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.peft4j.model.CausalLM;
+import dev.peft4j.model.Flops;
 import dev.peft4j.model.Gemma3LM;
+import dev.peft4j.model.Gemma3Model;
+import dev.peft4j.model.KVCache;
+import dev.peft4j.model.Quantization;
 import dev.peft4j.model.Models;
 import dev.peft4j.model.Sampler;
+import dev.peft4j.tensor.Ceilings;
 import dev.peft4j.tensor.Parallel;
 import dev.peft4j.util.UserException;
 import picocli.CommandLine.Command;
@@ -17,13 +22,18 @@ import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 
 @Command(name = "bench", mixinStandardHelpOptions = true,
-        description = "Measure load time, prefill tok/s (one sequence), decode tok/s (batch 1) and peak memory.")
+        description = {"Measure this machine's ceilings (read bandwidth, float32 FMA peak) and, against them in the same run: load time,",
+                "prefill and forward tok/s (one sequence), decode tok/s (batch 1 and a batch of sequences advancing together),",
+                "the decode loop's allocation rate and peak memory; or (--train) training throughput."})
 public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "model directory (Hugging Face layout) or Hub repo id") Path model;
     @Option(names = "--adapter", description = "PEFT adapter directory to load with the model") Path adapter;
+    @Option(names = "--quantize", description = "quantize the weights at load: q8 (8-bit blocks of 32, as llama.cpp's Q8_0)") String quantize;
     @Option(names = "--prompt-len", defaultValue = "512", description = "prefill: tokens of the random prompt (default ${DEFAULT-VALUE})") int promptLen;
     @Option(names = "--decode-tokens", defaultValue = "128", description = "decode: tokens generated (default ${DEFAULT-VALUE})") int decodeTokens;
-    @Option(names = "--repeat", defaultValue = "2", description = "timed repetitions (after one warm-up); the best is reported (default ${DEFAULT-VALUE})") int repeat;
+    @Option(names = "--decode-batch", defaultValue = "8", description = "batched decode: sequences advancing together; 0 = skip (default ${DEFAULT-VALUE})") int decodeBatch;
+    @Option(names = "--repeat", defaultValue = "3", description = "timed repetitions (after one warm-up); the best is reported (default ${DEFAULT-VALUE})") int repeat;
+    @Option(names = "--ceiling-mb", defaultValue = "1024", description = "buffer read to measure the memory bandwidth, MiB; 0 = skip the ceilings (default ${DEFAULT-VALUE})") int ceilingMb;
     @Option(names = "--json", description = "print one JSON object") boolean json;
     @Option(names = "--train", description = "measure training instead: prompt-tuning, lora or full") String train;
     @Option(names = "--batch", defaultValue = "4", description = "training batch size (default ${DEFAULT-VALUE})") int batch;
@@ -33,44 +43,66 @@ public final class BenchCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (repeat < 0) throw new UserException("--repeat: expected >= 0, got " + repeat);
+        if (ceilingMb < 0) throw new UserException("--ceiling-mb: expected >= 0, got " + ceilingMb);
         if (train != null) return trainBench();
         if (promptLen < 4) throw new UserException("--prompt-len: expected >= 4, got " + promptLen);
         if (decodeTokens < 1) throw new UserException("--decode-tokens: expected >= 1, got " + decodeTokens);
+        if (decodeBatch < 0) throw new UserException("--decode-batch: expected >= 0, got " + decodeBatch);
         long t0 = System.nanoTime();
-        Gemma3LM lm = Models.load(model, adapter);
+        Gemma3LM lm = Models.load(model, adapter, false, Quantization.parse(quantize));
         if (promptLen > lm.maxPositions()) throw new UserException("--prompt-len: " + promptLen + " is more than max_position_embeddings " + lm.maxPositions());
+        if (4 + decodeTokens > lm.maxPositions()) throw new UserException("--decode-tokens: " + decodeTokens + " do not fit in max_position_embeddings " + lm.maxPositions());
         double loadS = (System.nanoTime() - t0) / 1e9;
         int V = lm.vocabSize();
         SplittableRandom rng = new SplittableRandom(1);
         int[] prompt = randomTokens(promptLen, lm.model.config.bosId(), V, rng);
-        double bestPrefill = 0, bestDecode = 0, bestForward = 0;
+        Flops flops = new Flops(lm.model.config);
+        // the work done, virtual tokens included (their rows run too), per caller token
+        int nv = lm.virtualTokens();
+        double prefillFlops = flops.prefill(nv + promptLen);
+        double forwardFlops = flops.forwardAllLogits(nv + promptLen) - nv * flops.headPerRow();
+        double decodeFlops = flops.decode(nv + lm.prefixLength() + 4, decodeTokens) / decodeTokens;
+        double warmS = warmUp(lm, prompt);
+        double[] pre = new double[repeat + 1], fwd = new double[repeat + 1], dec = new double[repeat + 1], bat = new double[repeat + 1];
+        long allocBytes = 0, allocTokens = 0, gcs = 0;
+        double allocSeconds = 0;
         for (int rep = 0; rep <= repeat; rep++) {
             CausalLM.Session s = lm.newSession();
             long a = System.nanoTime();
             float[] logits = s.append(prompt);
-            double pre = promptLen / ((System.nanoTime() - a) / 1e9);
+            pre[rep] = promptLen / ((System.nanoTime() - a) / 1e9);
             // the forward as transformers' anchor measures it: logits for every position
             long f = System.nanoTime();
             lm.logits(java.util.List.of(prompt), new int[]{0});
-            double fwd = promptLen / ((System.nanoTime() - f) / 1e9);
+            fwd[rep] = promptLen / ((System.nanoTime() - f) / 1e9);
+            s = null;
             // decode from a short context so the measurement is the per-token cost at batch 1
             CausalLM.Session d = lm.newSession();
             logits = d.append(new int[]{prompt[0], prompt[1], prompt[2], prompt[3]});
+            long gc0 = gcCount();
+            long al0 = allocatedBytes();
             long b = System.nanoTime();
             for (int i = 0; i < decodeTokens; i++) {
                 int tok = Sampler.argmax(logits, 0, V);
                 logits = d.append(new int[]{tok});
             }
-            double dec = decodeTokens / ((System.nanoTime() - b) / 1e9);
-            if (rep > 0 || repeat == 0) {
-                bestPrefill = Math.max(bestPrefill, pre);
-                bestForward = Math.max(bestForward, fwd);
-                bestDecode = Math.max(bestDecode, dec);
+            long el = System.nanoTime() - b;
+            long al1 = allocatedBytes();
+            dec[rep] = decodeTokens / (el / 1e9);
+            if (rep > 0) {
+                allocBytes += al1 - al0;
+                allocTokens += decodeTokens;
+                allocSeconds += el / 1e9;
+                gcs += gcCount() - gc0;
             }
+            if (decodeBatch > 0) bat[rep] = batchedDecode(lm, prompt, decodeBatch, Math.max(8, decodeTokens / 4));
         }
         long peakHeap = peakHeapBytes();
         long rss = rssBytes();
         long wBytes = lm.model.weights.weightBytes();
+        double bestPrefill = best(pre), bestForward = best(fwd), bestDecode = best(dec), bestBatch = decodeBatch > 0 ? best(bat) : 0;
+        Ceilings.Result ceil = ceilingMb > 0 ? Ceilings.measure((long) ceilingMb << 20, 3) : null;
+        double allocPerToken = allocTokens == 0 ? -1 : (double) allocBytes / allocTokens;
         if (json) {
             ObjectNode o = new ObjectMapper().createObjectNode();
             o.put("model", model.toString());
@@ -78,25 +110,171 @@ public final class BenchCommand implements Callable<Integer> {
             o.put("weights_dtype", lm.model.weights.embed.dtype.name());
             o.put("weights_bytes", wBytes);
             o.put("load_s", round(loadS));
+            o.put("warm_up_s", round(warmS));
+            if (ceil != null) {
+                o.put("read_bandwidth_gb_per_s", round(ceil.readBytesPerS() / 1e9));
+                o.put("fma_peak_gflop_per_s", round(ceil.fmaFlopPerS() / 1e9));
+                o.put("ceiling_buffer_bytes", ceil.bufferBytes());
+            }
             o.put("prefill_tokens", promptLen);
-            o.put("prefill_tokens_per_s", round(bestPrefill));
-            o.put("forward_all_logits_tokens_per_s", round(bestForward));
+            phase(o, "prefill", bestPrefill, pre, prefillFlops / promptLen, ceil);
+            phase(o, "forward_all_logits", bestForward, fwd, forwardFlops / promptLen, ceil);
             o.put("decode_tokens", decodeTokens);
-            o.put("decode_tokens_per_s", round(bestDecode));
+            phase(o, "decode", bestDecode, dec, decodeFlops, null);
             o.put("decode_weight_bandwidth_gb_per_s", round(bestDecode * wBytes / 1e9));
+            if (ceil != null) {
+                o.put("decode_ceiling_tokens_per_s", round(ceil.readBytesPerS() / wBytes));
+                o.put("decode_fraction_of_bandwidth", round4(bestDecode * wBytes / ceil.readBytesPerS()));
+            }
+            if (decodeBatch > 0) {
+                o.put("batched_decode_sequences", decodeBatch);
+                o.put("batched_decode_tokens_per_s", round(bestBatch));
+                o.put("batched_decode_speedup", round(bestBatch / bestDecode));
+                var arr = o.putArray("batched_decode_runs");
+                for (int i = repeat == 0 ? 0 : 1; i < bat.length; i++) arr.add(round(bat[i]));
+            }
+            o.put("decode_alloc_bytes_per_token", Math.round(allocPerToken));
+            o.put("decode_alloc_mb_per_s", allocSeconds == 0 ? -1 : round(allocBytes / allocSeconds / 1e6));
+            o.put("decode_gc_count", gcs);
             o.put("peak_heap_bytes", peakHeap);
+            o.put("max_heap_bytes", Runtime.getRuntime().maxMemory());
             o.put("peak_rss_bytes", rss);
             System.out.println(o);
         } else {
             System.out.printf("model        %s (%s weights, %.0f MB, %d threads)%n", model, lm.model.weights.embed.dtype, wBytes / 1e6, Parallel.threads());
-            System.out.printf("load         %.2f s%n", loadS);
-            System.out.printf("prefill      %.1f tok/s (one %d-token sequence, cache + last logits)%n", bestPrefill, promptLen);
-            System.out.printf("forward      %.1f tok/s (the same sequence, logits at every position)%n", bestForward);
-            System.out.printf("decode       %.1f tok/s (batch 1, %d tokens; %.1f GB/s of weights)%n", bestDecode, decodeTokens, bestDecode * wBytes / 1e9);
-            System.out.printf("peak memory  heap %.0f MB, RSS %.0f MB%n", peakHeap / 1e6, rss / 1e6);
+            System.out.printf("load         %.2f s (then %.1f s of JIT warm-up)%n", loadS, warmS);
+            if (ceil != null) {
+                System.out.printf("ceilings     read bandwidth %.1f GB/s (%d MiB buffer), float32 FMA peak %.0f GFLOP/s (this run, %d threads)%n",
+                        ceil.readBytesPerS() / 1e9, ceilingMb, ceil.fmaFlopPerS() / 1e9, ceil.threads());
+            }
+            System.out.printf("prefill      %.1f tok/s (one %d-token sequence, cache + last logits; %.3f GFLOP/token)%s%n", bestPrefill, promptLen,
+                    prefillFlops / promptLen / 1e9, gflops(bestPrefill, prefillFlops / promptLen, ceil));
+            System.out.printf("forward      %.1f tok/s (the same sequence, logits at every position; %.3f GFLOP/token)%s%n", bestForward,
+                    forwardFlops / promptLen / 1e9, gflops(bestForward, forwardFlops / promptLen, ceil));
+            System.out.printf("decode       %.1f tok/s (batch 1, %d tokens; %.1f GB/s of weights%s)%n", bestDecode, decodeTokens, bestDecode * wBytes / 1e9,
+                    ceil == null ? "" : String.format(", %.0f%% of the read bandwidth; ceiling %.1f tok/s", 100 * bestDecode * wBytes / ceil.readBytesPerS(), ceil.readBytesPerS() / wBytes));
+            if (decodeBatch > 0) {
+                System.out.printf("batched      %.1f tok/s (%d sequences advancing together, all tokens; %.2fx batch 1)%n", bestBatch, decodeBatch, bestBatch / bestDecode);
+            }
+            System.out.printf("allocation   %.0f bytes/token in the decode loop (%.2f MB/s, %d GCs)%s%n", allocPerToken,
+                    allocSeconds == 0 ? 0 : allocBytes / allocSeconds / 1e6, gcs,
+                    allocPerToken > 256 * 1024 ? " -- a kernel runs outside C2's vector intrinsics (boxed vectors)" : "");
+            System.out.printf("runs         prefill %s, forward %s, decode %s tok/s%n", runs(pre), runs(fwd), runs(dec));
+            System.out.printf("peak memory  heap %.0f MB (max %.0f MB), RSS %.0f MB%n", peakHeap / 1e6, Runtime.getRuntime().maxMemory() / 1e6, rss / 1e6);
         }
         return 0;
     }
+
+    /**
+     * Runs every phase until the JIT has compiled the kernels: the Vector API only reaches its speed in C2-compiled code (in
+     * the interpreter and C1 every vector is a heap object, so a not-yet-compiled kernel allocates megabytes per token and runs
+     * several times slower). On a busy machine C2 can take many seconds, so decoding is repeated in chunks until two
+     * consecutive chunks agree within 10% with the decode loop allocating little (or four when it allocates), or 30 s have
+     * passed. Returns the seconds spent.
+     */
+    private double warmUp(Gemma3LM lm, int[] prompt) {
+        long t0 = System.nanoTime();
+        int V = lm.vocabSize();
+        lm.newSession().append(prompt);
+        lm.logits(java.util.List.of(java.util.Arrays.copyOf(prompt, Math.min(prompt.length, 64))), new int[]{0});
+        if (decodeBatch > 0) batchedDecode(lm, prompt, decodeBatch, 8);
+        double last = 0;
+        int chunk = 32, agreed = 0;
+        while ((System.nanoTime() - t0) / 1e9 < 30) {
+            CausalLM.Session d = lm.newSession();
+            float[] logits = d.append(new int[]{prompt[0], prompt[1], prompt[2], prompt[3]});
+            long al0 = allocatedBytes();
+            long a = System.nanoTime();
+            for (int i = 0; i < chunk && 5 + i < lm.maxPositions(); i++) logits = d.append(new int[]{Sampler.argmax(logits, 0, V)});
+            double rate = chunk / ((System.nanoTime() - a) / 1e9);
+            long perToken = (allocatedBytes() - al0) / chunk;
+            agreed = last > 0 && Math.abs(rate - last) <= 0.1 * Math.max(rate, last) ? agreed + 1 : 0;
+            last = rate;
+            if (agreed >= 2 && perToken < 256 * 1024) break;
+            if (agreed >= 4) break;   // stable but allocating: reported as the allocation rate
+        }
+        return (System.nanoTime() - t0) / 1e9;
+    }
+
+    /**
+     * {@code n} sequences decoding together: each starts from a 4-token context of its own, then every step runs one token of
+     * each sequence through one {@link Gemma3Model#forward} call (the weights are read once per step). Returns all sequences'
+     * tokens per second.
+     */
+    static double batchedDecode(Gemma3LM lm, int[] prompt, int n, int steps) {
+        Gemma3Model m = lm.model;
+        int V = lm.vocabSize(), H = m.config.hidden();
+        KVCache[] caches = new KVCache[n];
+        int[] next = new int[n];
+        float[] row = new float[V];
+        for (int s = 0; s < n; s++) {
+            caches[s] = lm.newCache();
+            int[] ctx = {prompt[0], prompt[(1 + s) % prompt.length], prompt[(2 + s) % prompt.length], prompt[(3 + s) % prompt.length]};
+            float[] h = m.forward(java.util.List.of(new Gemma3Model.Input(caches[s], lm.virtualVectors(), ctx)), null);
+            m.logits(h, new int[]{h.length / H - 1}, row);
+            next[s] = Sampler.argmax(row, 0, V);
+        }
+        float[] rows = new float[n * V];
+        int[] all = new int[n];
+        for (int s = 0; s < n; s++) all[s] = s;
+        java.util.List<Gemma3Model.Input> step = new java.util.ArrayList<>(n);
+        int[][] ids = new int[n][1];
+        long t = System.nanoTime();
+        for (int i = 0; i < steps; i++) {
+            step.clear();
+            for (int s = 0; s < n; s++) {
+                ids[s][0] = next[s];
+                step.add(new Gemma3Model.Input(caches[s], null, ids[s]));
+            }
+            float[] h = m.forward(step, null);
+            m.logits(h, all, rows);
+            for (int s = 0; s < n; s++) next[s] = Sampler.argmax(rows, s * V, V);
+        }
+        return (double) n * steps / ((System.nanoTime() - t) / 1e9);
+    }
+
+    private static void phase(ObjectNode o, String name, double best, double[] runs, double flopsPerToken, Ceilings.Result ceil) {
+        o.put(name + "_tokens_per_s", round(best));
+        o.put(name + "_gflop_per_token", round4(flopsPerToken / 1e9));
+        o.put(name + "_gflop_per_s", round(best * flopsPerToken / 1e9));
+        if (ceil != null) o.put(name + "_fraction_of_fma_peak", round4(best * flopsPerToken / ceil.fmaFlopPerS()));
+        var arr = o.putArray(name + "_runs");
+        for (int i = runs.length == 1 ? 0 : 1; i < runs.length; i++) arr.add(round(runs[i]));
+    }
+
+    private static String gflops(double tps, double flopsPerToken, Ceilings.Result ceil) {
+        double g = tps * flopsPerToken;
+        return String.format(", %.0f GFLOP/s%s", g / 1e9, ceil == null ? "" : String.format(" = %.0f%% of the FMA peak", 100 * g / ceil.fmaFlopPerS()));
+    }
+
+    /** Best of the timed repetitions (the first run is the JIT warm-up, unless it is the only one). */
+    private static double best(double[] runs) {
+        double b = 0;
+        for (int i = runs.length == 1 ? 0 : 1; i < runs.length; i++) b = Math.max(b, runs[i]);
+        return b;
+    }
+
+    private static String runs(double[] r) {
+        StringBuilder sb = new StringBuilder("[");
+        for (int i = r.length == 1 ? 0 : 1; i < r.length; i++) sb.append(i > 1 ? " " : "").append(String.format("%.0f", r[i]));
+        return sb.append(']').toString();
+    }
+
+    /** Bytes allocated on the heap by all threads so far (HotSpot's per-thread counters), or -1 where unsupported. */
+    static long allocatedBytes() {
+        if (ManagementFactory.getThreadMXBean() instanceof com.sun.management.ThreadMXBean t && t.isThreadAllocatedMemorySupported()) {
+            return t.getTotalThreadAllocatedBytes();
+        }
+        return -1;
+    }
+
+    static long gcCount() {
+        long n = 0;
+        for (var gc : ManagementFactory.getGarbageCollectorMXBeans()) n += Math.max(0, gc.getCollectionCount());
+        return n;
+    }
+
+    static double round4(double v) { return Math.round(v * 10000) / 10000.0; }
 
     /**
      * Training throughput as the anchors measure it: batch x seq-len random tokens, loss on the second half of each sequence,

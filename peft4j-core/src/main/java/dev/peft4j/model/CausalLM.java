@@ -25,7 +25,10 @@ public interface CausalLM {
     Session newSession();
 
     interface Session {
-        /** Appends tokens (at least one) and returns the logits row [vocab] after the last appended token. */
+        /**
+         * Appends tokens (at least one) and returns the logits row [vocab] after the last appended token. The array belongs to
+         * the session and is overwritten by its next {@code append} (copy it to keep it); callers may modify it.
+         */
         float[] append(int[] tokens);
 
         /** Appends tokens and returns logits rows for all of them: float[tokens.length * vocab]. */

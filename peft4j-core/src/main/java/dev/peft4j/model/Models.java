@@ -41,9 +41,21 @@ public final class Models {
 
     /** Loads the model; a LoRA adapter is applied unmerged, or merged into float32 copies of the weights when {@code merge}. */
     public static Gemma3LM load(Path modelDir, Path adapterDir, boolean merge) {
+        return load(modelDir, adapterDir, merge, Quantization.NONE);
+    }
+
+    /**
+     * As {@link #load(Path, Path, boolean)}, with the base weights quantized at load time when {@code quant} is Q8 (off-heap,
+     * never on the Java heap; norms and adapters stay float32). A merged adapter is folded in before quantizing.
+     */
+    public static Gemma3LM load(Path modelDir, Path adapterDir, boolean merge, Quantization quant) {
         Gemma3Model m = Gemma3Model.load(resolve(modelDir, "model"));
-        if (adapterDir == null) return new Gemma3LM(m, null);
+        if (adapterDir == null) {
+            if (quant == Quantization.Q8) m.weights.quantizeQ8();
+            return new Gemma3LM(m, null);
+        }
         Adapters.Applied a = Adapters.apply(m, resolve(adapterDir, "adapter"), merge);
+        if (quant == Quantization.Q8) m.weights.quantizeQ8();
         return new Gemma3LM(m, a.virtualTokens(), a.prefix());
     }
 }

@@ -15,6 +15,11 @@ public final class Sampler {
 
     private final Options opt;
     private final SplittableRandom rng;
+    /** Buffers reused across tokens (a sampler serves one sequence at a time). */
+    private boolean[] seen;
+    private double[] probs;
+    private long[] keys;
+    private int[] cand;
 
     public Sampler(Options opt) {
         this.opt = opt;
@@ -34,7 +39,7 @@ public final class Sampler {
     public int next(float[] logits, int[] history, int historyLen) {
         int V = logits.length;
         if (opt.repetitionPenalty() != 1f) {
-            boolean[] seen = new boolean[V];
+            if (seen == null || seen.length < V) seen = new boolean[V];
             for (int i = 0; i < historyLen; i++) {
                 int id = history[i];
                 if (id < 0 || id >= V || seen[id]) continue;
@@ -42,6 +47,7 @@ public final class Sampler {
                 float l = logits[id];
                 logits[id] = l < 0 ? l * opt.repetitionPenalty() : l / opt.repetitionPenalty();
             }
+            for (int i = 0; i < historyLen; i++) if (history[i] >= 0 && history[i] < V) seen[history[i]] = false;
         }
         if (opt.isGreedy()) return argmax(logits, 0, V);
         float t = opt.temperature();
@@ -49,17 +55,26 @@ public final class Sampler {
         // candidates sorted by logit, descending
         int k = V;
         if (opt.topK() > 0 && opt.topK() < V) k = opt.topK();
-        int[] order = topIndices(logits, k);
+        int[] order;
+        int nOrder;
+        if (k >= V) {
+            nOrder = sortedCandidates(logits);
+            order = cand;
+        } else {
+            order = topIndices(logits, k);
+            nOrder = order.length;
+        }
         double max = logits[order[0]];
-        double[] p = new double[order.length];
+        if (probs == null || probs.length < nOrder) probs = new double[Math.max(nOrder, 1024)];
+        double[] p = probs;
         double sum = 0;
-        for (int i = 0; i < order.length; i++) { p[i] = Math.exp(logits[order[i]] - max); sum += p[i]; }
-        for (int i = 0; i < p.length; i++) p[i] /= sum;
-        int keep = p.length;
+        for (int i = 0; i < nOrder; i++) { p[i] = Math.exp(logits[order[i]] - max); sum += p[i]; }
+        for (int i = 0; i < nOrder; i++) p[i] /= sum;
+        int keep = nOrder;
         if (opt.topP() < 1f) {
             // transformers keeps the smallest set whose cumulative probability reaches top_p (at least one token)
             double cum = 0;
-            for (int i = 0; i < p.length; i++) {
+            for (int i = 0; i < nOrder; i++) {
                 cum += p[i];
                 if (cum >= opt.topP()) { keep = i + 1; break; }
             }
@@ -79,6 +94,28 @@ public final class Sampler {
             if (u < acc) return order[i];
         }
         return order[keep - 1];
+    }
+
+    /**
+     * The candidates of a draw over the whole vocabulary into {@link #cand}, by logit descending (ties by lower index); returns
+     * their number. Tokens more than e^-40 below the best cannot change a draw in double precision and are left out. Sorting
+     * packed primitive keys (order-preserving logit bits, then the index) allocates nothing per token.
+     */
+    private int sortedCandidates(float[] v) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (float x : v) max = Math.max(max, x);
+        if (keys == null || keys.length < v.length) { keys = new long[v.length]; cand = new int[v.length]; }
+        int n = 0;
+        for (int i = 0; i < v.length; i++) {
+            if (v[i] >= max - 40f) {
+                int b = Float.floatToIntBits(v[i]);
+                int ordered = b ^ ((b >> 31) & 0x7fffffff);        // monotonic in the float value
+                keys[n++] = ((long) ~ordered << 32) | i;            // ascending key = descending value, then index
+            }
+        }
+        java.util.Arrays.sort(keys, 0, n);
+        for (int i = 0; i < n; i++) cand[i] = (int) keys[i];
+        return n;
     }
 
     /** Indices of the k largest values, descending (ties by lower index). */

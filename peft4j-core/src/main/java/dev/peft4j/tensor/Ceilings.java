@@ -1,0 +1,102 @@
+package dev.peft4j.tensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * This machine's ceilings, measured in the running JVM with the same threads ({@link Parallel}) the kernels use: the read
+ * bandwidth (a Vector API sum over a large off-heap buffer, every thread streaming its own part) and the float32 FMA peak
+ * (a Vector API loop of independent FMA chains, every thread). Benchmarks divide their throughputs by these figures, so a
+ * result carries the limit it was measured against.
+ */
+public final class Ceilings {
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final int L = F.length();
+
+    /** The two ceilings: bytes/s read from memory, float32 FLOP/s of fused multiply-adds (2 FLOPs each). */
+    public record Result(double readBytesPerS, double fmaFlopPerS, long bufferBytes, int threads) {}
+
+    private Ceilings() {}
+
+    /** Measures both ceilings (about 2 s): best of {@code passes} reads of a {@code bufferBytes} buffer, best of 5 FMA runs. */
+    public static Result measure(long bufferBytes, int passes) {
+        return new Result(readBandwidth(bufferBytes, passes), fmaPeak(), bufferBytes, Parallel.threads());
+    }
+
+    /** Read bandwidth in bytes/s: the best of {@code passes} full reads of an off-heap buffer (never in the caches). */
+    public static double readBandwidth(long bytes, int passes) {
+        long n = bytes / (64L * L * 4) * (64L * L * 4);   // whole blocks
+        try (Arena arena = Arena.ofShared()) {
+            MemorySegment seg = arena.allocate(n, 4096);
+            // touch every page (the OS maps them lazily) with non-zero values
+            for (long o = 0; o < n; o += 4096) seg.set(ValueLayout.JAVA_FLOAT_UNALIGNED, o, 1f);
+            double best = 0;
+            float[] sink = new float[Parallel.threads()];
+            long blocks = n / (4L * L * 16);   // work items: 16 vectors
+            for (int p = 0; p <= passes; p++) {
+                long t0 = System.nanoTime();
+                Parallel.forRange((int) Math.min(Integer.MAX_VALUE, blocks), 1024, (a, b) -> {
+                    float s = sumRange(seg, (long) a * 16 * L * 4, (long) b * 16 * L * 4);
+                    int slot = (int) ((long) a * sink.length / Math.max(1, blocks));
+                    sink[Math.min(slot, sink.length - 1)] += s;
+                });
+                double bps = n / ((System.nanoTime() - t0) / 1e9);
+                if (p > 0) best = Math.max(best, bps);   // the first pass warms up the JIT
+            }
+            if (Float.isNaN(sink[0])) System.err.print("");   // keep the sums alive
+            return best;
+        }
+    }
+
+    private static float sumRange(MemorySegment seg, long from, long to) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        ByteOrder bo = ByteOrder.nativeOrder();
+        long step = 4L * L;
+        for (long o = from; o < to; o += 4 * step) {
+            a0 = a0.add(FloatVector.fromMemorySegment(F, seg, o, bo));
+            a1 = a1.add(FloatVector.fromMemorySegment(F, seg, o + step, bo));
+            a2 = a2.add(FloatVector.fromMemorySegment(F, seg, o + 2 * step, bo));
+            a3 = a3.add(FloatVector.fromMemorySegment(F, seg, o + 3 * step, bo));
+        }
+        return a0.add(a1).add(a2).add(a3).reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+    }
+
+    /** float32 FMA peak in FLOP/s over all threads: best of 5 runs of 12 independent FMA chains per thread. */
+    public static double fmaPeak() {
+        int threads = Parallel.threads();
+        final long iters = 200_000_000L / Math.max(1, L / 4);
+        float[] sink = new float[threads];
+        for (int i = 0; i < 50; i++) sink[0] += fmaChains(20_000, 1f);   // JIT warm-up: C2 must compile the loop
+        double best = 0;
+        for (int run = 0; run < 6; run++) {
+            long t0 = System.nanoTime();
+            Parallel.forRange(threads, 1, (a, b) -> {
+                for (int t = a; t < b; t++) sink[t] += fmaChains(iters, 1f + t);
+            });
+            double flops = 2.0 * L * 12 * iters * threads / ((System.nanoTime() - t0) / 1e9);
+            if (run > 0) best = Math.max(best, flops);
+        }
+        if (Float.isNaN(sink[0])) System.err.print("");
+        return best;
+    }
+
+    /** 12 independent FMA chains (enough to cover the FMA latency of two pipes), {@code iters} steps each. */
+    static float fmaChains(long iters, float seed) {
+        FloatVector m = FloatVector.broadcast(F, 0.999999f), c = FloatVector.broadcast(F, 1e-7f);
+        FloatVector a0 = FloatVector.broadcast(F, seed), a1 = a0.add(1f), a2 = a0.add(2f), a3 = a0.add(3f);
+        FloatVector a4 = a0.add(4f), a5 = a0.add(5f), a6 = a0.add(6f), a7 = a0.add(7f);
+        FloatVector a8 = a0.add(8f), a9 = a0.add(9f), a10 = a0.add(10f), a11 = a0.add(11f);
+        for (long i = 0; i < iters; i++) {
+            a0 = a0.fma(m, c); a1 = a1.fma(m, c); a2 = a2.fma(m, c); a3 = a3.fma(m, c);
+            a4 = a4.fma(m, c); a5 = a5.fma(m, c); a6 = a6.fma(m, c); a7 = a7.fma(m, c);
+            a8 = a8.fma(m, c); a9 = a9.fma(m, c); a10 = a10.fma(m, c); a11 = a11.fma(m, c);
+        }
+        return a0.add(a1).add(a2).add(a3).add(a4).add(a5).add(a6).add(a7).add(a8).add(a9).add(a10).add(a11)
+                .reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+    }
+}
