@@ -1,260 +1,235 @@
 package dev.peft4j.tensor;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorSpecies;
+
+import static dev.peft4j.tensor.Dot.F;
+import static dev.peft4j.tensor.Dot.L;
+import static dev.peft4j.tensor.Dot.LE;
 
 /**
- * Forward matrix products y = x·Wᵀ against a {@link Matrix} W [out, in] (nn.Linear layout), float32 compute, all cores, Vector API (the backward products are in {@code dev.peft4j.train.BackMatMul}).
- * Weights are converted to float32 four rows at a time into a small per-thread buffer and reused across a chunk of input rows,
- * so a product reads the weights about once per {@value #XCHUNK} rows while keeping 4x4 register tiles busy.
+ * Forward matrix products y = x·Wᵀ against a {@link Matrix} W [out, in] (nn.Linear layout), float32 compute, all cores, Vector
+ * API (the backward products are in {@code dev.peft4j.train.BackMatMul}).
+ *
+ * <p><b>Row invariance.</b> Every path computes each (row, output) in the inner-product order fixed by {@link Dot} (one L-lane
+ * accumulator over the input in order, the same lane-sum tree, the same tail), so a row's result is bitwise the same whatever
+ * the number of rows, the other rows, the path or the thread count: decoding one token, eight sequences together and a
+ * prefill of the same text agree exactly.
+ *
+ * <p><b>Paths.</b> One row against mapped BF16 or Q8_0 weights (decoding) streams the weights once and converts them in
+ * registers, four weight rows at a time. Everything else converts a block of {@value #NB} weight rows to a float32 panel
+ * once (64-byte aligned, off-heap) and runs every row through it, 4 rows x 4 outputs of accumulators per register tile; the
+ * input rows are copied once to an aligned buffer too, so no vector load ever straddles a cache line whatever the heap did.
  */
 public final class MatMul {
-    private static final VectorSpecies<Float> F = Matrix.F;
-    private static final int L = F.length();
-    static final int XCHUNK = 64;
-    private static final ThreadLocal<float[][]> SCRATCH = ThreadLocal.withInitial(() -> new float[1][0]);
+    /** Weight rows per panel block (the unit of work of a thread). */
+    static final int NB = 64;
+    /** Input rows per chunk: a chunk of rows is run through a panel's weight quad while that quad is in the L1 cache. */
+    static final int RC = 64;
+    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+
+    /** Per-thread buffers: the aligned copy of x (owned by the calling thread), a weight panel, accumulators and sums. */
+    static final class Scratch {
+        MemorySegment xs = MemorySegment.NULL, panel = MemorySegment.NULL;
+        final float[] acc = new float[16 * L], res = new float[16];
+
+        MemorySegment xs(long bytes) {
+            if (xs.byteSize() < bytes) xs = Arena.ofAuto().allocate(Math.max(bytes, 2 * xs.byteSize()), 64);
+            return xs;
+        }
+
+        MemorySegment panel(long bytes) {
+            if (panel.byteSize() < bytes) panel = Arena.ofAuto().allocate(bytes, 64);
+            return panel;
+        }
+    }
 
     private MatMul() {}
-
-    private static float[] scratch(int n) {
-        float[][] h = SCRATCH.get();
-        if (h[0].length < n) h[0] = new float[n];
-        return h[0];
-    }
 
     /** y[n, out] = x[n, in] · Wᵀ (overwrites y). */
     public static void xWt(float[] x, int n, Matrix w, float[] y) {
         xWt(x, 0, n, w, y, 0, false);
     }
 
-    /**
-     * y[yOff + r*out + o] (=|+=) Σ_i x[xOff + r*in + i] · W[o, i], for r in [0,n). Parallel over output rows.
-     */
+    /** y[yOff + r*out + o] (=|+=) Σ_i x[xOff + r*in + i] · W[o, i], for r in [0,n). Parallel over output rows. */
     public static void xWt(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean accumulate) {
-        final int in = w.cols, out = w.rows;
-        if (n >= GEMM_MIN_ROWS) {
-            gemm(x, xOff, n, w, y, yOff, accumulate);
-            return;
-        }
-        int grain = Math.max(4, (int) Math.min(out, 65536L / Math.max(1, in)));
-        if (n == 1 && w.dtype == DType.BF16 && !w.onHeap() && in % L == 0 && out % 4 == 0) {
-            // batch-1 decoding: stream the bf16 rows and convert in registers
-            Parallel.forRange(out / 4, Math.max(1, grain / 4), (b0, b1) -> {
-                float[] s = new float[4];
-                for (int b = b0; b < b1; b++) {
-                    w.dot4Bf16(x, xOff, 4 * b, s);
-                    int yo = yOff + 4 * b;
-                    for (int c = 0; c < 4; c++) y[yo + c] = accumulate ? y[yo + c] + s[c] : s[c];
-                }
-            });
-            return;
-        }
-        Parallel.forRange((out + 3) / 4, Math.max(1, grain / 4), (b0, b1) -> {
-            float[] wb = scratch(4 * in);
-            int o0 = b0 * 4, o1 = Math.min(out, b1 * 4);
-            for (int xc = 0; xc < n; xc += XCHUNK) {
-                int xe = Math.min(n, xc + XCHUNK);
-                for (int o = o0; o < o1; o += 4) {
-                    int no = Math.min(4, o1 - o);
-                    w.rowsToFloat(o, no, wb, 0);
-                    if (no < 4) java.util.Arrays.fill(wb, no * in, 4 * in, 0f);
-                    int r = xc;
-                    for (; r + 4 <= xe; r += 4) tile4x4(x, xOff + r * in, in, wb, y, yOff + r * out + o, out, no, accumulate);
-                    for (; r < xe; r++) tile1x4(x, xOff + r * in, in, wb, y, yOff + r * out + o, no, accumulate);
-                }
-            }
-        });
+        run(x, xOff, n, w, y, yOff, accumulate, true);
     }
 
-    /** From this many rows on, products use the outer-product kernel (no horizontal sums; weights transposed per block). */
-    static final int GEMM_MIN_ROWS = 24;
-    /** Output columns per block of the outer-product kernel: four vectors. */
-    private static final int NB = 4 * L;
-    private static final java.lang.foreign.ValueLayout.OfFloat LE_FLOAT = java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
-    private static final ThreadLocal<float[][]> GEMM_SCRATCH = ThreadLocal.withInitial(() -> new float[2][0]);
-    private static final ThreadLocal<java.lang.foreign.MemorySegment[]> GEMM_WT = ThreadLocal.withInitial(() -> new java.lang.foreign.MemorySegment[1]);
-
-    /**
-     * y = x·Wᵀ for many rows: each thread takes blocks of {@value #NB}-ish output columns, converts that block of W to float32
-     * once and transposes it to [in][NB], then runs every row through a 4-row x 4-vector register tile: per input element,
-     * four broadcasts of x and four weight vectors feed sixteen FMAs. Sums run over the input index in order, so results do
-     * not depend on the thread count.
-     */
-    private static void gemm(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean accumulate) {
-        final int blocks = (w.rows + NB - 1) / NB;
-        Parallel.forRange(blocks, 1, (b0, b1) -> gemmBlocks(x, xOff, n, w, y, yOff, accumulate, b0, b1));
-    }
-
-    /** y = x·Wᵀ (or +=) on the calling thread only: for use inside an already parallel loop. */
+    /** y = x·Wᵀ (or +=) on the calling thread only: for use inside an already parallel loop. Same results as {@link #xWt}. */
     public static void xWtSerial(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean accumulate) {
-        gemmBlocks(x, xOff, n, w, y, yOff, accumulate, 0, (w.rows + NB - 1) / NB);
+        run(x, xOff, n, w, y, yOff, accumulate, false);
     }
 
-    private static void gemmBlocks(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean accumulate, int b0, int b1) {
+    /** Input stride in floats of the aligned copy: whole vectors, so every row starts on a 64-byte line. */
+    static int stride(int in) { return (in + L - 1) / L * L; }
+
+    private static void run(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean acc, boolean parallel) {
         final int in = w.cols, out = w.rows;
-        float[][] sc = GEMM_SCRATCH.get();
-        if (sc[0].length < NB * in) { sc[0] = new float[NB * in]; sc[1] = new float[NB * in]; }
-        float[] rowsBuf = sc[0], wt = sc[1];
-        java.lang.foreign.MemorySegment[] ws = GEMM_WT.get();
-        if (ws[0] == null || ws[0].byteSize() < 4L * NB * in) ws[0] = java.lang.foreign.Arena.ofAuto().allocate(4L * NB * in, 64);
-        java.lang.foreign.MemorySegment wseg = ws[0];
-        float[] tmp = new float[NB];
-        float[] acc4 = new float[4 * NB];
+        if (n <= 0 || out == 0) return;
+        if (x.length < xOff + (long) n * in || y.length < yOff + (long) n * out) throw new IllegalArgumentException("x or y too short for " + n + " rows of " + w.rows + "x" + w.cols);
+        final int xst = stride(in);
+        MemorySegment xs = SCRATCH.get().xs(4L * n * xst);
+        for (int r = 0; r < n; r++) MemorySegment.copy(x, xOff + r * in, xs, Matrix.LE_FLOAT, 4L * r * xst, in);
+        if (in == 0) {
+            for (int i = 0; i < n * out; i++) if (!acc) y[yOff + i] = 0f;
+            return;
+        }
+        boolean direct = n == 1 && !w.onHeap() && (w.dtype == DType.BF16 || w.dtype == DType.Q8_0) && in % L == 0 && out % 4 == 0;
+        if (direct) {
+            int quads = out / 4;
+            Parallel.RangeBody body = (q0, q1) -> directRange(xs, w, y, yOff, acc, q0, q1);
+            if (parallel) Parallel.forRange(quads, Math.max(1, 4096 / Math.max(1, in)), body);
+            else body.run(0, quads);
+            return;
+        }
+        int blocks = (out + NB - 1) / NB;
+        Parallel.RangeBody body = (b0, b1) -> panelRange(xs, xst, n, w, y, yOff, acc, b0, b1);
+        if (parallel) Parallel.forRange(blocks, 1, body);
+        else body.run(0, blocks);
+    }
+
+    /** One input row against weight quads [q0, q1) of a mapped BF16 / Q8_0 matrix, converted in registers. */
+    private static void directRange(MemorySegment xs, Matrix w, float[] y, int yOff, boolean acc, int q0, int q1) {
+        Scratch s = SCRATCH.get();
+        float[] a = s.acc, res = s.res;
+        MemorySegment ws = w.segment();
+        int in = w.cols;
+        long rb = w.rowBytes;
+        boolean q8 = w.dtype == DType.Q8_0;
+        for (int q = q0; q < q1; q++) {
+            if (q8) Tiles.q8x4(xs, ws, 4L * q * rb, rb, in, a);
+            else Tiles.bf16x4(xs, ws, 4L * q * rb, rb, in, a);
+            Dot.reduce4(a, res, 0);
+            int yo = yOff + 4 * q;
+            if (acc) for (int c = 0; c < 4; c++) y[yo + c] += res[c];
+            else System.arraycopy(res, 0, y, yo, 4);
+        }
+    }
+
+    /** All n rows against weight blocks [b0, b1) of {@value #NB} rows, each converted once to a float32 panel. */
+    private static void panelRange(MemorySegment xs, int xst, int n, Matrix w, float[] y, int yOff, boolean acc, int b0, int b1) {
+        Scratch s = SCRATCH.get();
+        final int in = w.cols, out = w.rows, pst = stride(in), bound = in / L * L;
+        MemorySegment p = s.panel(4L * NB * pst);
+        float[] a = s.acc, res = s.res;
         for (int b = b0; b < b1; b++) {
             int o0 = b * NB, nb = Math.min(NB, out - o0);
-            w.rowsToFloat(o0, nb, rowsBuf, 0);
-            for (int j = 0; j < NB; j++) {
-                if (j < nb) {
-                    int src = j * in;
-                    for (int k = 0; k < in; k++) wt[k * NB + j] = rowsBuf[src + k];
-                } else {
-                    for (int k = 0; k < in; k++) wt[k * NB + j] = 0f;
+            w.rowsToSegment(o0, nb, p, 0, pst);
+            for (int rc = 0; rc < n; rc += RC) {
+                int re = Math.min(n, rc + RC);
+                for (int oq = 0; oq < nb; oq += 4) {
+                    int no = Math.min(4, nb - oq);
+                    long po = 4L * oq * pst;
+                    int r = rc;
+                    for (; r + 4 <= re; r += 4) {
+                        Tiles.f32x4x4(xs, 4L * r * xst, 4L * xst, p, po, 4L * pst, bound, a);
+                        Dot.reduce16(a, res, 0);
+                        store(res, 4, no, xs, 4L * r * xst, 4L * xst, p, po, 4L * pst, bound, in, y, yOff + r * out + o0 + oq, out, acc);
+                    }
+                    for (; r < re; r++) {
+                        Tiles.f32x1x4(xs, 4L * r * xst, p, po, 4L * pst, bound, a);
+                        Dot.reduce4(a, res, 0);
+                        store(res, 1, no, xs, 4L * r * xst, 4L * xst, p, po, 4L * pst, bound, in, y, yOff + r * out + o0 + oq, out, acc);
+                    }
                 }
             }
-            java.lang.foreign.MemorySegment.copy(wt, 0, wseg, LE_FLOAT, 0, NB * in);
-            int r = 0;
-            for (; r + 4 <= n; r += 4) {
-                gemmTile4(x, xOff + r * in, in, wseg, acc4);
-                flush(acc4, 4, y, yOff + r * out + o0, out, nb, accumulate);
-            }
-            for (; r < n; r++) gemmTile1(x, xOff + r * in, in, wt, y, yOff + r * out + o0, nb, accumulate, tmp);
         }
     }
 
-    /**
-     * The 4-row x 4-vector register tile: writes the 16 accumulators to {@code acc} [4][NB]; the caller adds them to y. The
-     * epilogue is kept out of this method on purpose: a smaller method keeps C2 within its inlining budget, so every vector
-     * operation here is intrinsified (a larger one sometimes fell back to boxed vectors, 8x slower).
-     */
-    private static void gemmTile4(float[] x, int xo, int in, java.lang.foreign.MemorySegment wt, float[] acc) {
-        FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00;
-        FloatVector c10 = c00, c11 = c00, c12 = c00, c13 = c00;
-        FloatVector c20 = c00, c21 = c00, c22 = c00, c23 = c00;
-        FloatVector c30 = c00, c31 = c00, c32 = c00, c33 = c00;
-        final java.nio.ByteOrder bo = java.nio.ByteOrder.LITTLE_ENDIAN;
-        for (int k = 0; k < in; k++) {
-            long wo = 4L * k * NB;
-            FloatVector w0 = FloatVector.fromMemorySegment(F, wt, wo, bo), w1 = FloatVector.fromMemorySegment(F, wt, wo + 4L * L, bo);
-            FloatVector w2 = FloatVector.fromMemorySegment(F, wt, wo + 8L * L, bo), w3 = FloatVector.fromMemorySegment(F, wt, wo + 12L * L, bo);
-            FloatVector x0 = FloatVector.broadcast(F, x[xo + k]);
-            c00 = x0.fma(w0, c00); c01 = x0.fma(w1, c01); c02 = x0.fma(w2, c02); c03 = x0.fma(w3, c03);
-            FloatVector x1 = FloatVector.broadcast(F, x[xo + in + k]);
-            c10 = x1.fma(w0, c10); c11 = x1.fma(w1, c11); c12 = x1.fma(w2, c12); c13 = x1.fma(w3, c13);
-            FloatVector x2 = FloatVector.broadcast(F, x[xo + 2 * in + k]);
-            c20 = x2.fma(w0, c20); c21 = x2.fma(w1, c21); c22 = x2.fma(w2, c22); c23 = x2.fma(w3, c23);
-            FloatVector x3 = FloatVector.broadcast(F, x[xo + 3 * in + k]);
-            c30 = x3.fma(w0, c30); c31 = x3.fma(w1, c31); c32 = x3.fma(w2, c32); c33 = x3.fma(w3, c33);
-        }
-        c00.intoArray(acc, 0); c01.intoArray(acc, L); c02.intoArray(acc, 2 * L); c03.intoArray(acc, 3 * L);
-        c10.intoArray(acc, NB); c11.intoArray(acc, NB + L); c12.intoArray(acc, NB + 2 * L); c13.intoArray(acc, NB + 3 * L);
-        c20.intoArray(acc, 2 * NB); c21.intoArray(acc, 2 * NB + L); c22.intoArray(acc, 2 * NB + 2 * L); c23.intoArray(acc, 2 * NB + 3 * L);
-        c30.intoArray(acc, 3 * NB); c31.intoArray(acc, 3 * NB + L); c32.intoArray(acc, 3 * NB + 2 * L); c33.intoArray(acc, 3 * NB + 3 * L);
-    }
-
-    /** y rows [yo + i*out, +nb) (=|+=) acc rows i, for i in [0, rows). */
-    private static void flush(float[] acc, int rows, float[] y, int yo, int out, int nb, boolean add) {
-        for (int i = 0; i < rows; i++) {
-            int a = i * NB, b = yo + i * out;
-            if (add) for (int j = 0; j < nb; j++) y[b + j] += acc[a + j];
-            else System.arraycopy(acc, a, y, b, nb);
-        }
-    }
-
-    private static void gemmTile1(float[] x, int xo, int in, float[] wt, float[] y, int yo, int nb, boolean acc, float[] tmp) {
-        FloatVector c0 = FloatVector.zero(F), c1 = c0, c2 = c0, c3 = c0;
-        for (int k = 0; k < in; k++) {
-            int wo = k * NB;
-            FloatVector x0 = FloatVector.broadcast(F, x[xo + k]);
-            c0 = x0.fma(FloatVector.fromArray(F, wt, wo), c0);
-            c1 = x0.fma(FloatVector.fromArray(F, wt, wo + L), c1);
-            c2 = x0.fma(FloatVector.fromArray(F, wt, wo + 2 * L), c2);
-            c3 = x0.fma(FloatVector.fromArray(F, wt, wo + 3 * L), c3);
-        }
-        storeRow(c0, c1, c2, c3, y, yo, nb, acc, tmp);
-    }
-
-    private static void storeRow(FloatVector a, FloatVector b, FloatVector c, FloatVector d, float[] y, int yo, int nb, boolean acc, float[] tmp) {
-        if (nb == NB) {
-            if (acc) {
-                a = a.add(FloatVector.fromArray(F, y, yo));
-                b = b.add(FloatVector.fromArray(F, y, yo + L));
-                c = c.add(FloatVector.fromArray(F, y, yo + 2 * L));
-                d = d.add(FloatVector.fromArray(F, y, yo + 3 * L));
-            }
-            a.intoArray(y, yo);
-            b.intoArray(y, yo + L);
-            c.intoArray(y, yo + 2 * L);
-            d.intoArray(y, yo + 3 * L);
-            return;
-        }
-        a.intoArray(tmp, 0);
-        b.intoArray(tmp, L);
-        c.intoArray(tmp, 2 * L);
-        d.intoArray(tmp, 3 * L);
-        for (int j = 0; j < nb; j++) y[yo + j] = acc ? y[yo + j] + tmp[j] : tmp[j];
-    }
-
-    private static void tile4x4(float[] x, int xo, int in, float[] wb, float[] y, int yo, int out, int no, boolean acc) {
-        FloatVector a00 = FloatVector.zero(F), a01 = a00, a02 = a00, a03 = a00;
-        FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-        FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00;
-        FloatVector a30 = a00, a31 = a00, a32 = a00, a33 = a00;
-        int i = 0;
-        int bound = F.loopBound(in);
-        for (; i < bound; i += L) {
-            FloatVector w0 = FloatVector.fromArray(F, wb, i);
-            FloatVector w1 = FloatVector.fromArray(F, wb, in + i);
-            FloatVector w2 = FloatVector.fromArray(F, wb, 2 * in + i);
-            FloatVector w3 = FloatVector.fromArray(F, wb, 3 * in + i);
-            FloatVector x0 = FloatVector.fromArray(F, x, xo + i);
-            a00 = x0.fma(w0, a00); a01 = x0.fma(w1, a01); a02 = x0.fma(w2, a02); a03 = x0.fma(w3, a03);
-            FloatVector x1 = FloatVector.fromArray(F, x, xo + in + i);
-            a10 = x1.fma(w0, a10); a11 = x1.fma(w1, a11); a12 = x1.fma(w2, a12); a13 = x1.fma(w3, a13);
-            FloatVector x2 = FloatVector.fromArray(F, x, xo + 2 * in + i);
-            a20 = x2.fma(w0, a20); a21 = x2.fma(w1, a21); a22 = x2.fma(w2, a22); a23 = x2.fma(w3, a23);
-            FloatVector x3 = FloatVector.fromArray(F, x, xo + 3 * in + i);
-            a30 = x3.fma(w0, a30); a31 = x3.fma(w1, a31); a32 = x3.fma(w2, a32); a33 = x3.fma(w3, a33);
-        }
-        float[] s = {
-                Ops.hsum(a00), Ops.hsum(a01), Ops.hsum(a02), Ops.hsum(a03),
-                Ops.hsum(a10), Ops.hsum(a11), Ops.hsum(a12), Ops.hsum(a13),
-                Ops.hsum(a20), Ops.hsum(a21), Ops.hsum(a22), Ops.hsum(a23),
-                Ops.hsum(a30), Ops.hsum(a31), Ops.hsum(a32), Ops.hsum(a33)};
-        for (; i < in; i++) {
-            for (int r = 0; r < 4; r++) {
-                float xv = x[xo + r * in + i];
-                for (int c = 0; c < 4; c++) s[r * 4 + c] += xv * wb[c * in + i];
-            }
-        }
-        for (int r = 0; r < 4; r++) {
-            int base = yo + r * out;
+    /** Adds the tails to the lane sums res[4·row + c] and stores them to y (rows stride out). */
+    private static void store(float[] res, int rows, int no, MemorySegment xs, long xo, long xstb, MemorySegment p, long po, long pstb,
+                              int bound, int in, float[] y, int yo, int out, boolean acc) {
+        for (int r = 0; r < rows; r++) {
             for (int c = 0; c < no; c++) {
-                if (acc) y[base + c] += s[r * 4 + c];
-                else y[base + c] = s[r * 4 + c];
+                float v = res[4 * r + c];
+                if (bound < in) v = Dot.tail(v, xs, xo + r * xstb, p, po + c * pstb, bound, in);
+                int i = yo + r * out + c;
+                y[i] = acc ? y[i] + v : v;
             }
         }
     }
 
-    private static void tile1x4(float[] x, int xo, int in, float[] wb, float[] y, int yo, int no, boolean acc) {
-        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-        int i = 0;
-        int bound = F.loopBound(in);
-        for (; i < bound; i += L) {
-            FloatVector x0 = FloatVector.fromArray(F, x, xo + i);
-            a0 = x0.fma(FloatVector.fromArray(F, wb, i), a0);
-            a1 = x0.fma(FloatVector.fromArray(F, wb, in + i), a1);
-            a2 = x0.fma(FloatVector.fromArray(F, wb, 2 * in + i), a2);
-            a3 = x0.fma(FloatVector.fromArray(F, wb, 3 * in + i), a3);
+    /** The tile kernels; each keeps its accumulators in registers over the whole input and leaves them in acc[j·L ...]. */
+    static final class Tiles {
+        private Tiles() {}
+
+        /** 4 rows x 4 outputs over float32 [0, bound): acc[(4r + c)·L ...]. */
+        static void f32x4x4(MemorySegment x, long xo, long xs, MemorySegment w, long wo, long ws, int bound, float[] acc) {
+            FloatVector a00 = FloatVector.zero(F), a01 = a00, a02 = a00, a03 = a00;
+            FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+            FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+            FloatVector a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+            long end = 4L * bound;
+            for (long k = 0; k < end; k += 4L * L) {
+                FloatVector w0 = FloatVector.fromMemorySegment(F, w, wo + k, LE);
+                FloatVector w1 = FloatVector.fromMemorySegment(F, w, wo + ws + k, LE);
+                FloatVector w2 = FloatVector.fromMemorySegment(F, w, wo + 2 * ws + k, LE);
+                FloatVector w3 = FloatVector.fromMemorySegment(F, w, wo + 3 * ws + k, LE);
+                FloatVector x0 = FloatVector.fromMemorySegment(F, x, xo + k, LE);
+                a00 = x0.fma(w0, a00); a01 = x0.fma(w1, a01); a02 = x0.fma(w2, a02); a03 = x0.fma(w3, a03);
+                FloatVector x1 = FloatVector.fromMemorySegment(F, x, xo + xs + k, LE);
+                a10 = x1.fma(w0, a10); a11 = x1.fma(w1, a11); a12 = x1.fma(w2, a12); a13 = x1.fma(w3, a13);
+                FloatVector x2 = FloatVector.fromMemorySegment(F, x, xo + 2 * xs + k, LE);
+                a20 = x2.fma(w0, a20); a21 = x2.fma(w1, a21); a22 = x2.fma(w2, a22); a23 = x2.fma(w3, a23);
+                FloatVector x3 = FloatVector.fromMemorySegment(F, x, xo + 3 * xs + k, LE);
+                a30 = x3.fma(w0, a30); a31 = x3.fma(w1, a31); a32 = x3.fma(w2, a32); a33 = x3.fma(w3, a33);
+            }
+            a00.intoArray(acc, 0); a01.intoArray(acc, L); a02.intoArray(acc, 2 * L); a03.intoArray(acc, 3 * L);
+            a10.intoArray(acc, 4 * L); a11.intoArray(acc, 5 * L); a12.intoArray(acc, 6 * L); a13.intoArray(acc, 7 * L);
+            a20.intoArray(acc, 8 * L); a21.intoArray(acc, 9 * L); a22.intoArray(acc, 10 * L); a23.intoArray(acc, 11 * L);
+            a30.intoArray(acc, 12 * L); a31.intoArray(acc, 13 * L); a32.intoArray(acc, 14 * L); a33.intoArray(acc, 15 * L);
         }
-        float[] s = {Ops.hsum(a0), Ops.hsum(a1), Ops.hsum(a2), Ops.hsum(a3)};
-        for (; i < in; i++) {
-            float xv = x[xo + i];
-            for (int c = 0; c < 4; c++) s[c] += xv * wb[c * in + i];
+
+        /** 1 row x 4 outputs over float32 [0, bound): acc[c·L ...]. */
+        static void f32x1x4(MemorySegment x, long xo, MemorySegment w, long wo, long ws, int bound, float[] acc) {
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            long end = 4L * bound;
+            for (long k = 0; k < end; k += 4L * L) {
+                FloatVector x0 = FloatVector.fromMemorySegment(F, x, xo + k, LE);
+                a0 = x0.fma(FloatVector.fromMemorySegment(F, w, wo + k, LE), a0);
+                a1 = x0.fma(FloatVector.fromMemorySegment(F, w, wo + ws + k, LE), a1);
+                a2 = x0.fma(FloatVector.fromMemorySegment(F, w, wo + 2 * ws + k, LE), a2);
+                a3 = x0.fma(FloatVector.fromMemorySegment(F, w, wo + 3 * ws + k, LE), a3);
+            }
+            a0.intoArray(acc, 0); a1.intoArray(acc, L); a2.intoArray(acc, 2 * L); a3.intoArray(acc, 3 * L);
         }
-        for (int c = 0; c < no; c++) {
-            if (acc) y[yo + c] += s[c];
-            else y[yo + c] = s[c];
+
+        /** 1 row (aligned float32 at x[0..in)) x 4 mapped BF16 rows from byte wo (row stride rb), widened in registers. */
+        static void bf16x4(MemorySegment x, MemorySegment w, long wo, long rb, int in, float[] acc) {
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            long w1 = wo + rb, w2 = w1 + rb, w3 = w2 + rb;
+            for (int k = 0; k < in; k += L) {
+                FloatVector xv = FloatVector.fromMemorySegment(F, x, 4L * k, LE);
+                long kb = 2L * k;
+                a0 = xv.fma(Matrix.bf16(w, wo + kb), a0);
+                a1 = xv.fma(Matrix.bf16(w, w1 + kb), a1);
+                a2 = xv.fma(Matrix.bf16(w, w2 + kb), a2);
+                a3 = xv.fma(Matrix.bf16(w, w3 + kb), a3);
+            }
+            a0.intoArray(acc, 0); a1.intoArray(acc, L); a2.intoArray(acc, 2 * L); a3.intoArray(acc, 3 * L);
+        }
+
+        /** 1 row x 4 mapped Q8_0 rows from byte wo (row stride rb): each weight d·q formed exactly in registers. */
+        static void q8x4(MemorySegment x, MemorySegment w, long wo, long rb, int in, float[] acc) {
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            long w1 = wo + rb, w2 = w1 + rb, w3 = w2 + rb;
+            for (int k = 0; k < in; k += DType.Q8_BLOCK) {
+                long kb = (long) (k / DType.Q8_BLOCK) * DType.Q8_BLOCK_BYTES;
+                float d0 = Float.float16ToFloat(w.get(Matrix.LE_SHORT, wo + kb)), d1 = Float.float16ToFloat(w.get(Matrix.LE_SHORT, w1 + kb));
+                float d2 = Float.float16ToFloat(w.get(Matrix.LE_SHORT, w2 + kb)), d3 = Float.float16ToFloat(w.get(Matrix.LE_SHORT, w3 + kb));
+                for (int j = 0; j < DType.Q8_BLOCK; j += L) {
+                    FloatVector xv = FloatVector.fromMemorySegment(F, x, 4L * (k + j), LE);
+                    long qb = kb + 2 + j;
+                    a0 = xv.fma(Matrix.q8(w, wo + qb, d0), a0);
+                    a1 = xv.fma(Matrix.q8(w, w1 + qb, d1), a1);
+                    a2 = xv.fma(Matrix.q8(w, w2 + qb, d2), a2);
+                    a3 = xv.fma(Matrix.q8(w, w3 + qb, d3), a3);
+                }
+            }
+            a0.intoArray(acc, 0); a1.intoArray(acc, L); a2.intoArray(acc, 2 * L); a3.intoArray(acc, 3 * L);
         }
     }
 }

@@ -1,0 +1,109 @@
+package dev.peft4j.tensor;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorShuffle;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * The one accumulation order of every forward product y = x·Wᵀ ({@link MatMul}), shared by all its tile shapes so that a row's
+ * result never depends on the rows computed with it (batch 1, batched decoding, prefill, any thread count):
+ * <ol>
+ *   <li>one L-lane accumulator per (row, output), starting at zero, {@code acc = fma(x[k..k+L), w[k..k+L), acc)} for k = 0, L,
+ *       2L, ... up to the last whole vector of the input (weights converted to float32 exactly first, in registers or in a
+ *       panel: the same values);</li>
+ *   <li>the lanes summed by recursive halving (lane i += lane i + L/2, then L/4, ..., 1), done here by {@link #reduce4} and
+ *       {@link #reduce16} for 4 or 16 accumulators at once; both give each accumulator the same tree;</li>
+ *   <li>the input's tail past the last whole vector (none for the model's shapes) added in order, {@code s += x[k]·w[k]}
+ *       ({@link #tail});</li>
+ *   <li>then stored, or added to y when accumulating.</li>
+ * </ol>
+ * Tile kernels leave their accumulators in a float[] (the reductions load them again) so that no vector crosses a method
+ * boundary: C2 compiles each kernel on its own and never has to box a vector.
+ */
+final class Dot {
+    static final VectorSpecies<Float> F = Matrix.F;
+    static final int L = F.length();
+    static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+    private static final boolean VEC = L == 16;
+    private static final VectorShuffle<Float> S1LO, S1HI, S2LO, S2HI, S3LO, S3HI, S4LO, S4HI;
+
+    static {
+        if (VEC) {
+            int[][] s = new int[8][16];
+            for (int i = 0; i < 16; i++) {
+                // level 1: [a0..7 b0..7] + [a8..15 b8..15]
+                s[0][i] = i < 8 ? i : 16 + (i - 8);
+                s[1][i] = s[0][i] + 8;
+                // level 2: [t0..3 t8..11 u0..3 u8..11] + [t4..7 t12..15 u4..7 u12..15]
+                int g = i / 4, j = i % 4;
+                s[2][i] = (g < 2 ? 0 : 16) + (g % 2) * 8 + j;
+                s[3][i] = s[2][i] + 4;
+                // level 3: pairs (0,1),(4,5),... of both inputs + pairs (2,3),(6,7),...
+                int p = i / 2, q = i % 2;
+                s[4][i] = (p < 4 ? 0 : 16) + (p % 4) * 4 + q;
+                s[5][i] = s[4][i] + 2;
+                // level 4: even lanes of both + odd lanes of both
+                s[6][i] = 2 * i;
+                s[7][i] = 2 * i + 1;
+            }
+            S1LO = VectorShuffle.fromArray(F, s[0], 0); S1HI = VectorShuffle.fromArray(F, s[1], 0);
+            S2LO = VectorShuffle.fromArray(F, s[2], 0); S2HI = VectorShuffle.fromArray(F, s[3], 0);
+            S3LO = VectorShuffle.fromArray(F, s[4], 0); S3HI = VectorShuffle.fromArray(F, s[5], 0);
+            S4LO = VectorShuffle.fromArray(F, s[6], 0); S4HI = VectorShuffle.fromArray(F, s[7], 0);
+        } else {
+            S1LO = S1HI = S2LO = S2HI = S3LO = S3HI = S4LO = S4HI = null;
+        }
+    }
+
+    private Dot() {}
+
+    private static FloatVector comb(FloatVector a, FloatVector b, VectorShuffle<Float> lo, VectorShuffle<Float> hi) {
+        return a.rearrange(lo, b).add(a.rearrange(hi, b));
+    }
+
+    /** out[o + j] = lane sum of acc[j·L, (j+1)·L) for j < 4. */
+    static void reduce4(float[] acc, float[] out, int o) {
+        if (!VEC) { scalar(acc, 4, out, o); return; }
+        FloatVector t0 = comb(FloatVector.fromArray(F, acc, 0), FloatVector.fromArray(F, acc, L), S1LO, S1HI);
+        FloatVector t1 = comb(FloatVector.fromArray(F, acc, 2 * L), FloatVector.fromArray(F, acc, 3 * L), S1LO, S1HI);
+        FloatVector u = comb(t0, t1, S2LO, S2HI);
+        FloatVector w = comb(u, u, S3LO, S3HI);
+        FloatVector z = comb(w, w, S4LO, S4HI);
+        z.intoArray(out, o, M4);
+    }
+
+    private static final jdk.incubator.vector.VectorMask<Float> M4 = F.indexInRange(0, 4);
+
+    /** out[o + j] = lane sum of acc[j·L, (j+1)·L) for j < 16. */
+    static void reduce16(float[] acc, float[] out, int o) {
+        if (!VEC) { scalar(acc, 16, out, o); return; }
+        FloatVector u0 = quad(acc, 0), u1 = quad(acc, 4 * L), u2 = quad(acc, 8 * L), u3 = quad(acc, 12 * L);
+        FloatVector w0 = comb(u0, u1, S3LO, S3HI), w1 = comb(u2, u3, S3LO, S3HI);
+        comb(w0, w1, S4LO, S4HI).intoArray(out, o);
+    }
+
+    private static FloatVector quad(float[] acc, int a) {
+        FloatVector t0 = comb(FloatVector.fromArray(F, acc, a), FloatVector.fromArray(F, acc, a + L), S1LO, S1HI);
+        FloatVector t1 = comb(FloatVector.fromArray(F, acc, a + 2 * L), FloatVector.fromArray(F, acc, a + 3 * L), S1LO, S1HI);
+        return comb(t0, t1, S2LO, S2HI);
+    }
+
+    /** The reference recursive-halving sum (and the reduction where vectors are not 16 lanes). */
+    static void scalar(float[] acc, int count, float[] out, int o) {
+        float[] t = new float[L];
+        for (int j = 0; j < count; j++) {
+            System.arraycopy(acc, j * L, t, 0, L);
+            for (int h = L / 2; h >= 1; h /= 2) for (int i = 0; i < h; i++) t[i] = t[i] + t[i + h];
+            out[o + j] = t[0];
+        }
+    }
+
+    /** s + Σ x[k]·w[k] over the float32 tail [from, to), in order (x and w as float32 segments at byte offsets). */
+    static float tail(float s, MemorySegment x, long xo, MemorySegment w, long wo, int from, int to) {
+        for (int k = from; k < to; k++) s += x.get(Matrix.LE_FLOAT, xo + 4L * k) * w.get(Matrix.LE_FLOAT, wo + 4L * k);
+        return s;
+    }
+}
