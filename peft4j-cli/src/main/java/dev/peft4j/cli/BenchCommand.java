@@ -254,9 +254,10 @@ public final class BenchCommand implements Callable<Integer> {
         return b;
     }
 
+    /** The timed runs of a phase whose first entry was the warm-up (unless it is the only one). */
     private static String runs(double[] r) {
         StringBuilder sb = new StringBuilder("[");
-        for (int i = r.length == 1 ? 0 : 1; i < r.length; i++) sb.append(i > 1 ? " " : "").append(String.format("%.0f", r[i]));
+        for (int i = r.length == 1 ? 0 : 1; i < r.length; i++) sb.append(sb.length() > 1 ? " " : "").append(String.format("%.0f", r[i]));
         return sb.append(']').toString();
     }
 
@@ -285,7 +286,9 @@ public final class BenchCommand implements Callable<Integer> {
         if (seqLen < 2) throw new UserException("--seq-len: expected >= 2, got " + seqLen);
         if (steps < 1) throw new UserException("--steps: expected >= 1, got " + steps);
         long t0 = System.nanoTime();
-        dev.peft4j.model.Gemma3Model m = dev.peft4j.model.Gemma3Model.load(Models.resolve(model, "model"));
+        Quantization quant = Quantization.parse(quantize);
+        if (quant != Quantization.NONE && train.equals("full")) throw new UserException("--quantize: full fine-tuning trains every weight in float32; quantize a frozen base only (--train lora or prompt-tuning)");
+        dev.peft4j.model.Gemma3Model m = dev.peft4j.model.Gemma3Model.load(Models.resolve(model, "model"), quant);
         double loadS = (System.nanoTime() - t0) / 1e9;
         int H = m.config.hidden(), V = m.config.vocabSize();
         SplittableRandom rng = new SplittableRandom(7);
@@ -317,13 +320,25 @@ public final class BenchCommand implements Callable<Integer> {
         }
         ts.step(b); // warm-up (JIT)
         double best = Double.MAX_VALUE;
+        double[] runs = new double[steps];
         for (int i = 0; i < steps; i++) {
             long a = System.nanoTime();
             ts.step(b);
+            runs[i] = batch * seqLen / ((System.nanoTime() - a) / 1e9);
             best = Math.min(best, (System.nanoTime() - a) / 1e9);
         }
         double tps = batch * seqLen / best;
         long peakHeap = peakHeapBytes();
+        // model FLOPs of the step (see Flops): rows include the virtual tokens; targets = labeled positions after the shift
+        int nv = prompt == null ? 0 : prompt.length / H;
+        long targets = (long) batch * (seqLen - seqLen / 2 - 1);
+        Flops fl = new Flops(m.config);
+        int loraModules = train.equals("lora") ? 2 : 0;   // q_proj, v_proj
+        double loraInOut = ((double) m.config.hidden() + m.config.heads() * m.config.headDim() + m.config.hidden() + m.config.kvHeads() * m.config.headDim()) / 2;
+        double stepFlops = fl.trainStep(batch, seqLen + nv, targets, train, 8, loraModules, loraInOut);
+        double fwdFlops = fl.trainForward(batch, seqLen + nv, targets);
+        double gflops = stepFlops / best / 1e9;
+        Ceilings.Result ceil = ceilingMb > 0 ? Ceilings.measure((long) ceilingMb << 20, 3) : null;
         if (json) {
             ObjectNode o = new ObjectMapper().createObjectNode();
             o.put("model", model.toString());
@@ -335,6 +350,19 @@ public final class BenchCommand implements Callable<Integer> {
             o.put("load_s", round(loadS));
             o.put("step_s", round(best));
             o.put("train_tokens_per_s", round(tps));
+            o.put("quantize", quant.name().toLowerCase(java.util.Locale.ROOT));
+            o.put("weights_dtype", m.weights.embed.dtype.name());
+            o.put("train_gflop_per_step", round(stepFlops / 1e9));
+            o.put("train_gflop_per_token", round4(stepFlops / (batch * seqLen) / 1e9));
+            o.put("train_backward_over_forward", round(stepFlops / fwdFlops - 1));
+            o.put("train_gflop_per_s", round(gflops));
+            if (ceil != null) {
+                o.put("read_bandwidth_gb_per_s", round(ceil.readBytesPerS() / 1e9));
+                o.put("fma_peak_gflop_per_s", round(ceil.fmaFlopPerS() / 1e9));
+                o.put("train_fraction_of_fma_peak", round4(gflops * 1e9 / ceil.fmaFlopPerS()));
+            }
+            var arr = o.putArray("train_runs");
+            for (double r : runs) arr.add(round(r));
             o.put("peak_heap_bytes", peakHeap);
             o.put("max_heap_bytes", Runtime.getRuntime().maxMemory());
             o.put("peak_rss_bytes", rssBytes());
@@ -343,7 +371,10 @@ public final class BenchCommand implements Callable<Integer> {
             System.out.printf("model        %s (%s weights, %d threads)%n", model, m.weights.embed.dtype, Parallel.threads());
             System.out.printf("training     %s, %s trainable parameters, batch %d x %d, loss on the second half%n", train, params.numel(), batch, seqLen);
             System.out.printf("step         %.2f s (best of %d)%n", best, steps);
-            System.out.printf("throughput   %.1f tokens/s%n", tps);
+            System.out.printf("throughput   %.1f tokens/s (runs %s)%n", tps, runs(java.util.stream.DoubleStream.concat(java.util.stream.DoubleStream.of(0), java.util.stream.DoubleStream.of(runs)).toArray()));
+            System.out.printf("FLOPs        %.1f GFLOP/step = %.3f GFLOP/token (forward + backward %.2fx forward: model FLOPs, see Flops), %.0f GFLOP/s%s%n",
+                    stepFlops / 1e9, stepFlops / (batch * seqLen) / 1e9, stepFlops / fwdFlops, gflops,
+                    ceil == null ? "" : String.format(" = %.0f%% of the FMA peak %.0f GFLOP/s (this run)", 100 * gflops * 1e9 / ceil.fmaFlopPerS(), ceil.fmaFlopPerS() / 1e9));
             System.out.printf("peak memory  heap %.0f MB (max %.0f MB), RSS %.0f MB%n", peakHeap / 1e6, Runtime.getRuntime().maxMemory() / 1e6, rssBytes() / 1e6);
         }
         return 0;

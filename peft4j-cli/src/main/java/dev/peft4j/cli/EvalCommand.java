@@ -14,6 +14,7 @@ import dev.peft4j.eval.TextCodec;
 import dev.peft4j.util.AtomicFiles;
 import dev.peft4j.model.CausalLM;
 import dev.peft4j.model.Models;
+import dev.peft4j.model.Quantization;
 import dev.peft4j.tokenizer.Tokenizer;
 import dev.peft4j.util.UserException;
 import me.tongfei.progressbar.ConsoleProgressBarConsumer;
@@ -38,6 +39,7 @@ public final class EvalCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "model directory (Hugging Face layout) or Hub repo id") Path model;
     @Option(names = "--adapter", description = "PEFT adapter directory (prompt tuning, P-tuning, prefix tuning, LoRA or IA3)") Path adapter;
     @Option(names = "--tokenizer", description = "tokenizer directory (default: the model directory)") Path tokenizer;
+    @Option(names = "--quantize", description = "quantize the weights at load: q8 (8-bit blocks of 32, as llama.cpp's Q8_0)") String quantize;
     @Option(names = "--tasks", required = true, split = ",", description = "comma-separated task or group names") List<String> tasks;
     @Option(names = "--data-dir", defaultValue = "data", description = "datasets root (default ${DEFAULT-VALUE}); see README, Evaluation") Path dataDir;
     @Option(names = "--num-fewshot", defaultValue = "0", description = "few-shot examples per prompt (default ${DEFAULT-VALUE})") int numFewshot;
@@ -53,13 +55,27 @@ public final class EvalCommand implements Callable<Integer> {
     }
 
     /** How the command gets a model; {@code tokenizer} null means the model's directory (tests substitute a small model). */
-    public interface Loader { Loaded load(Path model, Path adapter, Path tokenizer); }
+    public interface Loader {
+        Loaded load(Path model, Path adapter, Path tokenizer);
 
-    public static Loader loader = (m, a, t) -> {
-        Path dir = Models.resolve(m, "model");   // a directory, or a Hub repo id from the cache
-        CausalLM lm = Models.load(dir, a);
-        Tokenizer tok = Tokenizer.load(t != null ? t : dir);
-        return new Loaded(lm, TextCodec.of(tok), tok);
+        /** With the weights quantized at load ({@code --quantize}); loaders that cannot quantize refuse it. */
+        default Loaded load(Path model, Path adapter, Path tokenizer, Quantization quant) {
+            if (quant != Quantization.NONE) throw new UserException("--quantize: not supported by this model loader");
+            return load(model, adapter, tokenizer);
+        }
+    }
+
+    public static Loader loader = new Loader() {
+        @Override
+        public Loaded load(Path m, Path a, Path t) { return load(m, a, t, Quantization.NONE); }
+
+        @Override
+        public Loaded load(Path m, Path a, Path t, Quantization quant) {
+            Path dir = Models.resolve(m, "model");   // a directory, or a Hub repo id from the cache
+            CausalLM lm = Models.load(dir, a, false, quant);
+            Tokenizer tok = Tokenizer.load(t != null ? t : dir);
+            return new Loaded(lm, TextCodec.of(tok), tok);
+        }
     };
 
     @Override
@@ -69,12 +85,13 @@ public final class EvalCommand implements Callable<Integer> {
         if (logSamples && output == null) throw new UserException("--log-samples needs --output (the samples are written next to it)");
         Tasks.Selection sel = Tasks.resolve(tasks);
         if (!Files.isDirectory(dataDir)) throw new UserException("--data-dir: " + dataDir.toAbsolutePath() + " is not a directory");
-        String modelArgs = "pretrained=" + model + (adapter != null ? ",peft=" + adapter : "");
+        Quantization quant = Quantization.parse(quantize);
+        String modelArgs = "pretrained=" + model + (adapter != null ? ",peft=" + adapter : "") + (quant != Quantization.NONE ? ",quantize=" + quant.name().toLowerCase(java.util.Locale.ROOT) : "");
         Evaluator.Options opt = new Evaluator.Options(numFewshot, limit, batchSize, modelArgs,
                 noProgress ? Evaluator.ProgressFactory.NONE : EvalCommand::progressBar);
         Evaluator.Prepared prep = Evaluator.prepare(sel, dataDir, opt);   // data errors before the model loads
 
-        Loaded l = loader.load(model, adapter, tokenizer);
+        Loaded l = loader.load(model, adapter, tokenizer, quant);
         try (AutoCloseable ignored = l.resources()) {
             return report(l, Evaluator.run(new HarnessLM(l.lm(), l.codec(), batchSize), prep));
         }

@@ -3,6 +3,7 @@ package dev.peft4j.cli;
 import dev.peft4j.io.SafeTensors;
 import dev.peft4j.model.Gemma3LM;
 import dev.peft4j.model.Models;
+import dev.peft4j.model.Quantization;
 import dev.peft4j.util.UserException;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -20,6 +21,7 @@ import java.util.concurrent.Callable;
 public final class ForwardCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "model directory (Hugging Face layout) or Hub repo id") Path model;
     @Option(names = "--adapter", description = "PEFT adapter directory (prompt tuning, P-tuning, prefix tuning, LoRA or IA3)") Path adapter;
+    @Option(names = "--quantize", description = "quantize the weights at load: q8 (8-bit blocks of 32, as llama.cpp's Q8_0)") String quantize;
     @Option(names = "--merge", description = "merge a LoRA or IA3 adapter at load") boolean merge;
     @Option(names = "--input-ids", required = true, description = "safetensors file with input_ids [B,T]") Path input;
     @Option(names = "--output", required = true, description = "safetensors file to write logits [B,T,V] to") Path output;
@@ -43,7 +45,7 @@ public final class ForwardCommand implements Callable<Integer> {
                 mask = m.toInts();
             }
         }
-        Gemma3LM lm = Models.load(model, adapter, merge);
+        Gemma3LM lm = Models.load(model, adapter, merge, Quantization.parse(quantize));
         int V = lm.vocabSize();
         // Padding (mask 0) is dropped: each sequence runs as if alone; padded positions get zero logits.
         List<int[]> seqs = new ArrayList<>();

@@ -3,6 +3,7 @@ package dev.peft4j.cli;
 import dev.peft4j.model.Gemma3LM;
 import dev.peft4j.model.Generator;
 import dev.peft4j.model.Models;
+import dev.peft4j.model.Quantization;
 import dev.peft4j.model.Sampler;
 import dev.peft4j.tokenizer.Tokenizer;
 import dev.peft4j.util.UserException;
@@ -20,6 +21,7 @@ import java.util.concurrent.Callable;
 public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "model directory (Hugging Face layout) or Hub repo id") Path model;
     @Option(names = "--adapter", description = "PEFT adapter directory (prompt tuning, P-tuning, prefix tuning, LoRA or IA3)") Path adapter;
+    @Option(names = "--quantize", description = "quantize the weights at load: q8 (8-bit blocks of 32, as llama.cpp's Q8_0)") String quantize;
     @Option(names = "--merge", description = "merge a LoRA or IA3 adapter into the weights at load") boolean merge;
     @Option(names = "--tokenizer", description = "tokenizer directory (default: the model directory)") Path tokenizerDir;
     @Option(names = "--prompt", description = "prompt text") String prompt;
@@ -46,7 +48,7 @@ public final class GenerateCommand implements Callable<Integer> {
         if (minP < 0 || minP > 1) throw new UserException("--min-p: expected a value in [0, 1], got " + minP);
         if (repetitionPenalty <= 0) throw new UserException("--repetition-penalty: expected > 0, got " + repetitionPenalty);
         model = Models.resolve(model, "model");
-        Gemma3LM lm = Models.load(model, adapter, merge);
+        Gemma3LM lm = Models.load(model, adapter, merge, Quantization.parse(quantize));
         Path tdir = tokenizerDir != null ? tokenizerDir : model;
         try (Tokenizer tok = Files.isRegularFile(tdir.resolve("tokenizer.json")) ? Tokenizer.load(tdir) : null) {
             return generate(lm, tok, tdir);

@@ -22,6 +22,7 @@ import java.nio.file.NotDirectoryException;
                 GenerateCommand.class,
                 ForwardCommand.class,
                 InitCommand.class,
+                QuantizeCommand.class,
                 BenchCommand.class,
                 DownloadCommand.class,
                 TrainCommand.class,

@@ -21,6 +21,7 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, description = "base model directory or Hub repo id") Path model;
     @Option(names = "--tokenizer", description = "tokenizer directory (default: the model directory)") Path tokenizer;
     @Mixin DataArgs data;
+    @Option(names = "--quantize", description = "quantize the frozen base at load: q8 (8-bit blocks of 32, QLoRA-style; not with --method full)") String quantize;
     @Option(names = "--method", required = true, description = "prompt-tuning, p-tuning, lora, ia3 or full") String method;
 
     @Option(names = "--num-virtual-tokens", defaultValue = "20", description = "prompt tuning / P-tuning: virtual tokens (default ${DEFAULT-VALUE})") int numVirtualTokens;
@@ -109,6 +110,7 @@ public final class TrainCommand implements Callable<Integer> {
         c.keepCheckpoints = keepCheckpoints;
         c.saveBf16 = saveDtype.equals("bf16");
         c.overwrite = overwrite;
+        c.quantize = dev.peft4j.model.Quantization.parse(quantize);
         return c;
     }
 }

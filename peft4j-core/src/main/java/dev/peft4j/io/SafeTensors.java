@@ -186,12 +186,19 @@ public final class SafeTensors implements AutoCloseable {
 
     // ------------------------------------------------------------------ writing
 
-    /** A tensor to write: F32 from floats, BF16 from floats (round-to-nearest-even), or I32 from ints. */
-    public record Entry(DType dtype, long[] shape, float[] floats, int[] ints) {
+    /**
+     * A tensor to write: F32 from floats, BF16 from floats (round-to-nearest-even), I32 from ints, or U8 copied from raw bytes
+     * (off-heap, e.g. Q8_0 blocks, written without a heap copy).
+     */
+    public record Entry(DType dtype, long[] shape, float[] floats, int[] ints, MemorySegment bytes) {
+        public Entry(DType dtype, long[] shape, float[] floats, int[] ints) { this(dtype, shape, floats, ints, null); }
         public static Entry f32(float[] v, long... shape) { return new Entry(DType.F32, shape, v, null); }
         public static Entry bf16(float[] v, long... shape) { return new Entry(DType.BF16, shape, v, null); }
         public static Entry f16(float[] v, long... shape) { return new Entry(DType.F16, shape, v, null); }
         public static Entry i32(int[] v, long... shape) { return new Entry(DType.I32, shape, null, v); }
+        public static Entry u8(MemorySegment b, long... shape) { return new Entry(DType.U8, shape, null, null, b); }
+
+        long count() { return floats != null ? floats.length : ints != null ? ints.length : bytes.byteSize(); }
     }
 
     /** Writes tensors (in the given order) atomically: to a temporary file in the same folder, then renamed. */
@@ -205,7 +212,7 @@ public final class SafeTensors implements AutoCloseable {
             Entry t = e.getValue();
             long n = 1;
             for (long s : t.shape) n *= s;
-            long have = t.floats != null ? t.floats.length : t.ints.length;
+            long have = t.count();
             if (have != n) throw new IllegalArgumentException("tensor " + e.getKey() + ": " + have + " values for shape " + Arrays.toString(t.shape));
             ObjectNode o = header.putObject(e.getKey());
             o.put("dtype", t.dtype.name());
@@ -227,7 +234,17 @@ public final class SafeTensors implements AutoCloseable {
             writeFully(ch, ByteBuffer.wrap(hp));
             ByteBuffer buf = ByteBuffer.allocate(1 << 20).order(ByteOrder.LITTLE_ENDIAN);
             for (Entry t : entries.values()) {
-                int n = t.floats != null ? t.floats.length : t.ints.length;
+                if (t.bytes != null) {
+                    for (long o = 0; o < t.bytes.byteSize(); ) {
+                        if (!buf.hasRemaining()) { buf.flip(); writeFully(ch, buf); buf.clear(); }
+                        int k = (int) Math.min(buf.remaining(), t.bytes.byteSize() - o);
+                        MemorySegment.copy(t.bytes, o, MemorySegment.ofArray(buf.array()), buf.arrayOffset() + buf.position(), k);
+                        buf.position(buf.position() + k);
+                        o += k;
+                    }
+                    continue;
+                }
+                int n = (int) t.count();
                 for (int i = 0; i < n; i++) {
                     if (buf.remaining() < 8) { buf.flip(); writeFully(ch, buf); buf.clear(); }
                     switch (t.dtype) {

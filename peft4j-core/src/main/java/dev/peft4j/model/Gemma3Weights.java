@@ -3,6 +3,7 @@ package dev.peft4j.model;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.peft4j.io.SafeTensors;
+import dev.peft4j.tensor.DType;
 import dev.peft4j.tensor.Matrix;
 import dev.peft4j.util.UserException;
 
@@ -96,9 +97,9 @@ public final class Gemma3Weights implements AutoCloseable {
         int H = cfg.hidden(), D = cfg.headDim(), I = cfg.intermediate();
         Layer[] layers = new Layer[cfg.layers()];
         Gemma3Weights w = new Gemma3Weights(cfg, files, layers);
-        w.embed = matrix(all, "model.embed_tokens.weight", cfg.vocabSize(), H);
+        w.embed = w.matrix(all, "model.embed_tokens.weight", cfg.vocabSize(), H);
         if (all.containsKey("lm_head.weight") && !cfg.tieEmbeddings()) {
-            w.lmHead = matrix(all, "lm_head.weight", cfg.vocabSize(), H);
+            w.lmHead = w.matrix(all, "lm_head.weight", cfg.vocabSize(), H);
         } else {
             w.lmHead = w.embed;
         }
@@ -106,13 +107,13 @@ public final class Gemma3Weights implements AutoCloseable {
         for (int i = 0; i < cfg.layers(); i++) {
             String p = "model.layers." + i + ".";
             Layer l = new Layer(
-                    lin(all, p + "self_attn.q_proj", cfg.heads() * D, H),
-                    lin(all, p + "self_attn.k_proj", cfg.kvHeads() * D, H),
-                    lin(all, p + "self_attn.v_proj", cfg.kvHeads() * D, H),
-                    lin(all, p + "self_attn.o_proj", H, cfg.heads() * D),
-                    lin(all, p + "mlp.gate_proj", I, H),
-                    lin(all, p + "mlp.up_proj", I, H),
-                    lin(all, p + "mlp.down_proj", H, I));
+                    w.lin(all, p + "self_attn.q_proj", cfg.heads() * D, H),
+                    w.lin(all, p + "self_attn.k_proj", cfg.kvHeads() * D, H),
+                    w.lin(all, p + "self_attn.v_proj", cfg.kvHeads() * D, H),
+                    w.lin(all, p + "self_attn.o_proj", H, cfg.heads() * D),
+                    w.lin(all, p + "mlp.gate_proj", I, H),
+                    w.lin(all, p + "mlp.up_proj", I, H),
+                    w.lin(all, p + "mlp.down_proj", H, I));
             l.inputNorm = vector(all, p + "input_layernorm.weight", H);
             l.postAttnNorm = vector(all, p + "post_attention_layernorm.weight", H);
             l.preFfNorm = vector(all, p + "pre_feedforward_layernorm.weight", H);
@@ -140,15 +141,28 @@ public final class Gemma3Weights implements AutoCloseable {
         return t;
     }
 
-    private static Matrix matrix(Map<String, SafeTensors.Tensor> all, String name, int rows, int cols) {
+    private Matrix matrix(Map<String, SafeTensors.Tensor> all, String name, int rows, int cols) {
         SafeTensors.Tensor t = tensor(all, name);
+        if (t.dtype() == DType.U8) {   // a q8 checkpoint (peft4j quantize): rows of llama.cpp block_q8_0 bytes
+            long rowBytes = cols % DType.Q8_BLOCK == 0 ? DType.Q8_0.storageBytes(cols) : -1;
+            if (t.shape().length != 2 || t.shape()[0] != rows || t.shape()[1] != rowBytes) {
+                throw new UserException(t.file() + ": tensor " + name + " is U8 of shape " + t.shapeString() + "; a Q8_0 weight of ["
+                        + rows + ", " + cols + "] is stored as U8 [" + rows + ", " + rowBytes + "] (" + Q8_NOTE + ")");
+            }
+            Matrix m = Matrix.mapped(rows, cols, DType.Q8_0, t.data());
+            q8Bytes.put(m, t.data());
+            return m;
+        }
         if (t.shape().length != 2 || t.shape()[0] != rows || t.shape()[1] != cols) {
             throw new UserException(t.file() + ": tensor " + name + " has shape " + t.shapeString() + " but the config needs [" + rows + ", " + cols + "]");
         }
         return t.matrix();
     }
 
-    private static Linear lin(Map<String, SafeTensors.Tensor> all, String module, int out, int in) {
+    /** How a q8 checkpoint stores a weight, for error messages. */
+    static final String Q8_NOTE = "per row, cols/32 blocks of a little-endian fp16 scale and 32 int8 values";
+
+    private Linear lin(Map<String, SafeTensors.Tensor> all, String module, int out, int in) {
         return new Linear(module, matrix(all, module + ".weight", out, in));
     }
 
@@ -169,8 +183,53 @@ public final class Gemma3Weights implements AutoCloseable {
      * adapters (heap float32 weights) are quantized as they are.
      */
     public synchronized void quantizeQ8() {
-        throw new UserException("--quantize q8: not available in this build");
+        if (quantArena == null) quantArena = java.lang.foreign.Arena.ofShared();
+        List<Matrix> src = new ArrayList<>();
+        java.util.Set<Matrix> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        for (Matrix m : quantizable()) if (m.dtype != DType.Q8_0 && seen.add(m)) src.add(m);
+        if (src.isEmpty()) return;
+        for (Matrix m : src) {
+            if (m.cols % DType.Q8_BLOCK != 0) {
+                throw new UserException("--quantize q8: a weight of shape [" + m.rows + ", " + m.cols + "] does not split into blocks of " + DType.Q8_BLOCK + " columns");
+            }
+        }
+        // the largest first, spread over the threads (the quantizer itself runs on one)
+        src.sort((a, b) -> Long.compare((long) b.rows * b.cols, (long) a.rows * a.cols));
+        java.lang.foreign.MemorySegment[] out = new java.lang.foreign.MemorySegment[src.size()];
+        java.util.concurrent.atomic.AtomicInteger next = new java.util.concurrent.atomic.AtomicInteger();
+        final java.lang.foreign.Arena arena = quantArena;
+        dev.peft4j.tensor.Parallel.forRange(dev.peft4j.tensor.Parallel.threads(), 1, (a, b) -> {
+            for (int i; (i = next.getAndIncrement()) < out.length; ) out[i] = Matrix.quantizeQ8(src.get(i), arena);
+        });
+        java.util.Map<Matrix, Matrix> q = new java.util.IdentityHashMap<>();
+        for (int i = 0; i < out.length; i++) {
+            Matrix m = Matrix.mapped(src.get(i).rows, src.get(i).cols, DType.Q8_0, out[i]);
+            q.put(src.get(i), m);
+            q8Bytes.put(m, out[i]);
+        }
+        embed = q.getOrDefault(embed, embed);
+        lmHead = q.getOrDefault(lmHead, lmHead);
+        for (Linear l : linears()) l.weight = q.getOrDefault(l.weight, l.weight);
     }
+
+    /** The matrices that 8-bit quantization covers: the embedding, the output head (when separate) and every linear. */
+    private List<Matrix> quantizable() {
+        List<Matrix> m = new ArrayList<>();
+        m.add(embed);
+        m.add(lmHead);
+        for (Linear l : linears()) m.add(l.weight);
+        return m;
+    }
+
+    /** The stored bytes (llama.cpp block_q8_0 rows) of a Q8_0 weight of these weights, for writing a q8 checkpoint. */
+    public java.lang.foreign.MemorySegment q8Bytes(Matrix m) {
+        java.lang.foreign.MemorySegment s = q8Bytes.get(m);
+        if (s == null) throw new IllegalArgumentException("not a Q8_0 weight of this model");
+        return s;
+    }
+
+    /** Q8_0 weights and their bytes (quantized at load, or mapped from a q8 checkpoint). */
+    private final java.util.Map<Matrix, java.lang.foreign.MemorySegment> q8Bytes = new java.util.IdentityHashMap<>();
 
     @Override
     public void close() {

@@ -66,6 +66,11 @@ public final class TrainConfig {
     public int keepCheckpoints = 2;
     /** Full fine-tuning: save the model in bf16 instead of f32. */
     public boolean saveBf16;
+    /**
+     * The frozen base's weights: as stored, or Q8 (quantized at load, QLoRA-style: the adapter's trainable weights stay float32
+     * master weights). Not with full fine-tuning, which trains every weight.
+     */
+    public dev.peft4j.model.Quantization quantize = dev.peft4j.model.Quantization.NONE;
     /** Replace the earlier run that {@link #output} holds (a folder without a run is never deleted). */
     public boolean overwrite;
 

@@ -96,7 +96,11 @@ public final class Trainer {
         Path resumeFrom = prepareOutput(out, args, ckptRoot);
 
         Path modelDir = Models.resolve(o.model, "model");
-        Gemma3Model model = Gemma3Model.load(modelDir);
+        Gemma3Model model = Gemma3Model.load(modelDir, o.quantize);
+        if (o.method.equals("full") && model.weights.embed.dtype == dev.peft4j.tensor.DType.Q8_0) {
+            model.weights.close();
+            throw new UserException(modelDir + ": a q8 checkpoint cannot be fully fine-tuned (its weights are 8-bit); train an adapter, or start from the float checkpoint");
+        }
         Path tokDir = o.tokenizer != null ? o.tokenizer : modelDir;
         try (Tokenizer tok = Tokenizer.load(tokDir)) {
             return train(out, args, ckptRoot, resumeFrom, modelDir, model, tok);
@@ -267,6 +271,9 @@ public final class Trainer {
         if (!List.of("prompt-tuning", "p-tuning", "lora", "ia3", "full").contains(o.method)) {
             throw new UserException("--method: expected prompt-tuning, p-tuning, lora, ia3 or full, got '" + o.method + "'");
         }
+        if (o.quantize != dev.peft4j.model.Quantization.NONE && o.method.equals("full")) {
+            throw new UserException("--quantize: full fine-tuning trains every weight in float32; quantize a frozen base only (--method lora, ia3, prompt-tuning or p-tuning)");
+        }
         if (o.encoderHiddenSize < 0) throw new UserException("--encoder-hidden-size: expected >= 1 (or 0 for the hidden size), got " + o.encoderHiddenSize);
         if (o.feedforwardModules != null && !o.method.equals("ia3")) throw new UserException("--feedforward-modules: only used with --method ia3");
         if (o.maxSteps <= 0 && o.epochs <= 0) throw new UserException("give --epochs E (> 0) or --max-steps N (> 0)");
@@ -363,6 +370,7 @@ public final class Trainer {
         ObjectNode a = JSON.createObjectNode();
         a.put("model", String.valueOf(o.model));
         a.put("method", o.method);
+        if (o.quantize != dev.peft4j.model.Quantization.NONE) a.put("quantize", o.quantize.name().toLowerCase(java.util.Locale.ROOT));
         if (o.method.equals("prompt-tuning")) {
             a.put("num_virtual_tokens", o.numVirtualTokens);
             a.put("init", o.init);
