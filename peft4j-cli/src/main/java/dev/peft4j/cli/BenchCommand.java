@@ -34,6 +34,7 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--decode-batch", defaultValue = "8", description = "batched decode: sequences advancing together; 0 = skip (default ${DEFAULT-VALUE})") int decodeBatch;
     @Option(names = "--repeat", defaultValue = "3", description = "timed repetitions (after one warm-up); the best is reported (default ${DEFAULT-VALUE})") int repeat;
     @Option(names = "--ceiling-mb", defaultValue = "1024", description = "buffer read to measure the memory bandwidth, MiB; 0 = skip the ceilings (default ${DEFAULT-VALUE})") int ceilingMb;
+    @Option(names = "--accuracy-text", description = "with --quantize: a text file whose first --prompt-len tokens (model's tokenizer) the quantized and float models are compared on (default: the random prompt)") Path accuracyText;
     @Option(names = "--json", description = "print one JSON object") boolean json;
     @Option(names = "--train", description = "measure training instead: prompt-tuning, lora or full") String train;
     @Option(names = "--batch", defaultValue = "4", description = "training batch size (default ${DEFAULT-VALUE})") int batch;
@@ -100,6 +101,23 @@ public final class BenchCommand implements Callable<Integer> {
         long peakHeap = peakHeapBytes();
         long rss = rssBytes();
         long wBytes = lm.model.weights.weightBytes();
+        dev.peft4j.model.QuantAccuracy.Result acc = null;
+        if (Quantization.parse(quantize) != Quantization.NONE) {
+            // the quantized model against the float one on the same tokens: top-1 agreement and KL, every position
+            Gemma3LM ref = Models.load(model, adapter, false, Quantization.NONE);
+            int[] ids = prompt;
+            if (accuracyText != null) {
+                if (!java.nio.file.Files.isRegularFile(accuracyText)) throw new UserException("--accuracy-text: " + accuracyText + ": file not found");
+                try (dev.peft4j.tokenizer.Tokenizer tok = dev.peft4j.tokenizer.Tokenizer.load(Models.resolve(model, "model"))) {
+                    int[] enc = tok.encode(java.nio.file.Files.readString(accuracyText), false);
+                    ids = new int[Math.min(promptLen, enc.length + 1)];
+                    ids[0] = lm.model.config.bosId();
+                    System.arraycopy(enc, 0, ids, 1, ids.length - 1);
+                }
+            }
+            acc = dev.peft4j.model.QuantAccuracy.compare(ref, lm, java.util.List.of(ids), 64);
+            ref.model.weights.close();
+        }
         double bestPrefill = best(pre), bestForward = best(fwd), bestDecode = best(dec), bestBatch = decodeBatch > 0 ? best(bat) : 0;
         Ceilings.Result ceil = ceilingMb > 0 ? Ceilings.measure((long) ceilingMb << 20, 3) : null;
         double allocPerToken = allocTokens == 0 ? -1 : (double) allocBytes / allocTokens;
@@ -133,6 +151,12 @@ public final class BenchCommand implements Callable<Integer> {
                 var arr = o.putArray("batched_decode_runs");
                 for (int i = repeat == 0 ? 0 : 1; i < bat.length; i++) arr.add(round(bat[i]));
             }
+            if (acc != null) {
+                o.put("quantized_top1_agreement", round4(acc.top1Agreement()));
+                o.put("quantized_mean_kl", acc.meanKl());
+                o.put("quantized_max_kl", acc.maxKl());
+                o.put("quantized_positions", acc.positions());
+            }
             o.put("decode_alloc_bytes_per_token", Math.round(allocPerToken));
             o.put("decode_alloc_mb_per_s", allocSeconds == 0 ? -1 : round(allocBytes / allocSeconds / 1e6));
             o.put("decode_gc_count", gcs);
@@ -159,6 +183,10 @@ public final class BenchCommand implements Callable<Integer> {
             System.out.printf("allocation   %.0f bytes/token in the decode loop (%.2f MB/s, %d GCs)%s%n", allocPerToken,
                     allocSeconds == 0 ? 0 : allocBytes / allocSeconds / 1e6, gcs,
                     allocPerToken > 256 * 1024 ? " -- a kernel runs outside C2's vector intrinsics (boxed vectors)" : "");
+            if (acc != null) {
+                System.out.printf("accuracy     %s vs float: top-1 agreement %.2f%% of %d positions, mean KL %.2e nats (max %.2e)%n", quantize,
+                        100 * acc.top1Agreement(), acc.positions(), acc.meanKl(), acc.maxKl());
+            }
             System.out.printf("runs         prefill %s, forward %s, decode %s tok/s%n", runs(pre), runs(fwd), runs(dec));
             System.out.printf("peak memory  heap %.0f MB (max %.0f MB), RSS %.0f MB%n", peakHeap / 1e6, Runtime.getRuntime().maxMemory() / 1e6, rss / 1e6);
         }

@@ -41,7 +41,11 @@ public final class HarnessLM implements EvalLM {
         this.tok = tok;
         this.batchSize = Math.max(1, batchSize);
         this.maxLength = lm.maxPositions();
+        this.maxLogitRows = (int) Math.max(16, Math.min(4096, Runtime.getRuntime().maxMemory() / 5 / (4L * Math.max(1, lm.vocabSize()))));
     }
+
+    /** Most logits rows one scoring call returns (a fifth of the heap; at least 16): batches respect the heap. */
+    private final int maxLogitRows;
 
     /** {@code tok_encode}: Gemma's tokenizer adds BOS, unless the text already starts with the BOS string. */
     public int[] tokEncode(String text) {
@@ -117,8 +121,18 @@ public final class HarnessLM implements EvalLM {
         // Multi-token continuations: each choice is scored as context + continuation[:-1] in one batched call per group of
         // contexts; the model reuses the cache of the shared context (it runs the first choice alone, the others only their
         // continuation tokens), so every context is computed once and the choices share one forward pass.
-        for (int b = 0; b < multi.size(); b += batchSize) {
-            List<Map.Entry<Key, List<Integer>>> batch = multi.subList(b, Math.min(multi.size(), b + batchSize));
+        // A call returns vocab floats per continuation token (1 MB for Gemma 3): a batch also stops at the heap's row budget.
+        for (int b = 0; b < multi.size(); ) {
+            int e0 = b, rowsHeld = 0;
+            while (e0 < multi.size() && e0 - b < batchSize) {
+                int r = 0;
+                for (int i : multi.get(e0).getValue()) r += conts[i].length;
+                if (e0 > b && rowsHeld + r > maxLogitRows) break;
+                rowsHeld += r;
+                e0++;
+            }
+            List<Map.Entry<Key, List<Integer>>> batch = multi.subList(b, e0);
+            b = e0;
             List<int[]> seqs = new ArrayList<>();
             List<Integer> who = new ArrayList<>();
             List<Integer> fromList = new ArrayList<>();
@@ -161,9 +175,26 @@ public final class HarnessLM implements EvalLM {
         for (int k = 0; k < cont.length; k++) {
             int base = off + k * vocab;
             sum += rows[base + cont[k]] - logSumExp(rows, base, vocab);
-            if (argmax(rows, base, vocab) != cont[k]) greedy = false;
+            if (greedy && !isArgmax(rows, base, vocab, cont[k])) greedy = false;
         }
         return new LL(sum, greedy);
+    }
+
+    /**
+     * Whether {@code t} is the row's argmax (the first index of the largest value, as {@link #argmax}): a vectorized check
+     * that nothing is larger, then (only when t ties the maximum) that no earlier index ties it.
+     */
+    static boolean isArgmax(float[] a, int off, int n, int t) {
+        float v = a[off + t];
+        var sp = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
+        int L = sp.length(), i = 0;
+        var mv = jdk.incubator.vector.FloatVector.broadcast(sp, Float.NEGATIVE_INFINITY);
+        for (; i + L <= n; i += L) mv = mv.max(jdk.incubator.vector.FloatVector.fromArray(sp, a, off + i));
+        float max = mv.reduceLanes(jdk.incubator.vector.VectorOperators.MAX);
+        for (; i < n; i++) max = Math.max(max, a[off + i]);
+        if (!(v >= max)) return false;
+        for (int j = 0; j < t; j++) if (a[off + j] >= v) return false;
+        return true;
     }
 
     /** log Σ exp(a[off..off+n)), vectorized (the vocabulary is 262,144 wide, scored for every continuation token). */
