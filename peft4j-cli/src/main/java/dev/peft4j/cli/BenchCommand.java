@@ -156,6 +156,7 @@ public final class BenchCommand implements Callable<Integer> {
                 o.put("quantized_mean_kl", acc.meanKl());
                 o.put("quantized_max_kl", acc.maxKl());
                 o.put("quantized_positions", acc.positions());
+                o.put("float_median_top1_margin", acc.medianMargin());
             }
             o.put("decode_alloc_bytes_per_token", Math.round(allocPerToken));
             o.put("decode_alloc_mb_per_s", allocSeconds == 0 ? -1 : round(allocBytes / allocSeconds / 1e6));
@@ -184,8 +185,8 @@ public final class BenchCommand implements Callable<Integer> {
                     allocSeconds == 0 ? 0 : allocBytes / allocSeconds / 1e6, gcs,
                     allocPerToken > 256 * 1024 ? " -- a kernel runs outside C2's vector intrinsics (boxed vectors)" : "");
             if (acc != null) {
-                System.out.printf("accuracy     %s vs float: top-1 agreement %.2f%% of %d positions, mean KL %.2e nats (max %.2e)%n", quantize,
-                        100 * acc.top1Agreement(), acc.positions(), acc.meanKl(), acc.maxKl());
+                System.out.printf("accuracy     %s vs float: top-1 agreement %.2f%% of %d positions, mean KL %.2e nats (max %.2e); float's median top-1 margin %.3g%n", quantize,
+                        100 * acc.top1Agreement(), acc.positions(), acc.meanKl(), acc.maxKl(), acc.medianMargin());
             }
             System.out.printf("runs         prefill %s, forward %s, decode %s tok/s%n", runs(pre), runs(fwd), runs(dec));
             System.out.printf("peak memory  heap %.0f MB (max %.0f MB), RSS %.0f MB%n", peakHeap / 1e6, Runtime.getRuntime().maxMemory() / 1e6, rss / 1e6);

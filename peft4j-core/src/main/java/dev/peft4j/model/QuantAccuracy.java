@@ -9,7 +9,11 @@ import java.util.List;
  */
 public final class QuantAccuracy {
     /** Agreement over {@code positions} next-token predictions. */
-    public record Result(long positions, double top1Agreement, double meanKl, double maxKl) {}
+    /**
+     * Agreement over {@code positions} next-token predictions; {@code medianMargin}: the median gap between the float model's
+     * two largest logits (a random-weight model's distributions are nearly flat, so its top-1 flips for tiny changes).
+     */
+    public record Result(long positions, double top1Agreement, double meanKl, double maxKl, double medianMargin) {}
 
     private QuantAccuracy() {}
 
@@ -19,6 +23,7 @@ public final class QuantAccuracy {
         if (quantized.vocabSize() != V) throw new IllegalArgumentException("vocabulary sizes differ");
         long n = 0, agree = 0;
         double klSum = 0, klMax = 0;
+        List<Double> margins = new java.util.ArrayList<>();
         for (int[] seq : sequences) {
             CausalLM.Session a = reference.newSession(), b = quantized.newSession();
             for (int t0 = 0; t0 < seq.length; t0 += chunk) {
@@ -27,6 +32,7 @@ public final class QuantAccuracy {
                 for (int r = 0; r < part.length; r++) {
                     int o = r * V;
                     if (dev.peft4j.model.Sampler.argmax(la, o, V) == dev.peft4j.model.Sampler.argmax(lb, o, V)) agree++;
+                    margins.add(margin(la, o, V));
                     double kl = kl(la, lb, o, V);
                     klSum += kl;
                     klMax = Math.max(klMax, kl);
@@ -34,7 +40,18 @@ public final class QuantAccuracy {
                 }
             }
         }
-        return new Result(n, n == 0 ? 1 : (double) agree / n, n == 0 ? 0 : klSum / n, klMax);
+        java.util.Collections.sort(margins);
+        return new Result(n, n == 0 ? 1 : (double) agree / n, n == 0 ? 0 : klSum / n, klMax, margins.isEmpty() ? 0 : margins.get(margins.size() / 2));
+    }
+
+    /** The largest logit minus the second largest. */
+    static double margin(float[] a, int o, int V) {
+        float m1 = Float.NEGATIVE_INFINITY, m2 = Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < V; i++) {
+            float v = a[o + i];
+            if (v > m1) { m2 = m1; m1 = v; } else if (v > m2) m2 = v;
+        }
+        return m1 - m2;
     }
 
     /** KL(softmax(p) ‖ softmax(q)) of one row. */
