@@ -1,0 +1,8 @@
+package dev.peft4j.api;
+
+/** Receives a {@link TrainingProgress} after every optimizer step, on the training thread (keep it quick). */
+@FunctionalInterface
+public interface TrainingListener {
+    /** @param progress the step just finished */
+    void onStep(TrainingProgress progress);
+}
