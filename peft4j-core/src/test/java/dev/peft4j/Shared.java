@@ -58,7 +58,8 @@ public final class Shared {
 
     private static String describe(String rel) {
         if (rel.startsWith("tokenizers/gemma3")) return "the real Gemma 3 tokenizer (tokenizer.json + tokenizer_config.json, 33 MB)";
-        if (rel.startsWith("data")) return "the benchmark datasets (" + rel + ": MMLU CSVs, HellaSwag, Dolly sample)";
+        if (rel.equals("data")) return "the benchmark datasets folder data/ (MMLU CSVs, HellaSwag, a Dolly sample, 19 MB)";
+        if (rel.startsWith("data/")) return "the dataset file " + rel + " (from the benchmark datasets folder data/)";
         return rel;
     }
 
