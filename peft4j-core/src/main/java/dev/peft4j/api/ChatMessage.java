@@ -26,12 +26,27 @@ public record ChatMessage(Role role, String content) {
         Objects.requireNonNull(content, "content");
     }
 
-    /** @param text the instructions @return a system message */
+    /**
+     * A system message.
+     *
+     * @param text the instructions
+     * @return a system message
+     */
     public static ChatMessage system(String text) { return new ChatMessage(Role.SYSTEM, text); }
 
-    /** @param text what the user says @return a user message */
+    /**
+     * A user message.
+     *
+     * @param text what the user says
+     * @return a user message
+     */
     public static ChatMessage user(String text) { return new ChatMessage(Role.USER, text); }
 
-    /** @param text what the model said @return an assistant message */
+    /**
+     * An assistant message.
+     *
+     * @param text what the model said
+     * @return an assistant message
+     */
     public static ChatMessage assistant(String text) { return new ChatMessage(Role.ASSISTANT, text); }
 }

@@ -15,6 +15,8 @@ public final class EvalOptions {
     @FunctionalInterface
     public interface Progress {
         /**
+         * Called as requests finish.
+         *
          * @param phase {@code loglikelihood} or {@code generate_until}
          * @param done  requests finished
          * @param total requests of the phase
@@ -37,20 +39,48 @@ public final class EvalOptions {
         this.progress = b.progress;
     }
 
-    /** @return a builder with no tasks, data dir {@code data}, no limit, zero-shot, batch size 8 */
+    /**
+     * A builder with no tasks, data dir {@code data}, no limit, zero-shot, batch size 8.
+     *
+     * @return a builder with no tasks, data dir {@code data}, no limit, zero-shot, batch size 8
+     */
     public static Builder builder() { return new Builder(); }
 
-    /** @return task and group names */
+    /**
+     * Task and group names.
+     *
+     * @return task and group names
+     */
     public List<String> tasks() { return tasks; }
-    /** @return the datasets folder */
+    /**
+     * The datasets folder.
+     *
+     * @return the datasets folder
+     */
     public Path dataDir() { return dataDir; }
-    /** @return the first N documents of each task, a fraction of them when below 1, or null for all */
+    /**
+     * The first N documents of each task, a fraction of them when below 1, or null for all.
+     *
+     * @return the first N documents of each task, a fraction of them when below 1, or null for all
+     */
     public Double limit() { return limit; }
-    /** @return few-shot examples per prompt */
+    /**
+     * Few-shot examples per prompt.
+     *
+     * @return few-shot examples per prompt
+     */
     public int numFewshot() { return numFewshot; }
-    /** @return contexts per forward pass */
+    /**
+     * Contexts per forward pass.
+     *
+     * @return contexts per forward pass
+     */
     public int batchSize() { return batchSize; }
-    /** @return the progress listener, or null */
+    /**
+     * The progress listener, or null.
+     *
+     * @return the progress listener, or null
+     */
     public Progress progress() { return progress; }
 
     /** Collects options; {@link #build()} checks them. */
@@ -63,24 +93,69 @@ public final class EvalOptions {
 
         private Builder() {}
 
-        /** @param names task or group names to add @return this */
+        /**
+         * Sets task or group names to add.
+         *
+         * @param names task or group names to add
+         * @return this
+         */
         public Builder tasks(String... names) { tasks.addAll(List.of(names)); return this; }
-        /** @param names task or group names to add @return this */
+        /**
+         * Sets task or group names to add.
+         *
+         * @param names task or group names to add
+         * @return this
+         */
         public Builder tasks(List<String> names) { tasks.addAll(names); return this; }
-        /** @param dir the datasets folder @return this */
+        /**
+         * Sets the datasets folder.
+         *
+         * @param dir the datasets folder
+         * @return this
+         */
         public Builder dataDir(Path dir) { this.dataDir = dir; return this; }
-        /** @param n evaluate only the first n documents of each task @return this */
+        /**
+         * Sets evaluate only the first n documents of each task.
+         *
+         * @param n evaluate only the first n documents of each task
+         * @return this
+         */
         public Builder limit(int n) { this.limit = (double) n; return this; }
-        /** @param fraction evaluate only this fraction (0, 1) of each task's documents @return this */
+        /**
+         * Sets evaluate only this fraction (0, 1) of each task's documents.
+         *
+         * @param fraction evaluate only this fraction (0, 1) of each task's documents
+         * @return this
+         */
         public Builder limitFraction(double fraction) { this.limit = fraction; return this; }
-        /** @param k few-shot examples per prompt (they come from the task's few-shot split) @return this */
+        /**
+         * Sets few-shot examples per prompt (they come from the task's few-shot split).
+         *
+         * @param k few-shot examples per prompt (they come from the task's few-shot split)
+         * @return this
+         */
         public Builder numFewshot(int k) { this.numFewshot = k; return this; }
-        /** @param b contexts per forward pass @return this */
+        /**
+         * Sets contexts per forward pass.
+         *
+         * @param b contexts per forward pass
+         * @return this
+         */
         public Builder batchSize(int b) { this.batchSize = b; return this; }
-        /** @param p receives progress, or null @return this */
+        /**
+         * Sets receives progress, or null.
+         *
+         * @param p receives progress, or null
+         * @return this
+         */
         public Builder progress(Progress p) { this.progress = p; return this; }
 
-        /** @return the options @throws Peft4jException when no task is given or a number is out of range */
+        /**
+         * The options.
+         *
+         * @return the options
+         * @throws Peft4jException when no task is given or a number is out of range
+         */
         public EvalOptions build() {
             if (tasks.isEmpty()) throw new Peft4jException("tasks: expected at least one task name, e.g. arc_easy");
             if (numFewshot < 0) throw new Peft4jException("numFewshot: expected 0 or more, got " + numFewshot);

@@ -30,7 +30,13 @@ public final class EvalResults {
      * @param samples documents evaluated (for a task; 0 for a group)
      */
     public record TaskResult(String name, Map<String, Double> metrics, Map<String, Double> stderr, int samples) {
-        /** @param metric a metric name such as {@code acc} @return its value @throws IllegalArgumentException when absent */
+        /**
+         * Its value.
+         *
+         * @param metric a metric name such as {@code acc}
+         * @return its value
+         * @throws IllegalArgumentException when absent
+         */
         public double metric(String metric) {
             Double v = metrics.get(metric);
             if (v == null) throw new IllegalArgumentException(name + " has no metric " + metric + " (it has " + metrics.keySet() + ")");
@@ -61,17 +67,31 @@ public final class EvalResults {
         }
     }
 
-    /** @return every task and group of the results, in lm-eval's order */
+    /**
+     * Every task and group of the results, in lm-eval's order.
+     *
+     * @return every task and group of the results, in lm-eval's order
+     */
     public Map<String, TaskResult> tasks() { return java.util.Collections.unmodifiableMap(tasks); }
 
-    /** @param name task or group name @return its result @throws IllegalArgumentException when it was not evaluated */
+    /**
+     * Its result.
+     *
+     * @param name task or group name
+     * @return its result
+     * @throws IllegalArgumentException when it was not evaluated
+     */
     public TaskResult task(String name) {
         TaskResult r = tasks.get(name);
         if (r == null) throw new IllegalArgumentException("no results for " + name + " (have " + tasks.keySet() + ")");
         return r;
     }
 
-    /** @return the results JSON in lm-eval's layout, indented as Python's {@code json.dumps(indent=2)} */
+    /**
+     * The results JSON in lm-eval's layout, indented as Python's {@code json.dumps(indent=2)}.
+     *
+     * @return the results JSON in lm-eval's layout, indented as Python's {@code json.dumps(indent=2)}
+     */
     public String toJson() {
         DefaultPrettyPrinter pp = new DefaultPrettyPrinter()
                 .withSeparators(Separators.createDefaultInstance().withObjectFieldValueSpacing(Separators.Spacing.AFTER));
@@ -83,11 +103,19 @@ public final class EvalResults {
         }
     }
 
-    /** @param file where to write {@link #toJson()} (atomically: a temporary name, then a rename) */
+    /**
+     * Sets where to write {@link #toJson()} (atomically: a temporary name, then a rename).
+     *
+     * @param file where to write {@link #toJson()} (atomically: a temporary name, then a rename)
+     */
     public void write(Path file) {
         AtomicFiles.writeString(file, toJson());
     }
 
-    /** @return the table lm-eval prints (Markdown): task, version, filter, n-shot, metric, value, stderr */
+    /**
+     * The table lm-eval prints (Markdown): task, version, filter, n-shot, metric, value, stderr.
+     *
+     * @return the table lm-eval prints (Markdown): task, version, filter, n-shot, metric, value, stderr
+     */
     public String table() { return Reports.resultsTable(json); }
 }

@@ -9,6 +9,10 @@ package dev.peft4j.api;
  * @param finishReason why generation stopped
  */
 public record Generation(String text, int[] tokenIds, int promptTokens, FinishReason finishReason) {
-    /** @return the number of generated tokens */
+    /**
+     * The number of generated tokens.
+     *
+     * @return the number of generated tokens
+     */
     public int generatedTokens() { return tokenIds.length; }
 }

@@ -33,13 +33,25 @@ public final class GenerationOptions {
         this.addBos = b.addBos;
     }
 
-    /** @return options with every default: greedy, 128 new tokens, stop at EOS, no stop strings */
+    /**
+     * Options with every default: greedy, 128 new tokens, stop at EOS, no stop strings.
+     *
+     * @return options with every default: greedy, 128 new tokens, stop at EOS, no stop strings
+     */
     public static GenerationOptions defaults() { return builder().build(); }
 
-    /** @return a builder holding the defaults */
+    /**
+     * A builder holding the defaults.
+     *
+     * @return a builder holding the defaults
+     */
     public static Builder builder() { return new Builder(); }
 
-    /** @return a builder holding these options, to change some of them */
+    /**
+     * A builder holding these options, to change some of them.
+     *
+     * @return a builder holding these options, to change some of them
+     */
     public Builder toBuilder() {
         Builder b = new Builder();
         b.maxNewTokens = maxNewTokens; b.temperature = temperature; b.topK = topK; b.topP = topP; b.minP = minP;
@@ -47,25 +59,65 @@ public final class GenerationOptions {
         return b;
     }
 
-    /** @return the most tokens to generate (default 128) */
+    /**
+     * The most tokens to generate (default 128).
+     *
+     * @return the most tokens to generate (default 128)
+     */
     public int maxNewTokens() { return maxNewTokens; }
-    /** @return the sampling temperature; 0 means greedy (default 0) */
+    /**
+     * The sampling temperature; 0 means greedy (default 0).
+     *
+     * @return the sampling temperature; 0 means greedy (default 0)
+     */
     public float temperature() { return temperature; }
-    /** @return keep only the K most likely tokens; 0 means off (default 0) */
+    /**
+     * Keep only the K most likely tokens; 0 means off (default 0).
+     *
+     * @return keep only the K most likely tokens; 0 means off (default 0)
+     */
     public int topK() { return topK; }
-    /** @return nucleus sampling mass; 1 means off (default 1) */
+    /**
+     * Nucleus sampling mass; 1 means off (default 1).
+     *
+     * @return nucleus sampling mass; 1 means off (default 1)
+     */
     public float topP() { return topP; }
-    /** @return drop tokens less likely than this times the top token's probability; 0 means off (default 0) */
+    /**
+     * Drop tokens less likely than this times the top token's probability; 0 means off (default 0).
+     *
+     * @return drop tokens less likely than this times the top token's probability; 0 means off (default 0)
+     */
     public float minP() { return minP; }
-    /** @return transformers' repetition penalty on tokens of the prompt and output; 1 means off (default 1) */
+    /**
+     * Transformers' repetition penalty on tokens of the prompt and output; 1 means off (default 1).
+     *
+     * @return transformers' repetition penalty on tokens of the prompt and output; 1 means off (default 1)
+     */
     public float repetitionPenalty() { return repetitionPenalty; }
-    /** @return the sampling seed (default 0): the same seed gives the same text */
+    /**
+     * The sampling seed (default 0): the same seed gives the same text.
+     *
+     * @return the sampling seed (default 0): the same seed gives the same text
+     */
     public long seed() { return seed; }
-    /** @return stop strings: generation ends when the text contains one; the result's text ends before it */
+    /**
+     * Stop strings: generation ends when the text contains one; the result's text ends before it.
+     *
+     * @return stop strings: generation ends when the text contains one; the result's text ends before it
+     */
     public List<String> stop() { return stop; }
-    /** @return whether an EOS token ends generation (default true) */
+    /**
+     * Whether an EOS token ends generation (default true).
+     *
+     * @return whether an EOS token ends generation (default true)
+     */
     public boolean stopAtEos() { return stopAtEos; }
-    /** @return whether {@link Model#generate(String, GenerationOptions)} puts BOS before the prompt text (default true) */
+    /**
+     * Whether {@link Model#generate(String, GenerationOptions)} puts BOS before the prompt text (default true).
+     *
+     * @return whether {@link Model#generate(String, GenerationOptions)} puts BOS before the prompt text (default true)
+     */
     public boolean addBos() { return addBos; }
 
     /** Collects options; {@link #build()} checks them. */
@@ -79,33 +131,90 @@ public final class GenerationOptions {
 
         private Builder() {}
 
-        /** @param n the most tokens to generate (&gt;= 0) @return this */
+        /**
+         * Sets the most tokens to generate (&gt;= 0).
+         *
+         * @param n the most tokens to generate (&gt;= 0)
+         * @return this
+         */
         public Builder maxNewTokens(int n) { this.maxNewTokens = n; return this; }
-        /** @param t sampling temperature (&gt;= 0; 0 = greedy) @return this */
+        /**
+         * Sets sampling temperature (&gt;= 0; 0 = greedy).
+         *
+         * @param t sampling temperature (&gt;= 0; 0 = greedy)
+         * @return this
+         */
         public Builder temperature(float t) { this.temperature = t; return this; }
-        /** @param k keep the K most likely tokens (&gt;= 0; 0 = off) @return this */
+        /**
+         * Sets keep the K most likely tokens (&gt;= 0; 0 = off).
+         *
+         * @param k keep the K most likely tokens (&gt;= 0; 0 = off)
+         * @return this
+         */
         public Builder topK(int k) { this.topK = k; return this; }
-        /** @param p nucleus mass in (0, 1] (1 = off) @return this */
+        /**
+         * Sets nucleus mass in (0, 1] (1 = off).
+         *
+         * @param p nucleus mass in (0, 1] (1 = off)
+         * @return this
+         */
         public Builder topP(float p) { this.topP = p; return this; }
-        /** @param p min-p in [0, 1] (0 = off) @return this */
+        /**
+         * Sets min-p in [0, 1] (0 = off).
+         *
+         * @param p min-p in [0, 1] (0 = off)
+         * @return this
+         */
         public Builder minP(float p) { this.minP = p; return this; }
-        /** @param p repetition penalty (&gt; 0; 1 = off) @return this */
+        /**
+         * Sets repetition penalty (&gt; 0; 1 = off).
+         *
+         * @param p repetition penalty (&gt; 0; 1 = off)
+         * @return this
+         */
         public Builder repetitionPenalty(float p) { this.repetitionPenalty = p; return this; }
-        /** @param s sampling seed @return this */
+        /**
+         * Sets sampling seed.
+         *
+         * @param s sampling seed
+         * @return this
+         */
         public Builder seed(long s) { this.seed = s; return this; }
-        /** @param strings stop strings to add (empty strings are ignored) @return this */
+        /**
+         * Sets stop strings to add (empty strings are ignored).
+         *
+         * @param strings stop strings to add (empty strings are ignored)
+         * @return this
+         */
         public Builder stop(String... strings) {
             for (String s : strings) if (s != null && !s.isEmpty()) stop.add(s);
             return this;
         }
-        /** @param strings stop strings to add (empty strings are ignored) @return this */
+        /**
+         * Sets stop strings to add (empty strings are ignored).
+         *
+         * @param strings stop strings to add (empty strings are ignored)
+         * @return this
+         */
         public Builder stop(List<String> strings) { return stop(strings.toArray(new String[0])); }
-        /** @param on whether an EOS token ends generation @return this */
+        /**
+         * Sets whether an EOS token ends generation.
+         *
+         * @param on whether an EOS token ends generation
+         * @return this
+         */
         public Builder stopAtEos(boolean on) { this.stopAtEos = on; return this; }
-        /** @param on whether to put BOS before a text prompt @return this */
+        /**
+         * Sets whether to put BOS before a text prompt.
+         *
+         * @param on whether to put BOS before a text prompt
+         * @return this
+         */
         public Builder addBos(boolean on) { this.addBos = on; return this; }
 
         /**
+         * Checks the options and makes them.
+         *
          * @return the options
          * @throws Peft4jException naming the option that is out of range
          */

@@ -24,23 +24,55 @@ public final class LoadOptions {
         this.quantization = b.quantization;
     }
 
-    /** @return no adapter, weights as stored, all cores */
+    /**
+     * No adapter, weights as stored, all cores.
+     *
+     * @return no adapter, weights as stored, all cores
+     */
     public static LoadOptions defaults() { return builder().build(); }
 
-    /** @return a builder holding the defaults */
+    /**
+     * A builder holding the defaults.
+     *
+     * @return a builder holding the defaults
+     */
     public static Builder builder() { return new Builder(); }
 
-    /** @return the adapter directory or Hub repo id, or null for none */
+    /**
+     * The adapter directory or Hub repo id, or null for none.
+     *
+     * @return the adapter directory or Hub repo id, or null for none
+     */
     public String adapter() { return adapter; }
-    /** @return whether a LoRA or (IA)³ adapter is folded into (float32 copies of) the weights */
+    /**
+     * Whether a LoRA or (IA)³ adapter is folded into (float32 copies of) the weights.
+     *
+     * @return whether a LoRA or (IA)³ adapter is folded into (float32 copies of) the weights
+     */
     public boolean merge() { return merge; }
-    /** @return how the base weights are held */
+    /**
+     * How the base weights are held.
+     *
+     * @return how the base weights are held
+     */
     public WeightDtype dtype() { return dtype; }
-    /** @return kernel threads, or 0 for the default (all cores, or {@code PEFT4J_THREADS}) */
+    /**
+     * Kernel threads, or 0 for the default (all cores, or {@code PEFT4J_THREADS}).
+     *
+     * @return kernel threads, or 0 for the default (all cores, or {@code PEFT4J_THREADS})
+     */
     public int threads() { return threads; }
-    /** @return the tokenizer directory, or null for the model directory */
+    /**
+     * The tokenizer directory, or null for the model directory.
+     *
+     * @return the tokenizer directory, or null for the model directory
+     */
     public Path tokenizer() { return tokenizer; }
-    /** @return the weight quantization */
+    /**
+     * The weight quantization.
+     *
+     * @return the weight quantization
+     */
     public Quantization quantization() { return quantization; }
 
     /** Collects options. */
@@ -54,13 +86,33 @@ public final class LoadOptions {
 
         private Builder() {}
 
-        /** @param dirOrRepoId a PEFT adapter directory or Hub repo id ({@code user/adapter[@revision]}), or null @return this */
+        /**
+         * Sets a PEFT adapter directory or Hub repo id ({@code user/adapter[@revision]}), or null.
+         *
+         * @param dirOrRepoId a PEFT adapter directory or Hub repo id ({@code user/adapter[@revision]}), or null
+         * @return this
+         */
         public Builder adapter(String dirOrRepoId) { this.adapter = dirOrRepoId; return this; }
-        /** @param dir a PEFT adapter directory, or null @return this */
+        /**
+         * Sets a PEFT adapter directory, or null.
+         *
+         * @param dir a PEFT adapter directory, or null
+         * @return this
+         */
         public Builder adapter(Path dir) { this.adapter = dir == null ? null : dir.toString(); return this; }
-        /** @param on fold a LoRA or (IA)³ adapter into the weights (faster generation; no effect on other adapters) @return this */
+        /**
+         * Sets fold a LoRA or (IA)³ adapter into the weights (faster generation; no effect on other adapters).
+         *
+         * @param on fold a LoRA or (IA)³ adapter into the weights (faster generation; no effect on other adapters)
+         * @return this
+         */
         public Builder merge(boolean on) { this.merge = on; return this; }
-        /** @param d how to hold the base weights @return this */
+        /**
+         * Sets how to hold the base weights.
+         *
+         * @param d how to hold the base weights
+         * @return this
+         */
         public Builder dtype(WeightDtype d) { this.dtype = d == null ? WeightDtype.AUTO : d; return this; }
         /**
          * The kernels' thread count is fixed once per JVM when the first model loads (results are bit-identical for a given
@@ -70,12 +122,27 @@ public final class LoadOptions {
          * @return this
          */
         public Builder threads(int n) { this.threads = n; return this; }
-        /** @param dir a directory with tokenizer.json (and tokenizer_config.json), or null for the model's @return this */
+        /**
+         * Sets a directory with tokenizer.json (and tokenizer_config.json), or null for the model's.
+         *
+         * @param dir a directory with tokenizer.json (and tokenizer_config.json), or null for the model's
+         * @return this
+         */
         public Builder tokenizer(Path dir) { this.tokenizer = dir; return this; }
-        /** @param q weight quantization ({@link Quantization#Q8} is not available yet) @return this */
+        /**
+         * Sets weight quantization ({@link Quantization#Q8} is not available yet).
+         *
+         * @param q weight quantization ({@link Quantization#Q8} is not available yet)
+         * @return this
+         */
         public Builder quantization(Quantization q) { this.quantization = q == null ? Quantization.NONE : q; return this; }
 
-        /** @return the options @throws Peft4jException when threads is negative */
+        /**
+         * The options.
+         *
+         * @return the options
+         * @throws Peft4jException when threads is negative
+         */
         public LoadOptions build() {
             if (threads < 0) throw new Peft4jException("threads: expected >= 1 (or 0 for the default), got " + threads);
             return new LoadOptions(this);

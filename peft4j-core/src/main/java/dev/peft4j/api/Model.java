@@ -322,6 +322,8 @@ public final class Model implements AutoCloseable {
     // ------------------------------------------------------------------ tokens and facts
 
     /**
+     * Tokenizes text with the model's tokenizer.
+     *
      * @param text    any text
      * @param withBos whether to put BOS first
      * @return the token ids (no other special tokens are added)
@@ -331,22 +333,43 @@ public final class Model implements AutoCloseable {
         return tok.encode(text, withBos);
     }
 
-    /** @param ids token ids @return their text, special tokens left out */
+    /**
+     * Their text, special tokens left out.
+     *
+     * @param ids token ids
+     * @return their text, special tokens left out
+     */
     public String decode(int[] ids) {
         check();
         return tok.decode(ids, true);
     }
 
-    /** @return the vocabulary size */
+    /**
+     * The vocabulary size.
+     *
+     * @return the vocabulary size
+     */
     public int vocabSize() { return lm.vocabSize(); }
 
-    /** @return the longest sequence in tokens (prompt + output) the model takes, less any virtual tokens of the adapter */
+    /**
+     * The longest sequence in tokens (prompt + output) the model takes, less any virtual tokens of the adapter.
+     *
+     * @return the longest sequence in tokens (prompt + output) the model takes, less any virtual tokens of the adapter
+     */
     public int contextLength() { return lm.maxPositions(); }
 
-    /** @return the model directory (a Hub repo id is resolved to its snapshot in the Hugging Face cache) */
+    /**
+     * The model directory (a Hub repo id is resolved to its snapshot in the Hugging Face cache).
+     *
+     * @return the model directory (a Hub repo id is resolved to its snapshot in the Hugging Face cache)
+     */
     public Path directory() { return dir; }
 
-    /** @return the adapter as given in the {@link LoadOptions}, or null */
+    /**
+     * The adapter as given in the {@link LoadOptions}, or null.
+     *
+     * @return the adapter as given in the {@link LoadOptions}, or null
+     */
     public String adapter() { return adapter; }
 
     private void check() {

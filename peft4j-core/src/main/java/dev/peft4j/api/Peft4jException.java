@@ -5,10 +5,16 @@ package dev.peft4j.api;
  * line that names the file, field or argument and what was expected, fit to show to a user as it is.
  */
 public class Peft4jException extends RuntimeException {
-    /** @param message one line naming the file, field or argument and what was expected */
+    /**
+     * Sets one line naming the file, field or argument and what was expected.
+     *
+     * @param message one line naming the file, field or argument and what was expected
+     */
     public Peft4jException(String message) { super(message); }
 
     /**
+     * An error with its cause.
+     *
      * @param message one line naming the file, field or argument and what was expected
      * @param cause   the underlying exception
      */

@@ -60,7 +60,11 @@ public final class Training {
         this.threads = b.threads;
     }
 
-    /** @return a builder holding {@code peft4j train}'s defaults */
+    /**
+     * A builder holding {@code peft4j train}'s defaults.
+     *
+     * @return a builder holding {@code peft4j train}'s defaults
+     */
     public static Builder builder() { return new Builder(); }
 
     /**
@@ -103,106 +107,336 @@ public final class Training {
         }
 
         // -------- what and where
-        /** @param dirOrRepoId base model directory or Hub repo id @return this */
+        /**
+         * Sets base model directory or Hub repo id.
+         *
+         * @param dirOrRepoId base model directory or Hub repo id
+         * @return this
+         */
         public Builder model(String dirOrRepoId) { cfg.model = Path.of(dirOrRepoId); return this; }
-        /** @param dir base model directory @return this */
+        /**
+         * Sets base model directory.
+         *
+         * @param dir base model directory
+         * @return this
+         */
         public Builder model(Path dir) { cfg.model = dir; return this; }
-        /** @param dir tokenizer directory (default: the model's) @return this */
+        /**
+         * Sets tokenizer directory (default: the model's).
+         *
+         * @param dir tokenizer directory (default: the model's)
+         * @return this
+         */
         public Builder tokenizer(Path dir) { cfg.tokenizer = dir; return this; }
-        /** @param file training data: JSON Lines or a JSON array of instruction records @return this */
+        /**
+         * Sets training data: JSON Lines or a JSON array of instruction records.
+         *
+         * @param file training data: JSON Lines or a JSON array of instruction records
+         * @return this
+         */
         public Builder data(Path file) { data.data = file; return this; }
-        /** @param dir output directory (adapter, metrics, loss curve, checkpoints) @return this */
+        /**
+         * Sets output directory (adapter, metrics, loss curve, checkpoints).
+         *
+         * @param dir output directory (adapter, metrics, loss curve, checkpoints)
+         * @return this
+         */
         public Builder output(Path dir) { cfg.output = dir; return this; }
-        /** @param m what to train (default prompt tuning) @return this */
+        /**
+         * Sets what to train (default prompt tuning).
+         *
+         * @param m what to train (default prompt tuning)
+         * @return this
+         */
         public Builder method(Method m) { cfg.method = m.cli; return this; }
-        /** @param on continue the run in the output directory from its last checkpoint (same settings) @return this */
+        /**
+         * Sets continue the run in the output directory from its last checkpoint (same settings).
+         *
+         * @param on continue the run in the output directory from its last checkpoint (same settings)
+         * @return this
+         */
         public Builder resume(boolean on) { cfg.resume = on; return this; }
-        /** @param on replace an earlier run in the output directory (a folder without a run is never deleted) @return this */
+        /**
+         * Sets replace an earlier run in the output directory (a folder without a run is never deleted).
+         *
+         * @param on replace an earlier run in the output directory (a folder without a run is never deleted)
+         * @return this
+         */
         public Builder overwrite(boolean on) { cfg.overwrite = on; return this; }
 
         // -------- method options
-        /** @param n prompt tuning / P-tuning virtual tokens (default 20) @return this */
+        /**
+         * Sets prompt tuning / P-tuning virtual tokens (default 20).
+         *
+         * @param n prompt tuning / P-tuning virtual tokens (default 20)
+         * @return this
+         */
         public Builder numVirtualTokens(int n) { cfg.numVirtualTokens = n; return this; }
-        /** @param init prompt-tuning init: {@code random}, {@code sample-vocab} or {@code text:...} (default random) @return this */
+        /**
+         * Sets prompt-tuning init: {@code random}, {@code sample-vocab} or {@code text:...} (default random).
+         *
+         * @param init prompt-tuning init: {@code random}, {@code sample-vocab} or {@code text:...} (default random)
+         * @return this
+         */
         public Builder promptInit(String init) { cfg.init = init; return this; }
-        /** @param n P-tuning encoder hidden size (0: the model's hidden size) @return this */
+        /**
+         * Sets P-tuning encoder hidden size (0: the model's hidden size).
+         *
+         * @param n P-tuning encoder hidden size (0: the model's hidden size)
+         * @return this
+         */
         public Builder encoderHiddenSize(int n) { cfg.encoderHiddenSize = n; return this; }
-        /** @param r LoRA rank (default 8) @return this */
+        /**
+         * Sets LoRA rank (default 8).
+         *
+         * @param r LoRA rank (default 8)
+         * @return this
+         */
         public Builder loraR(int r) { cfg.loraR = r; return this; }
-        /** @param alpha LoRA alpha (default 16) @return this */
+        /**
+         * Sets LoRA alpha (default 16).
+         *
+         * @param alpha LoRA alpha (default 16)
+         * @return this
+         */
         public Builder loraAlpha(double alpha) { cfg.loraAlpha = alpha; return this; }
-        /** @param p LoRA dropout while training (default 0) @return this */
+        /**
+         * Sets LoRA dropout while training (default 0).
+         *
+         * @param p LoRA dropout while training (default 0)
+         * @return this
+         */
         public Builder loraDropout(double p) { cfg.loraDropout = p; return this; }
-        /** @param on rank-stabilised LoRA scaling alpha/sqrt(r) @return this */
+        /**
+         * Sets rank-stabilised LoRA scaling alpha/sqrt(r).
+         *
+         * @param on rank-stabilised LoRA scaling alpha/sqrt(r)
+         * @return this
+         */
         public Builder useRslora(boolean on) { cfg.useRslora = on; return this; }
-        /** @param init LoRA init: {@code true} (kaiming-uniform A, zero B) or {@code gaussian} @return this */
+        /**
+         * Sets LoRA init: {@code true} (kaiming-uniform A, zero B) or {@code gaussian}.
+         *
+         * @param init LoRA init: {@code true} (kaiming-uniform A, zero B) or {@code gaussian}
+         * @return this
+         */
         public Builder initLoraWeights(String init) { cfg.initLoraWeights = init; return this; }
-        /** @param modules LoRA / (IA)³ targets: names, {@code all-linear} or one full-match regex (default: PEFT's for Gemma 3) @return this */
+        /**
+         * Sets LoRA / (IA)³ targets: names, {@code all-linear} or one full-match regex (default: PEFT's for Gemma 3).
+         *
+         * @param modules LoRA / (IA)³ targets: names, {@code all-linear} or one full-match regex (default: PEFT's for Gemma 3)
+         * @return this
+         */
         public Builder targetModules(String... modules) { cfg.targetModules = List.of(modules); return this; }
-        /** @param modules (IA)³ targets whose input is scaled (default down_proj) @return this */
+        /**
+         * Sets (IA)³ targets whose input is scaled (default down_proj).
+         *
+         * @param modules (IA)³ targets whose input is scaled (default down_proj)
+         * @return this
+         */
         public Builder feedforwardModules(String... modules) { cfg.feedforwardModules = List.of(modules); return this; }
 
         // -------- optimisation
-        /** @param n epochs (default 1; ignored when maxSteps is set) @return this */
+        /**
+         * Sets epochs (default 1; ignored when maxSteps is set).
+         *
+         * @param n epochs (default 1; ignored when maxSteps is set)
+         * @return this
+         */
         public Builder epochs(int n) { cfg.epochs = n; return this; }
-        /** @param n optimizer steps (0: use epochs) @return this */
+        /**
+         * Sets optimizer steps (0: use epochs).
+         *
+         * @param n optimizer steps (0: use epochs)
+         * @return this
+         */
         public Builder maxSteps(int n) { cfg.maxSteps = n; return this; }
-        /** @param n examples per micro-batch (default 8) @return this */
+        /**
+         * Sets examples per micro-batch (default 8).
+         *
+         * @param n examples per micro-batch (default 8)
+         * @return this
+         */
         public Builder batchSize(int n) { data.batchSize = n; return this; }
-        /** @param n micro-batches per optimizer step (default 1) @return this */
+        /**
+         * Sets micro-batches per optimizer step (default 1).
+         *
+         * @param n micro-batches per optimizer step (default 1)
+         * @return this
+         */
         public Builder gradAccum(int n) { cfg.gradAccum = n; return this; }
-        /** @param lr peak learning rate (default 3e-4) @return this */
+        /**
+         * Sets peak learning rate (default 3e-4).
+         *
+         * @param lr peak learning rate (default 3e-4)
+         * @return this
+         */
         public Builder learningRate(double lr) { cfg.lr = lr; return this; }
-        /** @param s {@code constant}, {@code linear} or {@code cosine} (default linear) @return this */
+        /**
+         * Sets {@code constant}, {@code linear} or {@code cosine} (default linear).
+         *
+         * @param s {@code constant}, {@code linear} or {@code cosine} (default linear)
+         * @return this
+         */
         public Builder schedule(String s) { cfg.schedule = s; return this; }
-        /** @param n linear warmup steps (default 0) @return this */
+        /**
+         * Sets linear warmup steps (default 0).
+         *
+         * @param n linear warmup steps (default 0)
+         * @return this
+         */
         public Builder warmupSteps(int n) { cfg.warmupSteps = n; return this; }
-        /** @param wd AdamW decoupled weight decay (default 0) @return this */
+        /**
+         * Sets AdamW decoupled weight decay (default 0).
+         *
+         * @param wd AdamW decoupled weight decay (default 0)
+         * @return this
+         */
         public Builder weightDecay(double wd) { cfg.weightDecay = wd; return this; }
-        /** @param n clip the global gradient norm (default 1; 0 = off) @return this */
+        /**
+         * Sets clip the global gradient norm (default 1; 0 = off).
+         *
+         * @param n clip the global gradient norm (default 1; 0 = off)
+         * @return this
+         */
         public Builder maxGradNorm(double n) { cfg.maxGradNorm = n; return this; }
-        /** @param seed seed of the data split, shuffling and initialisation (default 42) @return this */
+        /**
+         * Sets seed of the data split, shuffling and initialisation (default 42).
+         *
+         * @param seed seed of the data split, shuffling and initialisation (default 42)
+         * @return this
+         */
         public Builder seed(long seed) { data.seed = seed; return this; }
-        /** @param n kernel threads (see {@link LoadOptions.Builder#threads}); 0 for the default @return this */
+        /**
+         * Sets kernel threads (see {@link LoadOptions.Builder#threads}); 0 for the default.
+         *
+         * @param n kernel threads (see {@link LoadOptions.Builder#threads}); 0 for the default
+         * @return this
+         */
         public Builder threads(int n) { this.threads = n; return this; }
 
         // -------- data
-        /** @param f field names: {@code auto} (default), {@code dolly} or {@code alpaca} @return this */
+        /**
+         * Sets field names: {@code auto} (default), {@code dolly} or {@code alpaca}.
+         *
+         * @param f field names: {@code auto} (default), {@code dolly} or {@code alpaca}
+         * @return this
+         */
         public Builder format(String f) { data.format = f; return this; }
-        /** @param mapping other field names, e.g. {@code instruction=prompt,response=answer} @return this */
+        /**
+         * Sets other field names, e.g. {@code instruction=prompt,response=answer}.
+         *
+         * @param mapping other field names, e.g. {@code instruction=prompt,response=answer}
+         * @return this
+         */
         public Builder fields(String mapping) { data.fields = mapping; return this; }
-        /** @param c keep only these categories @return this */
+        /**
+         * Sets keep only these categories.
+         *
+         * @param c keep only these categories
+         * @return this
+         */
         public Builder categories(String... c) { data.categories = List.of(c); return this; }
-        /** @param t prompt template: {@code dolly} (default), {@code alpaca}, {@code gemma-chat} or a template file @return this */
+        /**
+         * Sets prompt template: {@code dolly} (default), {@code alpaca}, {@code gemma-chat} or a template file.
+         *
+         * @param t prompt template: {@code dolly} (default), {@code alpaca}, {@code gemma-chat} or a template file
+         * @return this
+         */
         public Builder template(String t) { data.template = t; return this; }
-        /** @param n longest example in tokens (default 512); longer ones are skipped, or cut with truncate @return this */
+        /**
+         * Sets longest example in tokens (default 512); longer ones are skipped, or cut with truncate.
+         *
+         * @param n longest example in tokens (default 512); longer ones are skipped, or cut with truncate
+         * @return this
+         */
         public Builder maxSeqLen(int n) { data.maxSeqLen = n; return this; }
-        /** @param on cut long examples instead of skipping them @return this */
+        /**
+         * Sets cut long examples instead of skipping them.
+         *
+         * @param on cut long examples instead of skipping them
+         * @return this
+         */
         public Builder truncate(boolean on) { data.truncate = on; return this; }
-        /** @param on fail on the first bad row instead of skipping it @return this */
+        /**
+         * Sets fail on the first bad row instead of skipping it.
+         *
+         * @param on fail on the first bad row instead of skipping it
+         * @return this
+         */
         public Builder strict(boolean on) { data.strict = on; return this; }
-        /** @param size validation set: a count ({@code "1000"}) or a fraction ({@code "0.05"}, the default); {@code "0"} for none @return this */
+        /**
+         * Sets validation set: a count ({@code "1000"}) or a fraction ({@code "0.05"}, the default); {@code "0"} for none.
+         *
+         * @param size validation set: a count ({@code "1000"}) or a fraction ({@code "0.05"}, the default); {@code "0"} for none
+         * @return this
+         */
         public Builder valSize(String size) { data.valSize = size; return this; }
-        /** @param n length bucketing window in batches (0 = off) @return this */
+        /**
+         * Sets length bucketing window in batches (0 = off).
+         *
+         * @param n length bucketing window in batches (0 = off)
+         * @return this
+         */
         public Builder bucket(int n) { data.bucket = n; return this; }
 
         // -------- checkpoints and reporting
-        /** @param n validation loss every n steps (and at the end; 0 = only at the end) @return this */
+        /**
+         * Sets validation loss every n steps (and at the end; 0 = only at the end).
+         *
+         * @param n validation loss every n steps (and at the end; 0 = only at the end)
+         * @return this
+         */
         public Builder evalEvery(int n) { cfg.evalEvery = n; return this; }
-        /** @param n checkpoint every n steps (and at the end; 0 = only at the end) @return this */
+        /**
+         * Sets checkpoint every n steps (and at the end; 0 = only at the end).
+         *
+         * @param n checkpoint every n steps (and at the end; 0 = only at the end)
+         * @return this
+         */
         public Builder saveEvery(int n) { cfg.saveEvery = n; return this; }
-        /** @param n checkpoints kept (default 2) @return this */
+        /**
+         * Sets checkpoints kept (default 2).
+         *
+         * @param n checkpoints kept (default 2)
+         * @return this
+         */
         public Builder keepCheckpoints(int n) { cfg.keepCheckpoints = n; return this; }
-        /** @param on full fine-tuning: save the model in bf16 instead of f32 @return this */
+        /**
+         * Sets full fine-tuning: save the model in bf16 instead of f32.
+         *
+         * @param on full fine-tuning: save the model in bf16 instead of f32
+         * @return this
+         */
         public Builder saveBf16(boolean on) { cfg.saveBf16 = on; return this; }
-        /** @param l receives every step's progress, or null @return this */
+        /**
+         * Sets receives every step's progress, or null.
+         *
+         * @param l receives every step's progress, or null
+         * @return this
+         */
         public Builder listener(TrainingListener l) { this.listener = l; return this; }
-        /** @param out where the run's log lines go (data summary, final summary); default: nowhere @return this */
+        /**
+         * Sets where the run's log lines go (data summary, final summary); default: nowhere.
+         *
+         * @param out where the run's log lines go (data summary, final summary); default: nowhere
+         * @return this
+         */
         public Builder log(PrintStream out) { this.log = out == null ? new PrintStream(OutputStream.nullOutputStream()) : out; return this; }
-        /** @param on draw {@code peft4j train}'s progress line on stderr (default false) @return this */
+        /**
+         * Sets draw {@code peft4j train}'s progress line on stderr (default false).
+         *
+         * @param on draw {@code peft4j train}'s progress line on stderr (default false)
+         * @return this
+         */
         public Builder consoleProgress(boolean on) { this.consoleProgress = on; return this; }
 
-        /** @return the run (not started) @throws Peft4jException when model, data or output is missing */
+        /**
+         * The run (not started).
+         *
+         * @return the run (not started)
+         * @throws Peft4jException when model, data or output is missing
+         */
         public Training build() {
             if (cfg.model == null) throw new Peft4jException("model: expected the base model directory or Hub repo id");
             if (data.data == null) throw new Peft4jException("data: expected the training data file");

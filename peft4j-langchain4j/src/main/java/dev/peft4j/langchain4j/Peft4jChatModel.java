@@ -22,14 +22,22 @@ public final class Peft4jChatModel implements ChatModel, AutoCloseable {
 
     private Peft4jChatModel(Builder b) { this.bridge = new Bridge(b); }
 
-    /** @return a builder */
+    /**
+     * A builder.
+     *
+     * @return a builder
+     */
     public static Builder builder() { return new Builder(); }
 
     /** Builds a {@link Peft4jChatModel}. */
     public static final class Builder extends Peft4jModelBuilder<Builder> {
         private Builder() {}
 
-        /** @return the chat model (loads the model when {@link #modelPath} was given) */
+        /**
+         * The chat model (loads the model when {@link #modelPath} was given).
+         *
+         * @return the chat model (loads the model when {@link #modelPath} was given)
+         */
         public Peft4jChatModel build() { return new Peft4jChatModel(this); }
     }
 

@@ -13,18 +13,31 @@ public final class Peft4jLanguageModel implements LanguageModel, AutoCloseable {
 
     private Peft4jLanguageModel(Builder b) { this.bridge = new Bridge(b); }
 
-    /** @return a builder */
+    /**
+     * A builder.
+     *
+     * @return a builder
+     */
     public static Builder builder() { return new Builder(); }
 
     /** Builds a {@link Peft4jLanguageModel}. */
     public static final class Builder extends Peft4jModelBuilder<Builder> {
         private Builder() {}
 
-        /** @return the language model (loads the model when {@link #modelPath} was given) */
+        /**
+         * The language model (loads the model when {@link #modelPath} was given).
+         *
+         * @return the language model (loads the model when {@link #modelPath} was given)
+         */
         public Peft4jLanguageModel build() { return new Peft4jLanguageModel(this); }
     }
 
-    /** @param prompt the text to continue (BOS is put first) @return the continuation, token usage and finish reason */
+    /**
+     * The continuation, token usage and finish reason.
+     *
+     * @param prompt the text to continue (BOS is put first)
+     * @return the continuation, token usage and finish reason
+     */
     @Override
     public Response<String> generate(String prompt) {
         Generation g = bridge.model.generate(prompt, bridge.options(null));

@@ -17,14 +17,22 @@ public final class Peft4jStreamingChatModel implements StreamingChatModel, AutoC
 
     private Peft4jStreamingChatModel(Builder b) { this.bridge = new Bridge(b); }
 
-    /** @return a builder */
+    /**
+     * A builder.
+     *
+     * @return a builder
+     */
     public static Builder builder() { return new Builder(); }
 
     /** Builds a {@link Peft4jStreamingChatModel}. */
     public static final class Builder extends Peft4jModelBuilder<Builder> {
         private Builder() {}
 
-        /** @return the streaming chat model (loads the model when {@link #modelPath} was given) */
+        /**
+         * The streaming chat model (loads the model when {@link #modelPath} was given).
+         *
+         * @return the streaming chat model (loads the model when {@link #modelPath} was given)
+         */
         public Peft4jStreamingChatModel build() { return new Peft4jStreamingChatModel(this); }
     }
 
