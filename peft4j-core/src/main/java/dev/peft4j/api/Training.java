@@ -52,12 +52,24 @@ public final class Training {
     private volatile boolean cancel;
 
     private Training(Builder b) {
-        this.cfg = b.cfg;
-        this.data = b.data;
+        this.cfg = copy(b.cfg, new TrainConfig());   // a builder may go on to build other runs
+        this.data = copy(b.data, new DataConfig());
         this.listener = b.listener;
         this.log = b.log;
         this.consoleProgress = b.consoleProgress;
         this.threads = b.threads;
+    }
+
+    /** A copy of a plain settings object (its public instance fields; lists in them are immutable). */
+    private static <T> T copy(T from, T to) {
+        try {
+            for (java.lang.reflect.Field f : from.getClass().getFields()) {
+                if (!java.lang.reflect.Modifier.isStatic(f.getModifiers())) f.set(to, f.get(from));
+            }
+        } catch (IllegalAccessException e) {
+            throw new IllegalStateException(e);
+        }
+        return to;
     }
 
     /**

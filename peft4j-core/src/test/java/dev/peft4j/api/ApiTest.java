@@ -334,9 +334,14 @@ class ApiTest {
     }
 
     @Test
-    void closeReleasesTheModel() {
-        Model m = Peft4j.load(model.toString());
+    void closeReleasesTheModel() throws Exception {
+        Path own = Peft4j.createQuickstartModel(tmp.resolve("close-model"), 3);
+        String weights = own.resolve("model.safetensors").toRealPath().toString();
+        Path maps = Path.of("/proc/self/maps");
+        Model m = Peft4j.load(own.toString());
+        if (Files.isReadable(maps)) assertTrue(Files.readString(maps).contains(weights), "the weights are mapped while open");
         m.close();
+        if (Files.isReadable(maps)) assertFalse(Files.readString(maps).contains(weights), "close() unmaps the weight file");
         m.close();   // idempotent
         assertThrows(IllegalStateException.class, () -> m.generate("x", GREEDY_16));
         assertThrows(IllegalStateException.class, () -> m.logLikelihood("a", " b"));
