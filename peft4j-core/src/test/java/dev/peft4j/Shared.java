@@ -83,6 +83,13 @@ public final class Shared {
             URI uri = u.toURI();
             if (uri.getScheme().equals("file")) return Path.of(uri).getParent().getParent();
             Path tmp = Files.createTempDirectory("peft4j-shared");
+            Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+                try (Stream<Path> w = Files.walk(tmp)) {
+                    for (Path q : w.sorted(java.util.Comparator.reverseOrder()).toList()) Files.deleteIfExists(q);
+                } catch (IOException ignored) {
+                    // a temp folder left behind
+                }
+            }));
             try (FileSystem fs = FileSystems.newFileSystem(uri, Map.of())) {
                 Path src = fs.getPath("/shared");
                 try (Stream<Path> w = Files.walk(src)) {
