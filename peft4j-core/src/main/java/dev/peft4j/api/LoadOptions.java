@@ -130,9 +130,9 @@ public final class LoadOptions {
          */
         public Builder tokenizer(Path dir) { this.tokenizer = dir; return this; }
         /**
-         * Sets weight quantization ({@link Quantization#Q8} is not available yet).
+         * Sets weight quantization ({@link Quantization#Q8}: 8-bit weights, quantized at load).
          *
-         * @param q weight quantization ({@link Quantization#Q8} is not available yet)
+         * @param q weight quantization
          * @return this
          */
         public Builder quantization(Quantization q) { this.quantization = q == null ? Quantization.NONE : q; return this; }

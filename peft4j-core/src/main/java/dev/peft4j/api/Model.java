@@ -52,8 +52,8 @@ public final class Model implements AutoCloseable {
     static Model load(String model, LoadOptions o) {
         if (model == null || model.isBlank()) throw new Peft4jException("model: expected a model directory or a Hub repo id, got nothing");
         return Guard.call(() -> {
-            if (o.quantization() != Quantization.NONE) {
-                throw new Peft4jException("quantization " + o.quantization() + ": not available in this build of peft4j (only NONE)");
+            if (o.quantization() == Quantization.Q8 && o.dtype() == WeightDtype.F32) {
+                throw new Peft4jException("quantization Q8 with weight dtype F32: choose one (Q8 keeps 8-bit weights off the heap)");
             }
             Guard.threads(o.threads());
             Path dir = Models.resolve(Path.of(model), "model");
@@ -62,7 +62,8 @@ public final class Model implements AutoCloseable {
                 throw new Peft4jException(tdir.resolve("tokenizer.json") + ": not found; the model needs a tokenizer"
                         + " (put tokenizer.json in the model directory or set LoadOptions.tokenizer)");
             }
-            Gemma3LM lm = Models.load(dir, o.adapter() == null ? null : Path.of(o.adapter()), o.merge());
+            Gemma3LM lm = Models.load(dir, o.adapter() == null ? null : Path.of(o.adapter()), o.merge(),
+                    o.quantization() == Quantization.Q8 ? dev.peft4j.model.Quantization.Q8 : dev.peft4j.model.Quantization.NONE);
             try {
                 if (o.dtype() == WeightDtype.F32) toF32(lm);
                 return new Model(lm, Tokenizer.load(tdir), dir, o.adapter());

@@ -318,8 +318,12 @@ class ApiTest {
 
     @Test
     void optionsAndMistakesGiveClearErrors() {
-        Peft4jException q = assertThrows(Peft4jException.class, () -> Peft4j.load(model, LoadOptions.builder().quantization(Quantization.Q8).build()));
-        assertTrue(q.getMessage().contains("not available"), q.getMessage());
+        Peft4jException q = assertThrows(Peft4jException.class,
+                () -> Peft4j.load(model, LoadOptions.builder().quantization(Quantization.Q8).dtype(WeightDtype.F32).build()));
+        assertTrue(q.getMessage().contains("Q8"), q.getMessage());
+        try (Model q8 = Peft4j.load(model, LoadOptions.builder().quantization(Quantization.Q8).build())) {
+            assertEquals(1024, q8.vocabSize());
+        }
         int n = Parallel.threads();
         try (Model m = Peft4j.load(model, LoadOptions.builder().threads(n).build())) {
             assertEquals(1024, m.vocabSize());
