@@ -28,6 +28,11 @@ public final class MatMul {
     static final int NB = 64;
     /** Input rows per chunk: a chunk of rows is run through a panel's weight quad while that quad is in the L1 cache. */
     static final int RC = 64;
+    /**
+     * Up to this many rows, mapped BF16 / Q8_0 weights are read in place (converted in registers, streamed once from memory):
+     * decoding, one sequence or a batch of sequences advancing together.
+     */
+    static final int DIRECT_MAX_ROWS = 16;
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
     /** Per-thread buffers: the aligned copy of x (owned by the calling thread), a weight panel, accumulators and sums. */
@@ -77,10 +82,10 @@ public final class MatMul {
             for (int i = 0; i < n * out; i++) if (!acc) y[yOff + i] = 0f;
             return;
         }
-        boolean direct = n == 1 && !w.onHeap() && (w.dtype == DType.BF16 || w.dtype == DType.Q8_0) && in % L == 0 && out % 4 == 0;
+        boolean direct = n <= DIRECT_MAX_ROWS && !w.onHeap() && (w.dtype == DType.BF16 || w.dtype == DType.Q8_0) && in % L == 0 && out % 4 == 0;
         if (direct) {
             int quads = out / 4;
-            Parallel.RangeBody body = (q0, q1) -> directRange(xs, w, y, yOff, acc, q0, q1);
+            Parallel.RangeBody body = (q0, q1) -> directRange(xs, xst, n, w, y, yOff, acc, q0, q1);
             if (parallel) Parallel.forRange(quads, Math.max(1, 4096 / Math.max(1, in)), body);
             else body.run(0, quads);
             return;
@@ -91,21 +96,41 @@ public final class MatMul {
         else body.run(0, blocks);
     }
 
-    /** One input row against weight quads [q0, q1) of a mapped BF16 / Q8_0 matrix, converted in registers. */
-    private static void directRange(MemorySegment xs, Matrix w, float[] y, int yOff, boolean acc, int q0, int q1) {
+    /**
+     * Rows [0, n) against weight quads [q0, q1) of a mapped BF16 / Q8_0 matrix, converted in registers: groups of eight rows
+     * through 8-row x 2-output tiles (each weight vector converted once for the eight rows), the other rows one at a time
+     * through 1-row x 4-output tiles (the quad then comes from the L1 cache).
+     */
+    private static void directRange(MemorySegment xs, int xst, int n, Matrix w, float[] y, int yOff, boolean acc, int q0, int q1) {
         Scratch s = SCRATCH.get();
         float[] a = s.acc, res = s.res;
         MemorySegment ws = w.segment();
-        int in = w.cols;
-        long rb = w.rowBytes;
+        int in = w.cols, out = w.rows;
+        long rb = w.rowBytes, xsb = 4L * xst;
         boolean q8 = w.dtype == DType.Q8_0;
         for (int q = q0; q < q1; q++) {
-            if (q8) Tiles.q8x4(xs, ws, 4L * q * rb, rb, in, a);
-            else Tiles.bf16x4(xs, ws, 4L * q * rb, rb, in, a);
-            Dot.reduce4(a, res, 0);
-            int yo = yOff + 4 * q;
-            if (acc) for (int c = 0; c < 4; c++) y[yo + c] += res[c];
-            else System.arraycopy(res, 0, y, yo, 4);
+            int r = 0;
+            for (; r + 8 <= n; r += 8) {
+                for (int h = 0; h < 2; h++) {
+                    long wo = (4L * q + 2 * h) * rb;
+                    if (q8) Tiles.q8x8x2(xs, r * xsb, xsb, ws, wo, rb, in, a);
+                    else Tiles.bf16x8x2(xs, r * xsb, xsb, ws, wo, rb, in, a);
+                    Dot.reduce16(a, res, 0);
+                    for (int i = 0; i < 8; i++) {
+                        int yo = yOff + (r + i) * out + 4 * q + 2 * h;
+                        y[yo] = acc ? y[yo] + res[2 * i] : res[2 * i];
+                        y[yo + 1] = acc ? y[yo + 1] + res[2 * i + 1] : res[2 * i + 1];
+                    }
+                }
+            }
+            for (; r < n; r++) {
+                if (q8) Tiles.q8x4(xs, r * xsb, ws, 4L * q * rb, rb, in, a);
+                else Tiles.bf16x4(xs, r * xsb, ws, 4L * q * rb, rb, in, a);
+                Dot.reduce4(a, 0, res, 0);
+                int yo = yOff + r * out + 4 * q;
+                if (acc) for (int c = 0; c < 4; c++) y[yo + c] += res[c];
+                else System.arraycopy(res, 0, y, yo, 4);
+            }
         }
     }
 
@@ -131,7 +156,7 @@ public final class MatMul {
                     }
                     for (; r < re; r++) {
                         Tiles.f32x1x4(xs, 4L * r * xst, p, po, 4L * pst, bound, a);
-                        Dot.reduce4(a, res, 0);
+                        Dot.reduce4(a, 0, res, 0);
                         store(res, 1, no, xs, 4L * r * xst, 4L * xst, p, po, 4L * pst, bound, in, y, yOff + r * out + o0 + oq, out, acc);
                     }
                 }
@@ -198,11 +223,11 @@ public final class MatMul {
         }
 
         /** 1 row (aligned float32 at x[0..in)) x 4 mapped BF16 rows from byte wo (row stride rb), widened in registers. */
-        static void bf16x4(MemorySegment x, MemorySegment w, long wo, long rb, int in, float[] acc) {
+        static void bf16x4(MemorySegment x, long xo, MemorySegment w, long wo, long rb, int in, float[] acc) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
             long w1 = wo + rb, w2 = w1 + rb, w3 = w2 + rb;
             for (int k = 0; k < in; k += L) {
-                FloatVector xv = FloatVector.fromMemorySegment(F, x, 4L * k, LE);
+                FloatVector xv = FloatVector.fromMemorySegment(F, x, xo + 4L * k, LE);
                 long kb = 2L * k;
                 a0 = xv.fma(Matrix.bf16(w, wo + kb), a0);
                 a1 = xv.fma(Matrix.bf16(w, w1 + kb), a1);
@@ -213,7 +238,7 @@ public final class MatMul {
         }
 
         /** 1 row x 4 mapped Q8_0 rows from byte wo (row stride rb): each weight d·q formed exactly in registers. */
-        static void q8x4(MemorySegment x, MemorySegment w, long wo, long rb, int in, float[] acc) {
+        static void q8x4(MemorySegment x, long xo, MemorySegment w, long wo, long rb, int in, float[] acc) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
             long w1 = wo + rb, w2 = w1 + rb, w3 = w2 + rb;
             for (int k = 0; k < in; k += DType.Q8_BLOCK) {
@@ -221,7 +246,7 @@ public final class MatMul {
                 float d0 = Float.float16ToFloat(w.get(Matrix.LE_SHORT, wo + kb)), d1 = Float.float16ToFloat(w.get(Matrix.LE_SHORT, w1 + kb));
                 float d2 = Float.float16ToFloat(w.get(Matrix.LE_SHORT, w2 + kb)), d3 = Float.float16ToFloat(w.get(Matrix.LE_SHORT, w3 + kb));
                 for (int j = 0; j < DType.Q8_BLOCK; j += L) {
-                    FloatVector xv = FloatVector.fromMemorySegment(F, x, 4L * (k + j), LE);
+                    FloatVector xv = FloatVector.fromMemorySegment(F, x, xo + 4L * (k + j), LE);
                     long qb = kb + 2 + j;
                     a0 = xv.fma(Matrix.q8(w, wo + qb, d0), a0);
                     a1 = xv.fma(Matrix.q8(w, w1 + qb, d1), a1);
@@ -230,6 +255,75 @@ public final class MatMul {
                 }
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, L); a2.intoArray(acc, 2 * L); a3.intoArray(acc, 3 * L);
+        }
+
+        /**
+         * 8 rows (aligned float32, row stride xs bytes) x 2 mapped BF16 rows from byte wo (stride rb): acc[(2r + c)·L ...].
+         * Each weight vector is widened once and feeds eight FMAs.
+         */
+        static void bf16x8x2(MemorySegment x, long xo, long xs, MemorySegment w, long wo, long rb, int in, float[] acc) {
+            FloatVector a00 = FloatVector.zero(F), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+            FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
+            long w1 = wo + rb;
+            for (int k = 0; k < in; k += L) {
+                long kb = 2L * k, kx = xo + 4L * k;
+                FloatVector v0 = Matrix.bf16(w, wo + kb), v1 = Matrix.bf16(w, w1 + kb);
+                FloatVector xv = FloatVector.fromMemorySegment(F, x, kx, LE);
+                a00 = xv.fma(v0, a00); a01 = xv.fma(v1, a01);
+                xv = FloatVector.fromMemorySegment(F, x, kx + xs, LE);
+                a10 = xv.fma(v0, a10); a11 = xv.fma(v1, a11);
+                xv = FloatVector.fromMemorySegment(F, x, kx + 2 * xs, LE);
+                a20 = xv.fma(v0, a20); a21 = xv.fma(v1, a21);
+                xv = FloatVector.fromMemorySegment(F, x, kx + 3 * xs, LE);
+                a30 = xv.fma(v0, a30); a31 = xv.fma(v1, a31);
+                xv = FloatVector.fromMemorySegment(F, x, kx + 4 * xs, LE);
+                a40 = xv.fma(v0, a40); a41 = xv.fma(v1, a41);
+                xv = FloatVector.fromMemorySegment(F, x, kx + 5 * xs, LE);
+                a50 = xv.fma(v0, a50); a51 = xv.fma(v1, a51);
+                xv = FloatVector.fromMemorySegment(F, x, kx + 6 * xs, LE);
+                a60 = xv.fma(v0, a60); a61 = xv.fma(v1, a61);
+                xv = FloatVector.fromMemorySegment(F, x, kx + 7 * xs, LE);
+                a70 = xv.fma(v0, a70); a71 = xv.fma(v1, a71);
+            }
+            a00.intoArray(acc, 0); a01.intoArray(acc, L); a10.intoArray(acc, 2 * L); a11.intoArray(acc, 3 * L);
+            a20.intoArray(acc, 4 * L); a21.intoArray(acc, 5 * L); a30.intoArray(acc, 6 * L); a31.intoArray(acc, 7 * L);
+            a40.intoArray(acc, 8 * L); a41.intoArray(acc, 9 * L); a50.intoArray(acc, 10 * L); a51.intoArray(acc, 11 * L);
+            a60.intoArray(acc, 12 * L); a61.intoArray(acc, 13 * L); a70.intoArray(acc, 14 * L); a71.intoArray(acc, 15 * L);
+        }
+
+        /** {@link #bf16x8x2} for Q8_0 rows: each weight d·q formed once in registers for the eight rows. */
+        static void q8x8x2(MemorySegment x, long xo, long xs, MemorySegment w, long wo, long rb, int in, float[] acc) {
+            FloatVector a00 = FloatVector.zero(F), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+            FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
+            long w1 = wo + rb;
+            for (int k = 0; k < in; k += DType.Q8_BLOCK) {
+                long kb = (long) (k / DType.Q8_BLOCK) * DType.Q8_BLOCK_BYTES;
+                float d0 = Float.float16ToFloat(w.get(Matrix.LE_SHORT, wo + kb)), d1 = Float.float16ToFloat(w.get(Matrix.LE_SHORT, w1 + kb));
+                for (int j = 0; j < DType.Q8_BLOCK; j += L) {
+                    long qb = kb + 2 + j, kx = xo + 4L * (k + j);
+                    FloatVector v0 = Matrix.q8(w, wo + qb, d0), v1 = Matrix.q8(w, w1 + qb, d1);
+                    FloatVector xv = FloatVector.fromMemorySegment(F, x, kx, LE);
+                    a00 = xv.fma(v0, a00); a01 = xv.fma(v1, a01);
+                    xv = FloatVector.fromMemorySegment(F, x, kx + xs, LE);
+                    a10 = xv.fma(v0, a10); a11 = xv.fma(v1, a11);
+                    xv = FloatVector.fromMemorySegment(F, x, kx + 2 * xs, LE);
+                    a20 = xv.fma(v0, a20); a21 = xv.fma(v1, a21);
+                    xv = FloatVector.fromMemorySegment(F, x, kx + 3 * xs, LE);
+                    a30 = xv.fma(v0, a30); a31 = xv.fma(v1, a31);
+                    xv = FloatVector.fromMemorySegment(F, x, kx + 4 * xs, LE);
+                    a40 = xv.fma(v0, a40); a41 = xv.fma(v1, a41);
+                    xv = FloatVector.fromMemorySegment(F, x, kx + 5 * xs, LE);
+                    a50 = xv.fma(v0, a50); a51 = xv.fma(v1, a51);
+                    xv = FloatVector.fromMemorySegment(F, x, kx + 6 * xs, LE);
+                    a60 = xv.fma(v0, a60); a61 = xv.fma(v1, a61);
+                    xv = FloatVector.fromMemorySegment(F, x, kx + 7 * xs, LE);
+                    a70 = xv.fma(v0, a70); a71 = xv.fma(v1, a71);
+                }
+            }
+            a00.intoArray(acc, 0); a01.intoArray(acc, L); a10.intoArray(acc, 2 * L); a11.intoArray(acc, 3 * L);
+            a20.intoArray(acc, 4 * L); a21.intoArray(acc, 5 * L); a30.intoArray(acc, 6 * L); a31.intoArray(acc, 7 * L);
+            a40.intoArray(acc, 8 * L); a41.intoArray(acc, 9 * L); a50.intoArray(acc, 10 * L); a51.intoArray(acc, 11 * L);
+            a60.intoArray(acc, 12 * L); a61.intoArray(acc, 13 * L); a70.intoArray(acc, 14 * L); a71.intoArray(acc, 15 * L);
         }
     }
 }
