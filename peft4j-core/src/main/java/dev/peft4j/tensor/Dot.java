@@ -1,6 +1,5 @@
 package dev.peft4j.tensor;
 
-import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
 
 import jdk.incubator.vector.FloatVector;
@@ -17,7 +16,7 @@ import jdk.incubator.vector.VectorSpecies;
  *   <li>the lanes summed by recursive halving (lane i += lane i + L/2, then L/4, ..., 1), done here by {@link #reduce4} and
  *       {@link #reduce16} for 4 or 16 accumulators at once; both give each accumulator the same tree;</li>
  *   <li>the input's tail past the last whole vector (none for the model's shapes) added in order, {@code s += x[k]·w[k]}
- *       ({@link #tail});</li>
+ *       (done where the tiles are run);</li>
  *   <li>then stored, or added to y when accumulating.</li>
  * </ol>
  * Tile kernels leave their accumulators in a float[] (the reductions load them again) so that no vector crosses a method
@@ -105,11 +104,5 @@ final class Dot {
             for (int h = L / 2; h >= 1; h /= 2) for (int i = 0; i < h; i++) t[i] = t[i] + t[i + h];
             out[o + j] = t[0];
         }
-    }
-
-    /** s + Σ x[k]·w[k] over the float32 tail [from, to), in order (x and w as float32 segments at byte offsets). */
-    static float tail(float s, MemorySegment x, long xo, MemorySegment w, long wo, int from, int to) {
-        for (int k = from; k < to; k++) s += x.get(Matrix.LE_FLOAT, xo + 4L * k) * w.get(Matrix.LE_FLOAT, wo + 4L * k);
-        return s;
     }
 }

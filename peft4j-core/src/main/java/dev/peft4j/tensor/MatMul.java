@@ -37,17 +37,30 @@ public final class MatMul {
 
     /** Per-thread buffers: the aligned copy of x (owned by the calling thread), a weight panel, accumulators and sums. */
     static final class Scratch {
-        MemorySegment xs = MemorySegment.NULL, panel = MemorySegment.NULL;
+        MemorySegment xs = MemorySegment.NULL;
         final float[] acc = new float[16 * L], res = new float[16];
+        float[] row = new float[0];
+
+        float[] row(int n) {
+            if (row.length < n) row = new float[n];
+            return row;
+        }
 
         MemorySegment xs(long bytes) {
             if (xs.byteSize() < bytes) xs = Arena.ofAuto().allocate(Math.max(bytes, 2 * xs.byteSize()), 64);
             return xs;
         }
 
-        MemorySegment panel(long bytes) {
-            if (panel.byteSize() < bytes) panel = Arena.ofAuto().allocate(bytes, 64);
-            return panel;
+        float[] xp = new float[0], pp = new float[0];
+
+        float[] xp(int n) {
+            if (xp.length < n) xp = new float[Math.max(n, 2 * xp.length)];
+            return xp;
+        }
+
+        float[] pp(int n) {
+            if (pp.length < n) pp = new float[n];
+            return pp;
         }
     }
 
@@ -75,25 +88,50 @@ public final class MatMul {
         final int in = w.cols, out = w.rows;
         if (n <= 0 || out == 0) return;
         if (x.length < xOff + (long) n * in || y.length < yOff + (long) n * out) throw new IllegalArgumentException("x or y too short for " + n + " rows of " + w.rows + "x" + w.cols);
-        final int xst = stride(in);
-        MemorySegment xs = SCRATCH.get().xs(4L * n * xst);
-        for (int r = 0; r < n; r++) MemorySegment.copy(x, xOff + r * in, xs, Matrix.LE_FLOAT, 4L * r * xst, in);
         if (in == 0) {
-            for (int i = 0; i < n * out; i++) if (!acc) y[yOff + i] = 0f;
+            if (!acc) java.util.Arrays.fill(y, yOff, yOff + n * out, 0f);
             return;
         }
+        final int xst = stride(in);
+        Scratch sc = SCRATCH.get();
         boolean direct = n <= DIRECT_MAX_ROWS && !w.onHeap() && (w.dtype == DType.BF16 || w.dtype == DType.Q8_0) && in % L == 0 && out % 4 == 0;
         if (direct) {
+            MemorySegment xs = sc.xs(4L * n * xst);
+            for (int r = 0; r < n; r++) MemorySegment.copy(x, xOff + r * in, xs, Matrix.LE_FLOAT, 4L * r * xst, in);
             int quads = out / 4;
             Parallel.RangeBody body = (q0, q1) -> directRange(xs, xst, n, w, y, yOff, acc, q0, q1);
             if (parallel) Parallel.forRange(quads, Math.max(1, 4096 / Math.max(1, in)), body);
             else body.run(0, quads);
             return;
         }
+        int quadsX = (n + 3) / 4;
+        float[] xs = sc.xp(16 * quadsX * xst);
+        pack(x, xOff, n, in, xs);
         int blocks = (out + NB - 1) / NB;
-        Parallel.RangeBody body = (b0, b1) -> panelRange(xs, xst, n, w, y, yOff, acc, b0, b1);
+        Parallel.RangeBody body = (b0, b1) -> panelRange(xs, x, xOff, n, w, y, yOff, acc, b0, b1);
         if (parallel) Parallel.forRange(blocks, 1, body);
         else body.run(0, blocks);
+    }
+
+    /**
+     * Packs rows [0, n) of width in, four rows to a quad: quad q, chunk s (L floats), row c of the quad at float
+     * ((q·chunks + s)·4 + c)·L, chunks = stride(in)/L, zero past the input's end and in the missing rows of the last quad. A
+     * 4x4 tile then reads two sequential streams (input quad, weight quad).
+     */
+    static void pack(float[] src, int off, int n, int in, float[] dst) {
+        int chunks = stride(in) / L, full = in / L;
+        int quads = (n + 3) / 4;
+        for (int q = 0; q < quads; q++) {
+            for (int c = 0; c < 4; c++) {
+                int r = 4 * q + c;
+                int d = (q * chunks * 4 + c) * L;
+                if (r >= n) {
+                    for (int s = 0; s < chunks; s++) java.util.Arrays.fill(dst, d + 4 * L * s, d + 4 * L * s + L, 0f);
+                    continue;
+                }
+                packRow(src, off + r * in, in, chunks, dst, d);
+            }
+        }
     }
 
     /**
@@ -134,45 +172,74 @@ public final class MatMul {
         }
     }
 
-    /** All n rows against weight blocks [b0, b1) of {@value #NB} rows, each converted once to a float32 panel. */
-    private static void panelRange(MemorySegment xs, int xst, int n, Matrix w, float[] y, int yOff, boolean acc, int b0, int b1) {
+    /**
+     * All n rows (packed) against weight blocks [b0, b1) of {@value #NB} rows, each converted once to a packed float32 panel;
+     * every (input quad, weight quad) pair through one 4x4 tile (rows past n are zeros and not stored).
+     */
+    private static void panelRange(float[] xs, float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean acc, int b0, int b1) {
         Scratch s = SCRATCH.get();
-        final int in = w.cols, out = w.rows, pst = stride(in), bound = in / L * L;
-        MemorySegment p = s.panel(4L * NB * pst);
-        float[] a = s.acc, res = s.res;
+        final int in = w.cols, out = w.rows, chunks = stride(in) / L, full = in / L;
+        final int quadFloats = 4 * L * chunks;
+        float[] p = s.pp(quadFloats * (NB / 4));
+        float[] a = s.acc, res = s.res, row = s.row(in);
+        int quadsX = (n + 3) / 4;
         for (int b = b0; b < b1; b++) {
             int o0 = b * NB, nb = Math.min(NB, out - o0);
-            w.rowsToSegment(o0, nb, p, 0, pst);
-            for (int rc = 0; rc < n; rc += RC) {
-                int re = Math.min(n, rc + RC);
+            for (int r = 0; r < nb; r += 4) {
+                int nr = Math.min(4, nb - r);
+                for (int c = 0; c < 4; c++) {
+                    if (c < nr) w.rowsToFloat(o0 + r + c, 1, row, 0);
+                    else java.util.Arrays.fill(row, 0, in, 0f);
+                    packRow(row, 0, in, chunks, p, (r / 4) * quadFloats + c * L);
+                }
+            }
+            for (int qc = 0; qc < quadsX; qc += RC / 4) {
+                int qe = Math.min(quadsX, qc + RC / 4);
                 for (int oq = 0; oq < nb; oq += 4) {
                     int no = Math.min(4, nb - oq);
-                    long po = 4L * oq * pst;
-                    int r = rc;
-                    for (; r + 4 <= re; r += 4) {
-                        Tiles.f32x4x4(xs, 4L * r * xst, 4L * xst, p, po, 4L * pst, bound, a);
-                        Dot.reduce16(a, res, 0);
-                        store(res, 4, no, xs, 4L * r * xst, 4L * xst, p, po, 4L * pst, bound, in, y, yOff + r * out + o0 + oq, out, acc);
-                    }
-                    for (; r < re; r++) {
-                        Tiles.f32x1x4(xs, 4L * r * xst, p, po, 4L * pst, bound, a);
-                        Dot.reduce4(a, 0, res, 0);
-                        store(res, 1, no, xs, 4L * r * xst, 4L * xst, p, po, 4L * pst, bound, in, y, yOff + r * out + o0 + oq, out, acc);
+                    int po = (oq / 4) * quadFloats;
+                    for (int xq = qc; xq < qe; xq++) {
+                        int rows = Math.min(4, n - 4 * xq);
+                        if (rows == 1) {
+                            Tiles.packed1x4(xs, xq * quadFloats, p, po, full, a);
+                            Dot.reduce4(a, 0, res, 0);
+                        } else {
+                            Tiles.packed4x4(xs, xq * quadFloats, p, po, full, a);
+                            Dot.reduce16(a, res, 0);
+                        }
+                        if (full < in) tails(res, rows, no, x, xOff + 4 * xq * in, in, p, po, full);
+                        int yo = yOff + 4 * xq * out + o0 + oq;
+                        for (int i = 0; i < rows; i++) {
+                            int yi = yo + i * out;
+                            if (acc) for (int c = 0; c < no; c++) y[yi + c] += res[4 * i + c];
+                            else System.arraycopy(res, 4 * i, y, yi, no);
+                        }
                     }
                 }
             }
         }
     }
 
-    /** Adds the tails to the lane sums res[4·row + c] and stores them to y (rows stride out). */
-    private static void store(float[] res, int rows, int no, MemorySegment xs, long xo, long xstb, MemorySegment p, long po, long pstb,
-                              int bound, int in, float[] y, int yo, int out, boolean acc) {
-        for (int r = 0; r < rows; r++) {
+    /** Writes one float32 row src[so, so+in) to a packed quad's row starting at float d (chunk s at d + 4·L·s; zeros past in). */
+    private static void packRow(float[] src, int so, int in, int chunks, float[] p, int d) {
+        int full = in / L;
+        for (int s = 0; s < full; s++) FloatVector.fromArray(F, src, so + s * L).intoArray(p, d + 4 * L * s);
+        if (full < chunks) {
+            int t = d + 4 * L * full, rest = in - full * L;
+            System.arraycopy(src, so + full * L, p, t, rest);
+            java.util.Arrays.fill(p, t + rest, t + L, 0f);
+        }
+    }
+
+    /** Adds the input's tail [full·L, in) to the lane sums res[4·row + c], in order: {@code v += x[k]·w[k]}. */
+    private static void tails(float[] res, int rows, int no, float[] x, int xo, int in, float[] p, int po, int full) {
+        int k0 = full * L;
+        for (int i = 0; i < rows; i++) {
             for (int c = 0; c < no; c++) {
-                float v = res[4 * r + c];
-                if (bound < in) v = Dot.tail(v, xs, xo + r * xstb, p, po + c * pstb, bound, in);
-                int i = yo + r * out + c;
-                y[i] = acc ? y[i] + v : v;
+                float v = res[4 * i + c];
+                int wo = po + (full * 4 + c) * L;
+                for (int k = k0; k < in; k++) v += x[xo + i * in + k] * p[wo + k - k0];
+                res[4 * i + c] = v;
             }
         }
     }
@@ -181,25 +248,29 @@ public final class MatMul {
     static final class Tiles {
         private Tiles() {}
 
-        /** 4 rows x 4 outputs over float32 [0, bound): acc[(4r + c)·L ...]. */
-        static void f32x4x4(MemorySegment x, long xo, long xs, MemorySegment w, long wo, long ws, int bound, float[] acc) {
+        /**
+         * 4 packed input rows x 4 packed weight rows over {@code chunks} whole vectors: acc[(4r + c)·L ...]. Each step reads
+         * four consecutive vectors of each quad (two sequential streams).
+         */
+        static void packed4x4(float[] x, int xo, float[] w, int wo, int chunks, float[] acc) {
             FloatVector a00 = FloatVector.zero(F), a01 = a00, a02 = a00, a03 = a00;
             FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
             FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00;
             FloatVector a30 = a00, a31 = a00, a32 = a00, a33 = a00;
-            long end = 4L * bound;
-            for (long k = 0; k < end; k += 4L * L) {
-                FloatVector w0 = FloatVector.fromMemorySegment(F, w, wo + k, LE);
-                FloatVector w1 = FloatVector.fromMemorySegment(F, w, wo + ws + k, LE);
-                FloatVector w2 = FloatVector.fromMemorySegment(F, w, wo + 2 * ws + k, LE);
-                FloatVector w3 = FloatVector.fromMemorySegment(F, w, wo + 3 * ws + k, LE);
-                FloatVector x0 = FloatVector.fromMemorySegment(F, x, xo + k, LE);
+            final int end = 4 * L * chunks;
+            for (int k = 0; k < end; k += 4 * L) {
+                int wk = wo + k, xk = xo + k;
+                FloatVector w0 = FloatVector.fromArray(F, w, wk);
+                FloatVector w1 = FloatVector.fromArray(F, w, wk + L);
+                FloatVector w2 = FloatVector.fromArray(F, w, wk + 2 * L);
+                FloatVector w3 = FloatVector.fromArray(F, w, wk + 3 * L);
+                FloatVector x0 = FloatVector.fromArray(F, x, xk);
                 a00 = x0.fma(w0, a00); a01 = x0.fma(w1, a01); a02 = x0.fma(w2, a02); a03 = x0.fma(w3, a03);
-                FloatVector x1 = FloatVector.fromMemorySegment(F, x, xo + xs + k, LE);
+                FloatVector x1 = FloatVector.fromArray(F, x, xk + L);
                 a10 = x1.fma(w0, a10); a11 = x1.fma(w1, a11); a12 = x1.fma(w2, a12); a13 = x1.fma(w3, a13);
-                FloatVector x2 = FloatVector.fromMemorySegment(F, x, xo + 2 * xs + k, LE);
+                FloatVector x2 = FloatVector.fromArray(F, x, xk + 2 * L);
                 a20 = x2.fma(w0, a20); a21 = x2.fma(w1, a21); a22 = x2.fma(w2, a22); a23 = x2.fma(w3, a23);
-                FloatVector x3 = FloatVector.fromMemorySegment(F, x, xo + 3 * xs + k, LE);
+                FloatVector x3 = FloatVector.fromArray(F, x, xk + 3 * L);
                 a30 = x3.fma(w0, a30); a31 = x3.fma(w1, a31); a32 = x3.fma(w2, a32); a33 = x3.fma(w3, a33);
             }
             a00.intoArray(acc, 0); a01.intoArray(acc, L); a02.intoArray(acc, 2 * L); a03.intoArray(acc, 3 * L);
@@ -208,16 +279,17 @@ public final class MatMul {
             a30.intoArray(acc, 12 * L); a31.intoArray(acc, 13 * L); a32.intoArray(acc, 14 * L); a33.intoArray(acc, 15 * L);
         }
 
-        /** 1 row x 4 outputs over float32 [0, bound): acc[c·L ...]. */
-        static void f32x1x4(MemorySegment x, long xo, MemorySegment w, long wo, long ws, int bound, float[] acc) {
+        /** Row 0 of a packed input quad x 4 packed weight rows (a single row: decoding against heap weights): acc[c·L ...]. */
+        static void packed1x4(float[] x, int xo, float[] w, int wo, int chunks, float[] acc) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-            long end = 4L * bound;
-            for (long k = 0; k < end; k += 4L * L) {
-                FloatVector x0 = FloatVector.fromMemorySegment(F, x, xo + k, LE);
-                a0 = x0.fma(FloatVector.fromMemorySegment(F, w, wo + k, LE), a0);
-                a1 = x0.fma(FloatVector.fromMemorySegment(F, w, wo + ws + k, LE), a1);
-                a2 = x0.fma(FloatVector.fromMemorySegment(F, w, wo + 2 * ws + k, LE), a2);
-                a3 = x0.fma(FloatVector.fromMemorySegment(F, w, wo + 3 * ws + k, LE), a3);
+            final int end = 4 * L * chunks;
+            for (int k = 0; k < end; k += 4 * L) {
+                int wk = wo + k;
+                FloatVector x0 = FloatVector.fromArray(F, x, xo + k);
+                a0 = x0.fma(FloatVector.fromArray(F, w, wk), a0);
+                a1 = x0.fma(FloatVector.fromArray(F, w, wk + L), a1);
+                a2 = x0.fma(FloatVector.fromArray(F, w, wk + 2 * L), a2);
+                a3 = x0.fma(FloatVector.fromArray(F, w, wk + 3 * L), a3);
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, L); a2.intoArray(acc, 2 * L); a3.intoArray(acc, 3 * L);
         }
