@@ -96,8 +96,8 @@ public final class MatMul {
         Scratch sc = SCRATCH.get();
         boolean direct = n <= DIRECT_MAX_ROWS && !w.onHeap() && (w.dtype == DType.BF16 || w.dtype == DType.Q8_0) && in % L == 0 && out % 4 == 0;
         if (direct) {
-            MemorySegment xs = sc.xs(4L * n * xst);
-            for (int r = 0; r < n; r++) MemorySegment.copy(x, xOff + r * in, xs, Matrix.LE_FLOAT, 4L * r * xst, in);
+            float[] xs = sc.xp(n * xst);
+            for (int r = 0; r < n; r++) System.arraycopy(x, xOff + r * in, xs, r * xst, in);
             int quads = out / 4;
             Parallel.RangeBody body = (q0, q1) -> directRange(xs, xst, n, w, y, yOff, acc, q0, q1);
             if (parallel) Parallel.forRange(quads, Math.max(1, 4096 / Math.max(1, in)), body);
@@ -139,20 +139,20 @@ public final class MatMul {
      * through 8-row x 2-output tiles (each weight vector converted once for the eight rows), the other rows one at a time
      * through 1-row x 4-output tiles (the quad then comes from the L1 cache).
      */
-    private static void directRange(MemorySegment xs, int xst, int n, Matrix w, float[] y, int yOff, boolean acc, int q0, int q1) {
+    private static void directRange(float[] xs, int xst, int n, Matrix w, float[] y, int yOff, boolean acc, int q0, int q1) {
         Scratch s = SCRATCH.get();
         float[] a = s.acc, res = s.res;
         MemorySegment ws = w.segment();
         int in = w.cols, out = w.rows;
-        long rb = w.rowBytes, xsb = 4L * xst;
+        long rb = w.rowBytes;
         boolean q8 = w.dtype == DType.Q8_0;
         for (int q = q0; q < q1; q++) {
             int r = 0;
             for (; r + 8 <= n; r += 8) {
                 for (int h = 0; h < 2; h++) {
                     long wo = (4L * q + 2 * h) * rb;
-                    if (q8) Tiles.q8x8x2(xs, r * xsb, xsb, ws, wo, rb, in, a);
-                    else Tiles.bf16x8x2(xs, r * xsb, xsb, ws, wo, rb, in, a);
+                    if (q8) Tiles.q8x8x2(xs, r * xst, xst, ws, wo, rb, in, a);
+                    else Tiles.bf16x8x2(xs, r * xst, xst, ws, wo, rb, in, a);
                     Dot.reduce16(a, res, 0);
                     for (int i = 0; i < 8; i++) {
                         int yo = yOff + (r + i) * out + 4 * q + 2 * h;
@@ -162,8 +162,8 @@ public final class MatMul {
                 }
             }
             for (; r < n; r++) {
-                if (q8) Tiles.q8x4(xs, r * xsb, ws, 4L * q * rb, rb, in, a);
-                else Tiles.bf16x4(xs, r * xsb, ws, 4L * q * rb, rb, in, a);
+                if (q8) Tiles.q8x4(xs, r * xst, ws, 4L * q * rb, rb, in, a);
+                else Tiles.bf16x4(xs, r * xst, ws, 4L * q * rb, rb, in, a);
                 Dot.reduce4(a, 0, res, 0);
                 int yo = yOff + r * out + 4 * q;
                 if (acc) for (int c = 0; c < 4; c++) y[yo + c] += res[c];
@@ -295,11 +295,11 @@ public final class MatMul {
         }
 
         /** 1 row (aligned float32 at x[0..in)) x 4 mapped BF16 rows from byte wo (row stride rb), widened in registers. */
-        static void bf16x4(MemorySegment x, long xo, MemorySegment w, long wo, long rb, int in, float[] acc) {
+        static void bf16x4(float[] x, int xo, MemorySegment w, long wo, long rb, int in, float[] acc) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
             long w1 = wo + rb, w2 = w1 + rb, w3 = w2 + rb;
             for (int k = 0; k < in; k += L) {
-                FloatVector xv = FloatVector.fromMemorySegment(F, x, xo + 4L * k, LE);
+                FloatVector xv = FloatVector.fromArray(F, x, xo + k);
                 long kb = 2L * k;
                 a0 = xv.fma(Matrix.bf16(w, wo + kb), a0);
                 a1 = xv.fma(Matrix.bf16(w, w1 + kb), a1);
@@ -314,17 +314,17 @@ public final class MatMul {
          * are read one after the other: interleaving two or four streams of 34-byte blocks defeated the hardware prefetcher
          * (2.4-2.9 against 1.3 ns per 16 weights from memory, one thread).
          */
-        static void q8x4(MemorySegment x, long xo, MemorySegment w, long wo, long rb, int in, float[] acc) {
+        static void q8x4(float[] x, int xo, MemorySegment w, long wo, long rb, int in, float[] acc) {
             for (int c = 0; c < 4; c++) q8x1(x, xo, w, wo + c * rb, in, acc, c * L);
         }
 
-        private static void q8x1(MemorySegment x, long xo, MemorySegment w, long wo, int in, float[] acc, int ao) {
+        private static void q8x1(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc, int ao) {
             FloatVector a0 = FloatVector.zero(F);
             for (int k = 0; k < in; k += DType.Q8_BLOCK) {
                 long kb = wo + (long) (k / DType.Q8_BLOCK) * DType.Q8_BLOCK_BYTES;
                 float d = Float.float16ToFloat(w.get(Matrix.LE_SHORT, kb));
                 for (int j = 0; j < DType.Q8_BLOCK; j += L) {
-                    a0 = FloatVector.fromMemorySegment(F, x, xo + 4L * (k + j), LE).fma(Matrix.q8(w, kb + 2 + j, d), a0);
+                    a0 = FloatVector.fromArray(F, x, xo + k + j).fma(Matrix.q8(w, kb + 2 + j, d), a0);
                 }
             }
             a0.intoArray(acc, ao);
@@ -334,28 +334,28 @@ public final class MatMul {
          * 8 rows (aligned float32, row stride xs bytes) x 2 mapped BF16 rows from byte wo (stride rb): acc[(2r + c)·L ...].
          * Each weight vector is widened once and feeds eight FMAs.
          */
-        static void bf16x8x2(MemorySegment x, long xo, long xs, MemorySegment w, long wo, long rb, int in, float[] acc) {
+        static void bf16x8x2(float[] x, int xo, int xs, MemorySegment w, long wo, long rb, int in, float[] acc) {
             FloatVector a00 = FloatVector.zero(F), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
             FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
             long w1 = wo + rb;
             for (int k = 0; k < in; k += L) {
-                long kb = 2L * k, kx = xo + 4L * k;
+                long kb = 2L * k; int kx = xo + k;
                 FloatVector v0 = Matrix.bf16(w, wo + kb), v1 = Matrix.bf16(w, w1 + kb);
-                FloatVector xv = FloatVector.fromMemorySegment(F, x, kx, LE);
+                FloatVector xv = FloatVector.fromArray(F, x, kx);
                 a00 = xv.fma(v0, a00); a01 = xv.fma(v1, a01);
-                xv = FloatVector.fromMemorySegment(F, x, kx + xs, LE);
+                xv = FloatVector.fromArray(F, x, kx + xs);
                 a10 = xv.fma(v0, a10); a11 = xv.fma(v1, a11);
-                xv = FloatVector.fromMemorySegment(F, x, kx + 2 * xs, LE);
+                xv = FloatVector.fromArray(F, x, kx + 2 * xs);
                 a20 = xv.fma(v0, a20); a21 = xv.fma(v1, a21);
-                xv = FloatVector.fromMemorySegment(F, x, kx + 3 * xs, LE);
+                xv = FloatVector.fromArray(F, x, kx + 3 * xs);
                 a30 = xv.fma(v0, a30); a31 = xv.fma(v1, a31);
-                xv = FloatVector.fromMemorySegment(F, x, kx + 4 * xs, LE);
+                xv = FloatVector.fromArray(F, x, kx + 4 * xs);
                 a40 = xv.fma(v0, a40); a41 = xv.fma(v1, a41);
-                xv = FloatVector.fromMemorySegment(F, x, kx + 5 * xs, LE);
+                xv = FloatVector.fromArray(F, x, kx + 5 * xs);
                 a50 = xv.fma(v0, a50); a51 = xv.fma(v1, a51);
-                xv = FloatVector.fromMemorySegment(F, x, kx + 6 * xs, LE);
+                xv = FloatVector.fromArray(F, x, kx + 6 * xs);
                 a60 = xv.fma(v0, a60); a61 = xv.fma(v1, a61);
-                xv = FloatVector.fromMemorySegment(F, x, kx + 7 * xs, LE);
+                xv = FloatVector.fromArray(F, x, kx + 7 * xs);
                 a70 = xv.fma(v0, a70); a71 = xv.fma(v1, a71);
             }
             a00.intoArray(acc, 0); a01.intoArray(acc, L); a10.intoArray(acc, 2 * L); a11.intoArray(acc, 3 * L);
@@ -365,7 +365,7 @@ public final class MatMul {
         }
 
         /** {@link #bf16x8x2} for Q8_0 rows: each weight d·q formed once in registers for the eight rows. */
-        static void q8x8x2(MemorySegment x, long xo, long xs, MemorySegment w, long wo, long rb, int in, float[] acc) {
+        static void q8x8x2(float[] x, int xo, int xs, MemorySegment w, long wo, long rb, int in, float[] acc) {
             FloatVector a00 = FloatVector.zero(F), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
             FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
             long w1 = wo + rb;
@@ -373,23 +373,23 @@ public final class MatMul {
                 long kb = (long) (k / DType.Q8_BLOCK) * DType.Q8_BLOCK_BYTES;
                 float d0 = Float.float16ToFloat(w.get(Matrix.LE_SHORT, wo + kb)), d1 = Float.float16ToFloat(w.get(Matrix.LE_SHORT, w1 + kb));
                 for (int j = 0; j < DType.Q8_BLOCK; j += L) {
-                    long qb = kb + 2 + j, kx = xo + 4L * (k + j);
+                    long qb = kb + 2 + j; int kx = xo + k + j;
                     FloatVector v0 = Matrix.q8(w, wo + qb, d0), v1 = Matrix.q8(w, w1 + qb, d1);
-                    FloatVector xv = FloatVector.fromMemorySegment(F, x, kx, LE);
+                    FloatVector xv = FloatVector.fromArray(F, x, kx);
                     a00 = xv.fma(v0, a00); a01 = xv.fma(v1, a01);
-                    xv = FloatVector.fromMemorySegment(F, x, kx + xs, LE);
+                    xv = FloatVector.fromArray(F, x, kx + xs);
                     a10 = xv.fma(v0, a10); a11 = xv.fma(v1, a11);
-                    xv = FloatVector.fromMemorySegment(F, x, kx + 2 * xs, LE);
+                    xv = FloatVector.fromArray(F, x, kx + 2 * xs);
                     a20 = xv.fma(v0, a20); a21 = xv.fma(v1, a21);
-                    xv = FloatVector.fromMemorySegment(F, x, kx + 3 * xs, LE);
+                    xv = FloatVector.fromArray(F, x, kx + 3 * xs);
                     a30 = xv.fma(v0, a30); a31 = xv.fma(v1, a31);
-                    xv = FloatVector.fromMemorySegment(F, x, kx + 4 * xs, LE);
+                    xv = FloatVector.fromArray(F, x, kx + 4 * xs);
                     a40 = xv.fma(v0, a40); a41 = xv.fma(v1, a41);
-                    xv = FloatVector.fromMemorySegment(F, x, kx + 5 * xs, LE);
+                    xv = FloatVector.fromArray(F, x, kx + 5 * xs);
                     a50 = xv.fma(v0, a50); a51 = xv.fma(v1, a51);
-                    xv = FloatVector.fromMemorySegment(F, x, kx + 6 * xs, LE);
+                    xv = FloatVector.fromArray(F, x, kx + 6 * xs);
                     a60 = xv.fma(v0, a60); a61 = xv.fma(v1, a61);
-                    xv = FloatVector.fromMemorySegment(F, x, kx + 7 * xs, LE);
+                    xv = FloatVector.fromArray(F, x, kx + 7 * xs);
                     a70 = xv.fma(v0, a70); a71 = xv.fma(v1, a71);
                 }
             }
