@@ -1,10 +1,9 @@
 package dev.peft4j.tensor;
 
-import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorShuffle;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -17,7 +16,7 @@ import jdk.incubator.vector.VectorSpecies;
  *   <li>the lanes summed by recursive halving (lane i += lane i + L/2, then L/4, ..., 1), done here by {@link #reduce4} and
  *       {@link #reduce16} for 4 or 16 accumulators at once; both give each accumulator the same tree;</li>
  *   <li>the input's tail past the last whole vector (none for the model's shapes) added in order, {@code s += x[k]·w[k]}
- *       ({@link #tail});</li>
+ *       (done where the tiles are run);</li>
  *   <li>then stored, or added to y when accumulating.</li>
  * </ol>
  * Tile kernels leave their accumulators in a float[] (the reductions load them again) so that no vector crosses a method
@@ -28,11 +27,12 @@ final class Dot {
     static final int L = F.length();
     static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
     private static final boolean VEC = L == 16;
-    private static final VectorShuffle<Float> S1LO, S1HI, S2LO, S2HI, S3LO, S3HI, S4LO, S4HI;
+    /** Two-vector lane selections, as index vectors (lanes 16..31 pick from the second vector): level l's LO and HI halves. */
+    private static final FloatVector I1LO, I1HI, I2LO, I2HI, I3LO, I3HI, I4LO, I4HI;
 
     static {
         if (VEC) {
-            int[][] s = new int[8][16];
+            float[][] s = new float[8][16];
             for (int i = 0; i < 16; i++) {
                 // level 1: [a0..7 b0..7] + [a8..15 b8..15]
                 s[0][i] = i < 8 ? i : 16 + (i - 8);
@@ -49,61 +49,60 @@ final class Dot {
                 s[6][i] = 2 * i;
                 s[7][i] = 2 * i + 1;
             }
-            S1LO = VectorShuffle.fromArray(F, s[0], 0); S1HI = VectorShuffle.fromArray(F, s[1], 0);
-            S2LO = VectorShuffle.fromArray(F, s[2], 0); S2HI = VectorShuffle.fromArray(F, s[3], 0);
-            S3LO = VectorShuffle.fromArray(F, s[4], 0); S3HI = VectorShuffle.fromArray(F, s[5], 0);
-            S4LO = VectorShuffle.fromArray(F, s[6], 0); S4HI = VectorShuffle.fromArray(F, s[7], 0);
+            I1LO = FloatVector.fromArray(F, s[0], 0); I1HI = FloatVector.fromArray(F, s[1], 0);
+            I2LO = FloatVector.fromArray(F, s[2], 0); I2HI = FloatVector.fromArray(F, s[3], 0);
+            I3LO = FloatVector.fromArray(F, s[4], 0); I3HI = FloatVector.fromArray(F, s[5], 0);
+            I4LO = FloatVector.fromArray(F, s[6], 0); I4HI = FloatVector.fromArray(F, s[7], 0);
         } else {
-            S1LO = S1HI = S2LO = S2HI = S3LO = S3HI = S4LO = S4HI = null;
+            I1LO = I1HI = I2LO = I2HI = I3LO = I3HI = I4LO = I4HI = null;
         }
     }
 
     private Dot() {}
 
-    private static FloatVector comb(FloatVector a, FloatVector b, VectorShuffle<Float> lo, VectorShuffle<Float> hi) {
-        return a.rearrange(lo, b).add(a.rearrange(hi, b));
+    /** One level of the tree for two vectors: selected lanes of (a, b) plus the other selected lanes (two vpermt2ps + add). */
+    private static FloatVector comb(FloatVector a, FloatVector b, FloatVector lo, FloatVector hi) {
+        return lo.selectFrom(a, b).add(hi.selectFrom(a, b));
     }
 
-    /** out[o + j] = lane sum of acc[j·L, (j+1)·L) for j < 4. */
-    static void reduce4(float[] acc, float[] out, int o) {
-        if (!VEC) { scalar(acc, 4, out, o); return; }
-        FloatVector t0 = comb(FloatVector.fromArray(F, acc, 0), FloatVector.fromArray(F, acc, L), S1LO, S1HI);
-        FloatVector t1 = comb(FloatVector.fromArray(F, acc, 2 * L), FloatVector.fromArray(F, acc, 3 * L), S1LO, S1HI);
-        FloatVector u = comb(t0, t1, S2LO, S2HI);
-        FloatVector w = comb(u, u, S3LO, S3HI);
-        FloatVector z = comb(w, w, S4LO, S4HI);
-        z.intoArray(out, o, M4);
+    /** out[o + j] = lane sum of acc[a + j·L, a + (j+1)·L) for j < 4. */
+    static void reduce4(float[] acc, int a, float[] out, int o) {
+        if (!VEC) { scalar(acc, a, 4, out, o); return; }
+        FloatVector t0 = comb(FloatVector.fromArray(F, acc, a), FloatVector.fromArray(F, acc, a + L), I1LO, I1HI);
+        FloatVector t1 = comb(FloatVector.fromArray(F, acc, a + 2 * L), FloatVector.fromArray(F, acc, a + 3 * L), I1LO, I1HI);
+        FloatVector u = comb(t0, t1, I2LO, I2HI);
+        FloatVector w = comb(u, u, I3LO, I3HI);
+        comb(w, w, I4LO, I4HI).intoArray(out, o, M4);
     }
 
-    private static final jdk.incubator.vector.VectorMask<Float> M4 = F.indexInRange(0, 4);
+    private static final VectorMask<Float> M4 = F.indexInRange(0, 4);
 
-    /** out[o + j] = lane sum of acc[j·L, (j+1)·L) for j < 16. */
+    /**
+     * out[o + j] = lane sum of acc[j·L, (j+1)·L) for j < 16: a transposing tree, fifteen two-vector steps for sixteen sums.
+     * Written out in one method: a helper returning vectors that C2 did not inline would box them.
+     */
     static void reduce16(float[] acc, float[] out, int o) {
-        if (!VEC) { scalar(acc, 16, out, o); return; }
-        FloatVector u0 = quad(acc, 0), u1 = quad(acc, 4 * L), u2 = quad(acc, 8 * L), u3 = quad(acc, 12 * L);
-        FloatVector w0 = comb(u0, u1, S3LO, S3HI), w1 = comb(u2, u3, S3LO, S3HI);
-        comb(w0, w1, S4LO, S4HI).intoArray(out, o);
-    }
-
-    private static FloatVector quad(float[] acc, int a) {
-        FloatVector t0 = comb(FloatVector.fromArray(F, acc, a), FloatVector.fromArray(F, acc, a + L), S1LO, S1HI);
-        FloatVector t1 = comb(FloatVector.fromArray(F, acc, a + 2 * L), FloatVector.fromArray(F, acc, a + 3 * L), S1LO, S1HI);
-        return comb(t0, t1, S2LO, S2HI);
+        if (!VEC) { scalar(acc, 0, 16, out, o); return; }
+        FloatVector t0 = comb(FloatVector.fromArray(F, acc, 0), FloatVector.fromArray(F, acc, L), I1LO, I1HI);
+        FloatVector t1 = comb(FloatVector.fromArray(F, acc, 2 * L), FloatVector.fromArray(F, acc, 3 * L), I1LO, I1HI);
+        FloatVector t2 = comb(FloatVector.fromArray(F, acc, 4 * L), FloatVector.fromArray(F, acc, 5 * L), I1LO, I1HI);
+        FloatVector t3 = comb(FloatVector.fromArray(F, acc, 6 * L), FloatVector.fromArray(F, acc, 7 * L), I1LO, I1HI);
+        FloatVector t4 = comb(FloatVector.fromArray(F, acc, 8 * L), FloatVector.fromArray(F, acc, 9 * L), I1LO, I1HI);
+        FloatVector t5 = comb(FloatVector.fromArray(F, acc, 10 * L), FloatVector.fromArray(F, acc, 11 * L), I1LO, I1HI);
+        FloatVector t6 = comb(FloatVector.fromArray(F, acc, 12 * L), FloatVector.fromArray(F, acc, 13 * L), I1LO, I1HI);
+        FloatVector t7 = comb(FloatVector.fromArray(F, acc, 14 * L), FloatVector.fromArray(F, acc, 15 * L), I1LO, I1HI);
+        FloatVector u0 = comb(t0, t1, I2LO, I2HI), u1 = comb(t2, t3, I2LO, I2HI), u2 = comb(t4, t5, I2LO, I2HI), u3 = comb(t6, t7, I2LO, I2HI);
+        FloatVector w0 = comb(u0, u1, I3LO, I3HI), w1 = comb(u2, u3, I3LO, I3HI);
+        comb(w0, w1, I4LO, I4HI).intoArray(out, o);
     }
 
     /** The reference recursive-halving sum (and the reduction where vectors are not 16 lanes). */
-    static void scalar(float[] acc, int count, float[] out, int o) {
+    static void scalar(float[] acc, int a, int count, float[] out, int o) {
         float[] t = new float[L];
         for (int j = 0; j < count; j++) {
-            System.arraycopy(acc, j * L, t, 0, L);
+            System.arraycopy(acc, a + j * L, t, 0, L);
             for (int h = L / 2; h >= 1; h /= 2) for (int i = 0; i < h; i++) t[i] = t[i] + t[i + h];
             out[o + j] = t[0];
         }
-    }
-
-    /** s + Σ x[k]·w[k] over the float32 tail [from, to), in order (x and w as float32 segments at byte offsets). */
-    static float tail(float s, MemorySegment x, long xo, MemorySegment w, long wo, int from, int to) {
-        for (int k = from; k < to; k++) s += x.get(Matrix.LE_FLOAT, xo + 4L * k) * w.get(Matrix.LE_FLOAT, wo + 4L * k);
-        return s;
     }
 }

@@ -129,42 +129,6 @@ public final class Matrix {
         }
     }
 
-    /**
-     * Copies rows [r0, r0+n) as float32 into {@code dst} at byte offset dstOff, row i at dstOff + 4·i·stride (stride ≥ cols
-     * floats; the padding is left as it is). For the products' weight panels.
-     */
-    void rowsToSegment(int r0, int n, MemorySegment dst, long dstOff, int stride) {
-        for (int r = 0; r < n; r++) {
-            long d0 = dstOff + 4L * r * stride;
-            int row = r0 + r;
-            if (data != null) {
-                MemorySegment.copy(data, row * cols, dst, LE_FLOAT, d0, cols);
-                continue;
-            }
-            switch (dtype) {
-                case F32 -> MemorySegment.copy(seg, row * rowBytes, dst, d0, rowBytes);
-                case BF16 -> {
-                    long base = row * rowBytes;
-                    int i = 0;
-                    for (; i <= cols - L; i += L) bf16(seg, base + 2L * i).intoMemorySegment(dst, d0 + 4L * i, ByteOrder.LITTLE_ENDIAN);
-                    for (; i < cols; i++) dst.set(LE_FLOAT, d0 + 4L * i, Float.intBitsToFloat(seg.get(LE_SHORT, base + 2L * i) << 16));
-                }
-                case F16 -> {
-                    long base = row * rowBytes;
-                    for (int i = 0; i < cols; i++) dst.set(LE_FLOAT, d0 + 4L * i, Float.float16ToFloat(seg.get(LE_SHORT, base + 2L * i)));
-                }
-                case Q8_0 -> {
-                    long b = row * rowBytes;
-                    for (int k = 0; k < cols; k += QB, b += QBB) {
-                        float d = Float.float16ToFloat(seg.get(LE_SHORT, b));
-                        for (int j = 0; j < QB; j += L) q8(seg, b + 2 + j, d).intoMemorySegment(dst, d0 + 4L * (k + j), ByteOrder.LITTLE_ENDIAN);
-                    }
-                }
-                default -> throw new IllegalStateException();
-            }
-        }
-    }
-
     /** L bf16 values at a byte offset, widened to float32 (exact). */
     static FloatVector bf16(MemorySegment s, long byteOffset) {
         ShortVector sv = ShortVector.fromMemorySegment(S_HALF, s, byteOffset, ByteOrder.LITTLE_ENDIAN);

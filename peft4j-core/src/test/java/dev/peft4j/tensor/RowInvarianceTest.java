@@ -76,8 +76,8 @@ class RowInvarianceTest {
         for (int i = 0; i < acc.length; i++) acc[i] *= (float) Math.pow(10, r.nextInt(9) - 4);   // sums that depend on their order
         float[] a = new float[16], b = new float[16], c = new float[4];
         Dot.reduce16(acc, a, 0);
-        Dot.scalar(acc, 16, b, 0);
-        Dot.reduce4(acc, c, 0);
+        Dot.scalar(acc, 0, 16, b, 0);
+        Dot.reduce4(acc, 0, c, 0);
         for (int j = 0; j < 16; j++) assertEquals(Float.floatToRawIntBits(b[j]), Float.floatToRawIntBits(a[j]), "lane sum " + j);
         for (int j = 0; j < 4; j++) assertEquals(Float.floatToRawIntBits(b[j]), Float.floatToRawIntBits(c[j]), "lane sum " + j);
     }
