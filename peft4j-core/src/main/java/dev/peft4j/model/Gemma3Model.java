@@ -90,6 +90,8 @@ public final class Gemma3Model {
     /**
      * Runs the inputs through the model, appending to each sequence's cache. Returns the final-normed hidden states
      * [rows, H] of all new rows, packed in input order. If {@code tape} is non-null, activations for backward are recorded.
+     * A step of at most {@value Workspace#MAX_ROWS} rows without a tape (decoding) runs in the first input's cache's
+     * preallocated workspace: the array returned then belongs to that cache and is overwritten by its next such step.
      */
     public float[] forward(List<Input> inputs, Tape tape) {
         final Gemma3Config c = config;
