@@ -231,21 +231,27 @@ public final class Gemma3Model {
 
     /** Causal (and sliding-window) attention of every new row against its own sequence's cache. */
     private void attention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding) {
+        // the path is chosen per sequence (not per batch), so a sequence's result does not depend on what it is batched with
+        boolean[] block = new boolean[rowCount.length];
         int manyRows = 0;
-        for (int c : rowCount) if (c >= BLOCK_ATTENTION_MIN_ROWS) manyRows++;
-        if (manyRows == rowCount.length) {
-            blockAttention(inputs, l, rowStart, rowCount, pos, q, out, sliding);
-            return;
-        }
+        for (int s = 0; s < rowCount.length; s++) if (block[s] = rowCount[s] >= BLOCK_ATTENTION_MIN_ROWS) manyRows++;
+        if (manyRows > 0) blockAttention(inputs, l, rowStart, rowCount, pos, q, out, sliding, block);
+        if (manyRows == rowCount.length) return;
         final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads(), groups = nH / nKV;
         final int W = config.slidingWindow();
         final int N = q.length / (nH * D);
         final int[] seqOf = new int[N];
-        for (int s = 0; s < rowStart.length; s++) for (int t = 0; t < rowCount[s]; t++) seqOf[rowStart[s] + t] = s;
-        Parallel.forRange(N * nH, 4, (a, b) -> {
+        int nRows = 0;
+        for (int s = 0; s < rowStart.length; s++) if (!block[s]) nRows += rowCount[s];
+        final int[] rowOf = new int[nRows];
+        for (int s = 0, at = 0; s < rowStart.length; s++) {
+            for (int t = 0; t < rowCount[s]; t++) seqOf[rowStart[s] + t] = s;
+            if (!block[s]) for (int t = 0; t < rowCount[s]; t++) rowOf[at++] = rowStart[s] + t;
+        }
+        Parallel.forRange(nRows * nH, 4, (a, b) -> {
             float[][] hold = SCORES.get();
             for (int item = a; item < b; item++) {
-                int r = item / nH, hd = item % nH, kvh = hd / groups;
+                int r = rowOf[item / nH], hd = item % nH, kvh = hd / groups;
                 KVCache kv = inputs.get(seqOf[r]).cache();
                 float[] K = kv.k[l], V = kv.v[l];
                 int kStart = kv.start[l];
@@ -288,12 +294,12 @@ public final class Gemma3Model {
      * of them can see, masked (causal, sliding window) and softmaxed row by row, then O = P·V. Both products run on the
      * outer-product kernel.
      */
-    private void blockAttention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding) {
+    private void blockAttention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding, boolean[] only) {
         final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads(), groups = nH / nKV;
         final int W = config.slidingWindow();
         List<int[]> work = new java.util.ArrayList<>();   // (sequence, kv head, first row of the block)
         for (int s = 0; s < rowStart.length; s++)
-            for (int g = 0; g < nKV; g++)
+            if (only[s]) for (int g = 0; g < nKV; g++)
                 for (int t = 0; t < rowCount[s]; t += QBLOCK) work.add(new int[]{s, g, t});
         Parallel.forRange(work.size(), 1, (a, b) -> {
             for (int wi = a; wi < b; wi++) {
