@@ -60,7 +60,7 @@ public final class Engine implements AutoCloseable {
     private volatile boolean draining, stopped;
     private final CountDownLatch done = new CountDownLatch(1);
     private long kvUsed;
-    private final AtomicLong steps = new AtomicLong();
+    private final AtomicLong steps = new AtomicLong(), cancelled = new AtomicLong();
 
     public Engine(Gemma3Model model, Tokenizer tokenizer, int[] eosIds, Config cfg, Listener listener) {
         this.model = model;
@@ -83,6 +83,8 @@ public final class Engine implements AutoCloseable {
     public int running() { synchronized (lock) { return running.size(); } }
     public int waiting() { synchronized (lock) { return waiting.size(); } }
     public long stepsRun() { return steps.get(); }
+    /** Sequences ended early because their caller cancelled (a client went away). */
+    public long cancelledSequences() { return cancelled.get(); }
     public boolean draining() { return draining; }
 
     // ------------------------------------------------------------------ submission
@@ -268,11 +270,11 @@ public final class Engine implements AutoCloseable {
     private void dropCancelled() {
         for (Iterator<Seq> it = waiting.iterator(); it.hasNext(); ) {
             Seq s = it.next();
-            if (s.cancelled) { it.remove(); s.stream.emit(new Finished(s.choice, "cancelled", "", 0)); }
+            if (s.cancelled) { it.remove(); cancelled.incrementAndGet(); s.stream.emit(new Finished(s.choice, "cancelled", "", 0)); }
         }
         for (Iterator<Seq> it = running.iterator(); it.hasNext(); ) {
             Seq s = it.next();
-            if (s.cancelled) { it.remove(); release(s); s.stream.emit(new Finished(s.choice, "cancelled", "", s.generated)); }
+            if (s.cancelled) { it.remove(); release(s); cancelled.incrementAndGet(); s.stream.emit(new Finished(s.choice, "cancelled", "", s.generated)); }
         }
     }
 

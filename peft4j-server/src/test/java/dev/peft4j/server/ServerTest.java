@@ -209,7 +209,9 @@ class ServerTest {
 
     @Test
     void aClientThatDisconnectsMidStreamFreesItsSequence() throws Exception {
-        String body = "{\"model\":\"lora\",\"prompt\":\"go\",\"max_tokens\":200,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}";
+        // 16 choices of 240 tokens: far more than the few chunks read before hanging up
+        String body = "{\"model\":\"lora\",\"prompt\":[2,5],\"max_tokens\":240,\"n\":16,\"logprobs\":20,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}";
+        long cancelledBefore = f.engine.cancelledSequences();
         int port = Integer.parseInt(f.base.substring(f.base.lastIndexOf(':') + 1));
         try (Socket s = new Socket("127.0.0.1", port)) {
             byte[] b = body.getBytes(StandardCharsets.UTF_8);
@@ -225,6 +227,7 @@ class ServerTest {
         long t0 = System.currentTimeMillis();
         while (f.engine.running() > 0 && System.currentTimeMillis() - t0 < 20_000) Thread.sleep(20);
         assertEquals(0, f.engine.running(), "the sequence of the gone client is freed");
+        assertTrue(f.engine.cancelledSequences() > cancelledBefore, "the gone client's sequences were cancelled, not run to the end");
         assertEquals(200, f.post("/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 2}").statusCode());
     }
 
