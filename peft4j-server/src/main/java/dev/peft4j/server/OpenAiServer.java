@@ -26,7 +26,7 @@ import java.util.List;
 import java.util.UUID;
 
 /**
- * The OpenAI-compatible HTTP layer over an {@link Engine} (Javalin on Jetty, virtual threads, Jackson): {@code GET /v1/models},
+ * The OpenAI-compatible HTTP layer over an {@link Engine} (Javalin 7 on Jetty 12, virtual threads, Jackson): {@code GET /v1/models},
  * {@code POST /v1/completions}, {@code POST /v1/chat/completions} (JSON or server-sent events), vLLM's {@code /tokenize},
  * {@code /detokenize}, {@code /v1/load_lora_adapter} and {@code /v1/unload_lora_adapter}, {@code GET /health} and
  * {@code GET /metrics}. Errors use OpenAI's shape. The request's {@code model} picks the base or a loaded adapter.
@@ -48,6 +48,8 @@ public final class OpenAiServer implements AutoCloseable {
     }
 
     private static final ObjectMapper JSON = new ObjectMapper();
+    private static final java.util.Set<String> ROUTES = java.util.Set.of("/health", "/metrics", "/v1/models", "/v1/completions",
+            "/v1/chat/completions", "/tokenize", "/detokenize", "/v1/load_lora_adapter", "/v1/unload_lora_adapter");
     private final Engine engine;
     private final Metrics metrics;
     private final Options opt;
@@ -64,35 +66,35 @@ public final class OpenAiServer implements AutoCloseable {
     /** Starts listening; returns the port (an ephemeral one when {@code port} is 0). */
     public int start() {
         app = Javalin.create(c -> {
-            c.useVirtualThreads = true;
-            c.showJavalinBanner = false;
-            c.startupWatcherEnabled = false;
+            c.concurrency.useVirtualThreads = true;
+            c.startup.showJavalinBanner = false;
             c.http.maxRequestSize = opt.maxBodyBytes();
-            c.http.disableCompression();
+            c.http.compressionStrategy = io.javalin.compression.CompressionStrategy.NONE;
+            var r = c.routes;
+            r.before(this::guard);
+            r.get("/health", ctx -> ctx.status(engine.draining() ? 503 : 200).result(""));
+            r.get("/metrics", ctx -> ctx.contentType(Metrics.contentType()).result(metrics.scrape()));
+            r.get("/v1/models", this::models);
+            r.post("/v1/completions", ctx -> completions(ctx, false));
+            r.post("/v1/chat/completions", ctx -> completions(ctx, true));
+            r.post("/tokenize", this::tokenize);
+            r.post("/detokenize", this::detokenize);
+            r.post("/v1/load_lora_adapter", this::loadAdapter);
+            r.post("/v1/unload_lora_adapter", this::unloadAdapter);
+            r.exception(ApiError.class, (e, ctx) -> error(ctx, e));
+            r.exception(HttpResponseException.class, (e, ctx) -> error(ctx, e.getStatus() == 413
+                    ? new ApiError(413, "invalid_request_error", null, "request_too_large", "the request body is larger than " + opt.maxBodyBytes() + " bytes")
+                    : new ApiError(e.getStatus(), "invalid_request_error", null, null, e.getMessage())));
+            r.exception(Exception.class, (e, ctx) -> {
+                e.printStackTrace();
+                error(ctx, new ApiError(500, "server_error", null, null, "internal error: " + e));
+            });
+            r.error(404, ctx -> {
+                if (ctx.result() == null || ctx.result().isEmpty()) error(ctx, new ApiError(404, "invalid_request_error", null, "not_found", "no route " + ctx.method() + " " + ctx.path()));
+            });
+            r.error(405, ctx -> error(ctx, new ApiError(405, "invalid_request_error", null, "method_not_allowed", ctx.method() + " is not allowed on " + ctx.path())));
+            r.after(ctx -> metrics.request(ROUTES.contains(ctx.path()) ? ctx.path() : "other", ctx.statusCode()));
         });
-        app.before(this::guard);
-        app.get("/health", ctx -> ctx.status(engine.draining() ? 503 : 200).result(""));
-        app.get("/metrics", ctx -> ctx.contentType(Metrics.contentType()).result(metrics.scrape()));
-        app.get("/v1/models", this::models);
-        app.post("/v1/completions", ctx -> completions(ctx, false));
-        app.post("/v1/chat/completions", ctx -> completions(ctx, true));
-        app.post("/tokenize", this::tokenize);
-        app.post("/detokenize", this::detokenize);
-        app.post("/v1/load_lora_adapter", this::loadAdapter);
-        app.post("/v1/unload_lora_adapter", this::unloadAdapter);
-        app.exception(ApiError.class, (e, ctx) -> error(ctx, e));
-        app.exception(HttpResponseException.class, (e, ctx) -> error(ctx, e.getStatus() == 413
-                ? new ApiError(413, "invalid_request_error", null, "request_too_large", "the request body is larger than " + opt.maxBodyBytes() + " bytes")
-                : new ApiError(e.getStatus(), "invalid_request_error", null, null, e.getMessage())));
-        app.exception(Exception.class, (e, ctx) -> {
-            e.printStackTrace();
-            error(ctx, new ApiError(500, "server_error", null, null, "internal error: " + e));
-        });
-        app.error(404, ctx -> {
-            if (ctx.result() == null || ctx.result().isEmpty()) error(ctx, new ApiError(404, "invalid_request_error", null, "not_found", "no route " + ctx.method() + " " + ctx.path()));
-        });
-        app.error(405, ctx -> error(ctx, new ApiError(405, "invalid_request_error", null, "method_not_allowed", ctx.method() + " is not allowed on " + ctx.path())));
-        app.after(ctx -> metrics.request(ctx.endpointHandlerPath(), ctx.statusCode()));
         app.start(opt.host(), opt.port());
         return app.port();
     }
