@@ -104,8 +104,8 @@ public final class BenchServeCommand implements Callable<Integer> {
             report(phases);
             return 0;
         } finally {
-            if (server != null) server.close();
             if (engine != null) engine.close();
+            if (server != null) server.close();
             if (tok != null) tok.close();
             if (tmp != null) deleteTree(tmp);
         }

@@ -255,7 +255,7 @@ public final class Engine implements AutoCloseable {
         } catch (Throwable t) {
             // a bug: fail every open request rather than hang their clients
             synchronized (lock) {
-                for (Seq s : running) finish(s, "error: " + t, false);
+                for (Seq s : new ArrayList<>(running)) finish(s, "error: " + t, false);
                 for (Seq s : waiting) s.stream.emit(new Finished(s.choice, "error: " + t, "", 0));
                 running.clear();
                 waiting.clear();
@@ -478,7 +478,8 @@ public final class Engine implements AutoCloseable {
             stopped = true;
             lock.notifyAll();
         }
-        try { done.await(10, TimeUnit.SECONDS); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+        // the scheduler ends after its current step (it may still use the model and tokenizer until then)
+        try { done.await(); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
         synchronized (lock) {
             dropCancelled();
         }

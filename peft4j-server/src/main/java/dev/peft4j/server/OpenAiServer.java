@@ -55,6 +55,8 @@ public final class OpenAiServer implements AutoCloseable {
     private final Options opt;
     private final long created = System.currentTimeMillis() / 1000;
     private Javalin app;
+    /** Completion requests being answered (drain waits for them to write their last bytes). */
+    private final java.util.concurrent.atomic.AtomicInteger inFlight = new java.util.concurrent.atomic.AtomicInteger();
 
     public OpenAiServer(Engine engine, Metrics metrics, Options opt) {
         this.engine = engine;
@@ -75,8 +77,8 @@ public final class OpenAiServer implements AutoCloseable {
             r.get("/health", ctx -> ctx.status(engine.draining() ? 503 : 200).result(""));
             r.get("/metrics", ctx -> ctx.contentType(Metrics.contentType()).result(metrics.scrape()));
             r.get("/v1/models", this::models);
-            r.post("/v1/completions", ctx -> completions(ctx, false));
-            r.post("/v1/chat/completions", ctx -> completions(ctx, true));
+            r.post("/v1/completions", ctx -> counted(ctx, false));
+            r.post("/v1/chat/completions", ctx -> counted(ctx, true));
             r.post("/tokenize", this::tokenize);
             r.post("/detokenize", this::detokenize);
             r.post("/v1/load_lora_adapter", this::loadAdapter);
@@ -105,13 +107,20 @@ public final class OpenAiServer implements AutoCloseable {
      * SIGTERM: new requests get 503, running and queued ones finish (at most {@code timeoutMs}), then the server stops.
      */
     public void drainAndStop(long timeoutMs) throws InterruptedException {
+        long end = System.currentTimeMillis() + timeoutMs;
         engine.drain(timeoutMs);
+        while (inFlight.get() > 0 && System.currentTimeMillis() < end) Thread.sleep(5);
         close();
     }
 
+    /** Stops listening and waits (at most 10 s) for handlers still writing; close the engine first to end their requests. */
     @Override
     public void close() {
         if (app != null) app.stop();
+        long end = System.currentTimeMillis() + 10_000;
+        while (inFlight.get() > 0 && System.currentTimeMillis() < end) {
+            try { Thread.sleep(5); } catch (InterruptedException e) { Thread.currentThread().interrupt(); return; }
+        }
     }
 
     // ------------------------------------------------------------------ plumbing
@@ -298,6 +307,15 @@ public final class OpenAiServer implements AutoCloseable {
 
     /** One prompt of a request, submitted to the engine. */
     private record Job(int[] prompt, String promptText, Engine.Stream stream) {}
+
+    private void counted(Context ctx, boolean chat) throws Exception {
+        inFlight.incrementAndGet();
+        try {
+            completions(ctx, chat);
+        } finally {
+            inFlight.decrementAndGet();
+        }
+    }
 
     private void completions(Context ctx, boolean chat) throws Exception {
         JsonNode b = body(ctx);

@@ -60,8 +60,8 @@ final class ServerFixture implements AutoCloseable {
 
     @Override
     public void close() {
-        server.close();
-        engine.close();
+        engine.close();     // ends every request, so the handlers finish
+        server.close();     // waits for them
         tok.close();
     }
 }
