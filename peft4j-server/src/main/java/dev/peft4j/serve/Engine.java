@@ -439,11 +439,7 @@ public final class Engine implements AutoCloseable {
     /** log-softmax of {@code row} at {@code token}, and the {@code top} best (ties: lower id first). */
     static TokenLogprob logprob(float[] row, int token, Integer top) {
         int V = row.length;
-        float max = Float.NEGATIVE_INFINITY;
-        for (float x : row) max = Math.max(max, x);
-        double sum = 0;
-        for (float x : row) sum += Math.exp(x - max);
-        double lse = max + Math.log(sum);
+        double lse = dev.peft4j.eval.HarnessLM.logSumExp(row, 0, V);     // the same numbers as peft4j eval
         int k = top == null ? 0 : Math.min(top, V);
         int[] ids = new int[k];
         float[] lps = new float[k];
