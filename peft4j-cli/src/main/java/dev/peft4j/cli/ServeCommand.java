@@ -65,7 +65,7 @@ public final class ServeCommand implements Callable<Integer> {
             }
         }
         OpenAiServer server = new OpenAiServer(engine, metrics, new OpenAiServer.Options(host, port, name, apiKey,
-                runtimeRoot == null ? null : runtimeRoot.toAbsolutePath(), maxBody, 16, 20));
+                runtimeRoot == null ? null : runtimeRoot.toAbsolutePath(), maxBody, 16, 20, 1000));
         int bound;
         try {
             bound = server.start();

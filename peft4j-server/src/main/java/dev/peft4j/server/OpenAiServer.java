@@ -37,14 +37,15 @@ public final class OpenAiServer implements AutoCloseable {
      * @param runtimeAdapterRoot  null: no runtime adapter loading; else adapters may be loaded from paths under it
      */
     public record Options(String host, int port, String servedName, String apiKey, Path runtimeAdapterRoot, long maxBodyBytes,
-                          int maxN, int maxLogprobs) {
+                          int maxN, int maxLogprobs, long heartbeatMs) {
         public static Options local(String servedName) {
-            return new Options("127.0.0.1", 0, servedName, null, null, 4L << 20, 16, 20);
+            return new Options("127.0.0.1", 0, servedName, null, null, 4L << 20, 16, 20, 1000);
         }
 
-        public Options withApiKey(String key) { return new Options(host, port, servedName, key, runtimeAdapterRoot, maxBodyBytes, maxN, maxLogprobs); }
-        public Options withRuntimeAdapters(Path root) { return new Options(host, port, servedName, apiKey, root, maxBodyBytes, maxN, maxLogprobs); }
-        public Options withMaxBodyBytes(long b) { return new Options(host, port, servedName, apiKey, runtimeAdapterRoot, b, maxN, maxLogprobs); }
+        public Options withApiKey(String key) { return new Options(host, port, servedName, key, runtimeAdapterRoot, maxBodyBytes, maxN, maxLogprobs, heartbeatMs); }
+        public Options withRuntimeAdapters(Path root) { return new Options(host, port, servedName, apiKey, root, maxBodyBytes, maxN, maxLogprobs, heartbeatMs); }
+        public Options withMaxBodyBytes(long b) { return new Options(host, port, servedName, apiKey, runtimeAdapterRoot, b, maxN, maxLogprobs, heartbeatMs); }
+        public Options withHeartbeatMs(long ms) { return new Options(host, port, servedName, apiKey, runtimeAdapterRoot, maxBodyBytes, maxN, maxLogprobs, ms); }
     }
 
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -144,15 +145,19 @@ public final class OpenAiServer implements AutoCloseable {
         }
     }
 
-    private static void error(Context ctx, ApiError e) {
+    private static ObjectNode errorBody(ApiError e) {
         ObjectNode err = JSON.createObjectNode();
         ObjectNode in = err.putObject("error");
         in.put("message", e.getMessage());
         in.put("type", e.type);
         in.put("param", e.param);
         in.put("code", e.code);
+        return err;
+    }
+
+    private static void error(Context ctx, ApiError e) {
         if (e.retryAfter != null) ctx.header("Retry-After", e.retryAfter.toString());
-        ctx.status(e.status).contentType("application/json").result(err.toString());
+        ctx.status(e.status).contentType("application/json").result(errorBody(e).toString());
     }
 
     private static JsonNode body(Context ctx) {
@@ -391,7 +396,49 @@ public final class OpenAiServer implements AutoCloseable {
         }
     }
 
+    /**
+     * Every event of every job. A client that goes away must free its sequences, but Jetty only notices a closed connection
+     * when it writes: so while a long answer is computed, the 200 and JSON headers are sent after {@code heartbeatMs} (1 s)
+     * and a space (whitespace before a JSON value is valid JSON) every {@code heartbeatMs}; a failed write cancels the
+     * request. Returns null when the client is gone.
+     */
+    private List<List<Engine.Event>> collect(Context ctx, List<Job> jobs, int n, OutputStream[] committed) throws InterruptedException {
+        List<List<Engine.Event>> all = new ArrayList<>();
+        long next = System.currentTimeMillis() + opt.heartbeatMs();
+        for (Job job : jobs) {
+            List<Engine.Event> evs = new ArrayList<>();
+            int finished = 0;
+            while (finished < n) {
+                Engine.Event e = job.stream().poll(Math.max(1, next - System.currentTimeMillis()));
+                if (e != null) {
+                    evs.add(e);
+                    if (e instanceof Engine.Finished) finished++;
+                }
+                if (System.currentTimeMillis() >= next) {
+                    next = System.currentTimeMillis() + opt.heartbeatMs();
+                    try {
+                        if (committed[0] == null) {
+                            ctx.res().setStatus(200);
+                            ctx.res().setContentType("application/json");
+                            committed[0] = ctx.res().getOutputStream();
+                        }
+                        committed[0].write(' ');
+                        committed[0].flush();
+                    } catch (IOException ex) {
+                        for (Job j : jobs) j.stream().cancel();
+                        return null;
+                    }
+                }
+            }
+            all.add(evs);
+        }
+        return all;
+    }
+
     private void respond(Context ctx, boolean chat, List<Job> jobs, SamplingParams sp, String id, String model, long now) throws InterruptedException {
+        OutputStream[] committed = {null};
+        List<List<Engine.Event>> events = collect(ctx, jobs, sp.n(), committed);
+        if (events == null) return;
         ObjectNode out = JSON.createObjectNode();
         out.put("id", id);
         out.put("object", chat ? "chat.completion" : "text_completion");
@@ -404,7 +451,7 @@ public final class OpenAiServer implements AutoCloseable {
             promptTokens += job.prompt().length;
             Choice[] cs = new Choice[sp.n()];
             for (int i = 0; i < sp.n(); i++) cs[i] = new Choice(j * sp.n() + i, job.promptText());
-            for (Engine.Event ev : job.stream().collect()) {
+            for (Engine.Event ev : events.get(j)) {
                 Choice c = cs[ev.choice()];
                 switch (ev) {
                     case Engine.PromptLogprobs p -> c.promptLps = p.logprobs();
@@ -417,7 +464,12 @@ public final class OpenAiServer implements AutoCloseable {
                 }
             }
             for (Choice c : cs) {
-                if (c.finish.startsWith("error")) throw new ApiError(500, "server_error", null, null, c.finish);
+                if (c.finish.startsWith("error")) {
+                    ApiError err = new ApiError(500, "server_error", null, null, c.finish);
+                    if (committed[0] == null) throw err;
+                    writeRaw(committed[0], errorBody(err));   // the 200 is out already: the error object is the body
+                    return;
+                }
                 completionTokens += c.completionTokens;
                 ObjectNode o = choices.addObject();
                 o.put("index", c.index);
@@ -443,7 +495,17 @@ public final class OpenAiServer implements AutoCloseable {
         u.put("prompt_tokens", promptTokens);
         u.put("completion_tokens", completionTokens);
         u.put("total_tokens", promptTokens + completionTokens);
-        json(ctx, out);
+        if (committed[0] != null) writeRaw(committed[0], out);
+        else json(ctx, out);
+    }
+
+    private static void writeRaw(OutputStream os, JsonNode n) {
+        try {
+            os.write(n.toString().getBytes(StandardCharsets.UTF_8));
+            os.flush();
+        } catch (IOException ignored) {
+            // the client went away at the very end
+        }
     }
 
     private ObjectNode completionLogprobs(List<TokenLogprob> lps, int offset) {

@@ -37,7 +37,7 @@ class LmEvalReplayTest {
 
     @BeforeAll
     static void setUp() throws Exception {
-        f = new ServerFixture(tmp, new Engine.Config(8, 64, 1 << 16, 32), o -> o);
+        f = new ServerFixture(tmp, new Engine.Config(8, 64, 1 << 16, 32), o -> o.withHeartbeatMs(10));   // parsed through heartbeat whitespace too
     }
 
     @AfterAll

@@ -33,7 +33,7 @@ class RealClientsTest {
 
     @BeforeAll
     static void setUp() throws Exception {
-        f = new ServerFixture(tmp, new Engine.Config(8, 64, 1 << 16, 64), o -> o.withApiKey("sk-test"));
+        f = new ServerFixture(tmp, new Engine.Config(8, 64, 1 << 16, 64), o -> o.withApiKey("sk-test").withHeartbeatMs(10));   // every answer starts with heartbeat whitespace
     }
 
     @AfterAll

@@ -232,6 +232,37 @@ class ServerTest {
     }
 
     @Test
+    void aClientThatDisconnectsBeforeANonStreamingAnswerFreesItsSequences() throws Exception {
+        String body = "{\"model\":\"ia3\",\"prompt\":[2,6],\"max_tokens\":240,\"n\":16,\"logprobs\":20,\"temperature\":0,\"ignore_eos\":true}";
+        long cancelledBefore = f.engine.cancelledSequences();
+        int port = Integer.parseInt(f.base.substring(f.base.lastIndexOf(':') + 1));
+        try (Socket s = new Socket("127.0.0.1", port)) {
+            byte[] b = body.getBytes(StandardCharsets.UTF_8);
+            s.getOutputStream().write(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " + b.length + "\r\n\r\n").getBytes(StandardCharsets.UTF_8));
+            s.getOutputStream().write(b);
+            s.getOutputStream().flush();
+            long t0 = System.currentTimeMillis();
+            while (f.engine.running() == 0 && System.currentTimeMillis() - t0 < 10_000) Thread.sleep(1);
+        }
+        long t0 = System.currentTimeMillis();
+        while (f.engine.running() + f.engine.waiting() > 0 && System.currentTimeMillis() - t0 < 20_000) Thread.sleep(20);
+        assertEquals(0, f.engine.running());
+        assertTrue(f.engine.cancelledSequences() > cancelledBefore, "the gone client's sequences were cancelled, not run to the end");
+    }
+
+    @Test
+    void aLongNonStreamingAnswerStartsWithWhitespaceHeartbeatsAndStaysValidJson() throws Exception {
+        long t0 = System.nanoTime();
+        HttpResponse<String> r = f.post("/v1/completions", "{\"model\":\"lora\",\"prompt\":[2,8],\"max_tokens\":200,\"n\":8,\"logprobs\":20,\"temperature\":0,\"ignore_eos\":true}");
+        double secs = (System.nanoTime() - t0) / 1e9;
+        assertEquals(200, r.statusCode());
+        JsonNode j = ServerFixture.JSON.readTree(r.body());
+        assertEquals(8, j.get("choices").size());
+        assertEquals(1600, j.get("usage").get("completion_tokens").asInt());
+        if (secs > 1.5) assertTrue(r.body().startsWith(" "), "heartbeat whitespace before the JSON of a " + secs + " s answer");
+    }
+
+    @Test
     void twoHundredRequestsAtOnceAreAllAnsweredOrToldToRetry() throws Exception {
         List<CompletableFuture<HttpResponse<String>>> fs = new ArrayList<>();
         for (int i = 0; i < 200; i++) {
