@@ -30,7 +30,7 @@ import java.util.concurrent.atomic.AtomicLong;
 public final class Engine implements AutoCloseable {
     /** Limits of the scheduler. */
     public record Config(int maxRunning, int maxWaiting, int maxKvTokens, int prefillChunk) {
-        public static Config defaults() { return new Config(16, 256, 32768, 256); }
+        public static Config defaults() { return new Config(16, 256, 131072, 256); }
     }
 
     /** Callbacks for metrics (called on the scheduler thread; must be quick). */
