@@ -56,10 +56,13 @@ public final class BenchServeCommand implements Callable<Integer> {
     private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
 
     /** One streamed request: arrival-to-first-token, gaps between tokens, tokens. */
-    record Run(double ttft, List<Double> gaps, int tokens) {}
+    record Run(double ttft, List<Double> gaps, int tokens, double decodeSeconds) {}
 
-    record Phase(String name, int streams, int tokens, double seconds, List<Double> ttft, List<Double> gaps) {
+    /** {@code decodeRates}: each request's decode speed, tokens after its first / time from its first to its last token. */
+    record Phase(String name, int streams, int tokens, double seconds, List<Double> ttft, List<Double> gaps, List<Double> decodeRates) {
         double tokPerSec() { return tokens / seconds; }
+        /** Aggregate decode tokens/s: the mean per-stream decode speed times the concurrent streams. */
+        double decodePerSec() { return decodeRates.stream().mapToDouble(Double::doubleValue).average().orElse(Double.NaN) * streams; }
     }
 
     @Override
@@ -131,17 +134,18 @@ public final class BenchServeCommand implements Callable<Integer> {
                 }));
             }
             int tokens = 0;
-            List<Double> ttft = new ArrayList<>(), gaps = new ArrayList<>();
+            List<Double> ttft = new ArrayList<>(), gaps = new ArrayList<>(), rates = new ArrayList<>();
             for (var f : fs) {
                 for (Run r : f.get()) {
                     tokens += r.tokens();
                     ttft.add(r.ttft());
                     gaps.addAll(r.gaps());
+                    if (r.decodeSeconds() > 0) rates.add((r.tokens() - 1) / r.decodeSeconds());
                 }
             }
             double secs = (System.nanoTime() - t0) / 1e9;
             String name = n == 1 ? "1 stream (batch 1)" : n + " streams over " + (ids.size() == 1 ? ids.get(0) : String.join(",", ids));
-            return new Phase(name, n, tokens, secs, ttft, gaps);
+            return new Phase(name, n, tokens, secs, ttft, gaps, rates);
         } finally {
             pool.shutdownNow();
         }
@@ -171,7 +175,7 @@ public final class BenchServeCommand implements Callable<Integer> {
         HttpResponse<java.util.stream.Stream<String>> resp = http.send(req, HttpResponse.BodyHandlers.ofLines());
         if (resp.statusCode() != 200) throw new UserException(base + ": HTTP " + resp.statusCode() + " " + String.join("\n", resp.body().toList()));
         double ttft = -1;
-        long last = 0;
+        long first = 0, last = 0;
         int tokens = 0;
         List<Double> gaps = new ArrayList<>();
         for (String line : (Iterable<String>) resp.body()::iterator) {
@@ -181,11 +185,13 @@ public final class BenchServeCommand implements Callable<Integer> {
             JsonNode c = j.path("choices").path(0);
             if (c.path("text").asText("").isEmpty()) continue;   // a chunk per token (text held back inside a character is rare)
             long now = System.nanoTime();
-            if (ttft < 0) ttft = (now - t0) / 1e9;
-            else gaps.add((now - last) / 1e9);
+            if (ttft < 0) {
+                ttft = (now - t0) / 1e9;
+                first = now;
+            } else gaps.add((now - last) / 1e9);
             last = now;
         }
-        return new Run(ttft, gaps, tokens);
+        return new Run(ttft, gaps, tokens, (last - first) / 1e9);
     }
 
     private static double pct(List<Double> v, double p) {
@@ -211,6 +217,8 @@ public final class BenchServeCommand implements Callable<Integer> {
                 x.put("seconds", p.seconds());
                 x.put("tokens_per_s", p.tokPerSec());
                 x.put("x_batch1", p.tokPerSec() / batch1);
+                x.put("decode_tokens_per_s", p.decodePerSec());
+                x.put("decode_x_batch1", p.decodePerSec() / phases.get(0).decodePerSec());
                 x.put("ttft_p50_s", pct(p.ttft(), 0.5));
                 x.put("ttft_p99_s", pct(p.ttft(), 0.99));
                 x.put("per_token_p50_s", pct(p.gaps(), 0.5));
@@ -219,12 +227,15 @@ public final class BenchServeCommand implements Callable<Integer> {
             System.out.println(o.toPrettyString());
             return;
         }
-        System.out.printf("%-44s %8s %10s %7s %10s %10s %12s %12s%n", "phase", "tokens", "tok/s", "x b1", "TTFT p50", "TTFT p99", "tok lat p50", "tok lat p99");
+        double decode1 = phases.get(0).decodePerSec();
+        System.out.printf("%-44s %7s %8s %6s %10s %6s %9s %9s %11s %11s%n", "phase", "tokens", "tok/s", "x b1", "decode/s", "x b1", "TTFT p50", "TTFT p99", "tok lat p50", "tok lat p99");
         for (Phase p : phases) {
-            System.out.printf("%-44s %8d %10.1f %7.2f %9.0fms %9.0fms %11.1fms %11.1fms%n", p.name(), p.tokens(), p.tokPerSec(), p.tokPerSec() / batch1,
+            System.out.printf("%-44s %7d %8.1f %6.2f %10.1f %6.2f %7.0fms %7.0fms %9.1fms %9.1fms%n", p.name(), p.tokens(), p.tokPerSec(), p.tokPerSec() / batch1,
+                    p.decodePerSec(), p.decodePerSec() / decode1,
                     1e3 * pct(p.ttft(), 0.5), 1e3 * pct(p.ttft(), 0.99), 1e3 * pct(p.gaps(), 0.5), 1e3 * pct(p.gaps(), 0.99));
         }
-        System.out.printf("(%d requests per client, %d prompt tokens, %d generated tokens each, greedy; tok/s = generated tokens / wall time, prefill included)%n",
+        System.out.printf("(%d requests per client, %d prompt tokens, %d generated tokens each, greedy; tok/s = generated tokens / wall time, prefill included;%n"
+                + " decode/s = mean per-stream decode speed after the first token x streams)%n",
                 requests, promptTokens, maxTokens);
     }
 
