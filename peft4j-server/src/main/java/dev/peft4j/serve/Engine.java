@@ -250,7 +250,15 @@ public final class Engine implements AutoCloseable {
                     if (stopped && running.isEmpty()) break;
                     batch = new ArrayList<>(running);
                 }
-                step(batch);
+                try {
+                    step(batch);
+                } catch (RuntimeException | OutOfMemoryError e) {
+                    // this step's sequences fail (their clients get an error) and release what they held; the rest goes on
+                    System.err.println("peft4j serve: a step failed (" + e + "); its " + batch.size() + " sequences end with an error");
+                    synchronized (lock) {
+                        for (Seq s : batch) finish(s, "error: " + e, false);
+                    }
+                }
             }
         } catch (Throwable t) {
             // a bug: fail every open request rather than hang their clients

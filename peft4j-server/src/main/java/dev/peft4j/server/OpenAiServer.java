@@ -604,7 +604,14 @@ public final class OpenAiServer implements AutoCloseable {
                             open--;
                             completionTokens += f.completionTokens();
                             String rest = f.text().length() > c.text.length() ? f.text().substring(c.text.length()) : "";
-                            if (f.reason().startsWith("error")) throw new IOException(f.reason());
+                            if (f.reason().startsWith("error")) {
+                                // the 200 is out already: an error event (as vLLM sends), then the end of the stream
+                                send(os, errorBody(new ApiError(500, "server_error", null, null, f.reason())));
+                                for (Job other : jobs) other.stream().cancel();
+                                os.write("data: [DONE]\n\n".getBytes(StandardCharsets.UTF_8));
+                                os.flush();
+                                return;
+                            }
                             send(os, chunk(chat, id, model, now, c.index, chat ? (rest.isEmpty() ? JSON.createObjectNode() : text(true, rest)) : text(rest), null, f.reason()));
                         }
                     }

@@ -95,6 +95,21 @@ class EngineTest {
     }
 
     @Test
+    void aFailingStepEndsItsSequencesWithAnErrorAndTheEngineKeepsServing() throws Exception {
+        try (Engine e = new Engine(model, tok, new int[]{1}, new Engine.Config(1, 8, 1 << 16, 16), null)) {
+            Engine.Stream first = e.submit(req(e, null, prompt(1, 5), 100));
+            int[] bad = prompt(2, 6);
+            Engine.Stream second = e.submit(req(e, null, bad, 5));
+            bad[3] = 1 << 20;        // corrupted after validation: the forward of its step throws
+            assertEquals(100, tokens(first).length);
+            Engine.Finished f = (Engine.Finished) second.collect().getLast();
+            assertTrue(f.reason().startsWith("error"), f.reason());
+            assertEquals(0, e.running());
+            assertEquals(4, tokens(e.submit(req(e, null, prompt(3, 6), 4))).length);
+        }
+    }
+
+    @Test
     void cancelFreesTheSequenceAndTheEngineKeepsServing() throws Exception {
         try (Engine e = engine(16)) {
             Engine.Stream s = e.submit(req(e, "lora", prompt(3, 10), 200));
