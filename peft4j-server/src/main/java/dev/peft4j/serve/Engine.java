@@ -74,6 +74,26 @@ public final class Engine implements AutoCloseable {
 
     public Config config() { return cfg; }
 
+    private final Object tokenizerLock = new Object();
+
+    /**
+     * {@link Tokenizer#encode}, one call at a time: the native tokenizer is shared by the scheduler and every HTTP thread,
+     * and a crash there would take the whole server down, so calls are serialized (they take microseconds).
+     */
+    public int[] encode(String text, boolean withBos) {
+        synchronized (tokenizerLock) { return tokenizer.encode(text, withBos); }
+    }
+
+    /** {@link Tokenizer#decode(int[], boolean)}, serialized like {@link #encode}. */
+    public String decode(int[] ids, boolean skipSpecial) {
+        synchronized (tokenizerLock) { return tokenizer.decode(ids, skipSpecial); }
+    }
+
+    /** {@link Tokenizer#idOf}, serialized like {@link #encode}. */
+    public int tokenId(String token) {
+        synchronized (tokenizerLock) { return tokenizer.idOf(token); }
+    }
+
     /** Longest prompt + completion (in caller tokens) a sequence with this adapter can hold. */
     public int contextLength(AdapterRegistry.Entry a) {
         int extra = a == null ? 0 : a.virtualCount(model.config.hidden()) + a.prefixLength();
@@ -221,7 +241,7 @@ public final class Engine implements AutoCloseable {
             this.nVirtual = req.adapter() == null ? 0 : req.adapter().virtualCount(model.config.hidden());
             this.hist = Arrays.copyOf(req.prompt(), req.prompt().length + Math.max(0, maxNew));
             this.len = req.prompt().length;
-            this.text = new TextCheck(tokenizer, p.stop());
+            this.text = new TextCheck(tokenizer == null ? null : ids -> decode(ids, true), p.stop());
             if (p.promptLogprobs()) {
                 promptLps = new ArrayList<>();
                 promptLps.add(new TokenLogprob(req.prompt()[0], Float.NaN, new int[0], new float[0]));

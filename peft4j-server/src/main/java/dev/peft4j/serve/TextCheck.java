@@ -1,8 +1,7 @@
 package dev.peft4j.serve;
 
-import dev.peft4j.tokenizer.Tokenizer;
-
 import java.util.List;
+import java.util.function.Function;
 
 /**
  * The text of a completion as tokens come: decodes them (special tokens skipped), finds the first stop string (the text is
@@ -12,17 +11,17 @@ import java.util.List;
 final class TextCheck {
     record Result(String safe, boolean stopped) {}
 
-    private final Tokenizer tok;
+    private final Function<int[], String> tok;     // ids -> text, special tokens skipped
     private final List<String> stops;
     private String finalText = "";
 
-    TextCheck(Tokenizer tok, List<String> stops) {
+    TextCheck(Function<int[], String> tok, List<String> stops) {
         this.tok = tok;
         this.stops = stops;
     }
 
     Result add(int[] generated) {
-        String text = tok == null ? "" : tok.decode(generated, true);
+        String text = tok == null ? "" : tok.apply(generated);
         int cut = -1;
         for (String s : stops) {
             if (s.isEmpty()) continue;

@@ -245,9 +245,9 @@ public final class OpenAiServer implements AutoCloseable {
         boolean special = Req.bool(b, "add_special_tokens", true);
         int[] ids;
         if (b.has("messages")) {
-            ids = engine.tokenizer.encode(ChatTemplate.render(Req.messages(b), Req.bool(b, "add_generation_prompt", true)), special);
+            ids = engine.encode(ChatTemplate.render(Req.messages(b), Req.bool(b, "add_generation_prompt", true)), special);
         } else {
-            ids = engine.tokenizer.encode(Req.string(b, "prompt", true), special && engine.tokenizer.addsBos());
+            ids = engine.encode(Req.string(b, "prompt", true), special && engine.tokenizer.addsBos());
         }
         ObjectNode out = JSON.createObjectNode();
         out.put("count", ids.length);
@@ -263,7 +263,7 @@ public final class OpenAiServer implements AutoCloseable {
         int[] ids = Req.tokenIds(b.get("tokens"), "tokens", engine.model.config.vocabSize());
         if (ids == null) throw ApiError.bad("tokens", "tokens must be a list of token ids");
         ObjectNode out = JSON.createObjectNode();
-        out.put("prompt", engine.tokenizer.decode(ids, false));
+        out.put("prompt", engine.decode(ids, false));
         json(ctx, out);
     }
 
@@ -338,17 +338,17 @@ public final class OpenAiServer implements AutoCloseable {
             } catch (UserException e) {
                 throw ApiError.bad("messages", e.getMessage());
             }
-            prompts.add(engine.tokenizer.encode(text, engine.tokenizer.addsBos()));
-            int eot = engine.tokenizer.idOf("<end_of_turn>");
+            prompts.add(engine.encode(text, engine.tokenizer.addsBos()));
+            int eot = engine.tokenId("<end_of_turn>");
             if (eot >= 0) extraEos = new int[]{eot};
         } else {
             JsonNode p = b.get("prompt");
             if (p == null || p.isNull()) throw ApiError.bad("prompt", "prompt is required: a string, a list of strings, a list of token ids or a list of lists of token ids");
-            if (p.isTextual()) prompts.add(engine.tokenizer.encode(p.asText(), engine.tokenizer.addsBos()));
+            if (p.isTextual()) prompts.add(engine.encode(p.asText(), engine.tokenizer.addsBos()));
             else if (p.isArray() && !p.isEmpty() && p.get(0).isTextual()) {
                 for (JsonNode s : p) {
                     if (!s.isTextual()) throw ApiError.bad("prompt", "a list of prompts must hold only strings");
-                    prompts.add(engine.tokenizer.encode(s.asText(), engine.tokenizer.addsBos()));
+                    prompts.add(engine.encode(s.asText(), engine.tokenizer.addsBos()));
                 }
             } else if (p.isArray() && !p.isEmpty() && p.get(0).isArray()) {
                 for (JsonNode s : p) prompts.add(Req.tokenIds(s, "prompt", V));
@@ -366,7 +366,7 @@ public final class OpenAiServer implements AutoCloseable {
         try {
             for (int[] ids : prompts) {
                 Engine.Stream st = engine.submit(new Engine.Request(ids, adapter, sp, extraEos));
-                jobs.add(new Job(ids, echo ? engine.tokenizer.decode(ids, false) : "", st));
+                jobs.add(new Job(ids, echo ? engine.decode(ids, false) : "", st));
             }
         } catch (ServeException e) {
             for (Job j : jobs) j.stream().cancel();
@@ -378,7 +378,7 @@ public final class OpenAiServer implements AutoCloseable {
         else respond(ctx, chat, jobs, sp, id, model, now);
     }
 
-    private String tokenString(int id) { return engine.tokenizer.decode(new int[]{id}, false); }
+    private String tokenString(int id) { return engine.decode(new int[]{id}, false); }
 
     /** Per-choice state while collecting or streaming. */
     private final class Choice {
