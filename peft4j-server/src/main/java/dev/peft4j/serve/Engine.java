@@ -103,6 +103,8 @@ public final class Engine implements AutoCloseable {
     public int running() { synchronized (lock) { return running.size(); } }
     public int waiting() { synchronized (lock) { return waiting.size(); } }
     public long stepsRun() { return steps.get(); }
+    /** KV-cache positions reserved by running sequences (0 when idle: every request gave back what it held). */
+    public long kvReserved() { synchronized (lock) { return kvUsed; } }
     /** Sequences ended early because their caller cancelled (a client went away). */
     public long cancelledSequences() { return cancelled.get(); }
     public boolean draining() { return draining; }

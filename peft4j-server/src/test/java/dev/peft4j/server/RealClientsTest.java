@@ -71,6 +71,21 @@ class RealClientsTest {
     }
 
     @Test
+    void withAnApiKeyEveryRouteButHealthNeedsIt() throws Exception {
+        var http = java.net.http.HttpClient.newHttpClient();
+        for (String path : new String[]{"/v1/models", "/metrics", "/health"}) {
+            var r = http.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(f.base + path)).GET().build(),
+                    java.net.http.HttpResponse.BodyHandlers.ofString());
+            assertEquals(path.equals("/health") ? 200 : 401, r.statusCode(), path + " " + r.body());
+            if (r.statusCode() == 401) assertEquals("invalid_api_key", ServerFixture.JSON.readTree(r.body()).get("error").get("code").asText());
+        }
+        var r = http.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(f.base + "/v1/completions")).header("Authorization", "Bearer nope")
+                .POST(java.net.http.HttpRequest.BodyPublishers.ofString("{\"prompt\":\"x\"}")).build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+        assertEquals(401, r.statusCode());
+        assertEquals(200, f.get("/v1/models").statusCode());    // with the key
+    }
+
+    @Test
     void langChain4jOpenAiChatFromJava() throws Exception {
         ChatModel model = OpenAiChatModel.builder().baseUrl(f.base + "/v1").apiKey("sk-test").modelName("lora")
                 .temperature(0.0).maxTokens(6).build();

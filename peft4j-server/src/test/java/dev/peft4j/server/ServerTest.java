@@ -204,6 +204,7 @@ class ServerTest {
         assertError(f.post("/v1/completions", "{\"prompt\": \"" + "x".repeat(70 * 1024) + "\"}"), 413, null, "request_too_large");
         assertError(f.get("/v1/nothing-here"), 404, null, null);
         assertEquals(0, f.engine.running());
+        assertEquals(0, f.engine.kvReserved());
         assertEquals(200, f.post("/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 2}").statusCode());
     }
 
@@ -227,6 +228,7 @@ class ServerTest {
         long t0 = System.currentTimeMillis();
         while (f.engine.running() > 0 && System.currentTimeMillis() - t0 < 20_000) Thread.sleep(20);
         assertEquals(0, f.engine.running(), "the sequence of the gone client is freed");
+        assertEquals(0, f.engine.kvReserved());
         assertTrue(f.engine.cancelledSequences() > cancelledBefore, "the gone client's sequences were cancelled, not run to the end");
         assertEquals(200, f.post("/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 2}").statusCode());
     }
@@ -289,6 +291,7 @@ class ServerTest {
         while ((f.engine.running() > 0 || f.engine.waiting() > 0) && System.currentTimeMillis() - t0 < 10_000) Thread.sleep(20);
         assertEquals(0, f.engine.running());
         assertEquals(0, f.engine.waiting());
+        assertEquals(0, f.engine.kvReserved(), "every request gave back its KV reservation");
         String metrics = f.get("/metrics").body();
         assertTrue(metrics.contains("peft4j_requests_total{"), metrics);
         assertTrue(metrics.contains("peft4j_time_to_first_token_seconds_bucket"), metrics);
