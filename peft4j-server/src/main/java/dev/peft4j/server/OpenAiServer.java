@@ -73,6 +73,8 @@ public final class OpenAiServer implements AutoCloseable {
             c.startup.showJavalinBanner = false;
             c.http.maxRequestSize = opt.maxBodyBytes();
             c.http.compressionStrategy = io.javalin.compression.CompressionStrategy.NONE;
+            // SIGTERM: the caller's shutdown hook drains first (drainAndStop); Jetty must not close connections on its own
+            c.jetty.modifyServer(server -> server.setStopAtShutdown(false));
             var r = c.routes;
             r.before(this::guard);
             r.get("/health", ctx -> ctx.status(engine.draining() ? 503 : 200).result(""));
@@ -313,12 +315,26 @@ public final class OpenAiServer implements AutoCloseable {
     /** One prompt of a request, submitted to the engine. */
     private record Job(int[] prompt, String promptText, Engine.Stream stream) {}
 
+    /**
+     * Counts the request as in flight until Jetty has completed its response (the last chunk written), not only until the
+     * handler returns, so that a drain does not close a connection whose final bytes are still going out.
+     */
     private void counted(Context ctx, boolean chat) throws Exception {
         inFlight.incrementAndGet();
+        boolean untilCompleted = false;
+        try {
+            org.eclipse.jetty.server.Request core = org.eclipse.jetty.ee10.servlet.ServletContextRequest.getServletContextRequest(ctx.req());
+            if (core != null) {
+                org.eclipse.jetty.server.Request.addCompletionListener(core, failure -> inFlight.decrementAndGet());
+                untilCompleted = true;
+            }
+        } catch (RuntimeException | LinkageError notJetty) {
+            // counted until the handler returns
+        }
         try {
             completions(ctx, chat);
         } finally {
-            inFlight.decrementAndGet();
+            if (!untilCompleted) inFlight.decrementAndGet();
         }
     }
 
@@ -378,7 +394,17 @@ public final class OpenAiServer implements AutoCloseable {
         else respond(ctx, chat, jobs, sp, id, model, now);
     }
 
-    private String tokenString(int id) { return engine.decode(new int[]{id}, false); }
+    /** Each token's own text (special tokens kept), cached: logprobs name up to 21 tokens per generated token. */
+    private final java.util.concurrent.ConcurrentHashMap<Integer, String> tokenStrings = new java.util.concurrent.ConcurrentHashMap<>();
+
+    private String tokenString(int id) {
+        String t = tokenStrings.get(id);
+        if (t == null) {
+            t = engine.decode(new int[]{id}, false);
+            tokenStrings.put(id, t);
+        }
+        return t;
+    }
 
     /** Per-choice state while collecting or streaming. */
     private final class Choice {
