@@ -25,7 +25,10 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--decode-tokens", defaultValue = "128", description = "decode: tokens generated (default ${DEFAULT-VALUE})") int decodeTokens;
     @Option(names = "--repeat", defaultValue = "2", description = "timed repetitions (after one warm-up); the best is reported (default ${DEFAULT-VALUE})") int repeat;
     @Option(names = "--json", description = "print one JSON object") boolean json;
-    @Option(names = "--train", description = "measure training instead: prompt-tuning, lora or full") String train;
+    @Option(names = "--train", description = "measure training instead: prompt-tuning, lora, full or distill") String train;
+    @Option(names = "--teacher", description = "--train distill: the teacher model directory or Hub repo id") Path teacher;
+    @Option(names = "--student", defaultValue = "full", description = "--train distill: full, lora or prompt-tuning (default ${DEFAULT-VALUE})") String student;
+    @Option(names = "--kd-beta", defaultValue = "0.5", description = "--train distill: beta of the generalized JSD (default ${DEFAULT-VALUE})") double kdBeta;
     @Option(names = "--batch", defaultValue = "4", description = "training batch size (default ${DEFAULT-VALUE})") int batch;
     @Option(names = "--seq-len", defaultValue = "256", description = "training sequence length (default ${DEFAULT-VALUE})") int seqLen;
     @Option(names = "--steps", defaultValue = "3", description = "timed training steps after one warm-up step (default ${DEFAULT-VALUE})") int steps;
@@ -113,7 +116,14 @@ public final class BenchCommand implements Callable<Integer> {
         SplittableRandom rng = new SplittableRandom(7);
         float[] prompt = null;
         dev.peft4j.train.Params params;
-        switch (train) {
+        boolean distill = train.equals("distill");
+        if (distill && teacher == null) throw new UserException("--teacher: --train distill needs a teacher model");
+        if (!distill && teacher != null) throw new UserException("--teacher: only used with --train distill");
+        String kind = distill ? student : train;
+        if (distill && !java.util.List.of("full", "lora", "prompt-tuning").contains(kind)) {
+            throw new UserException("--student: expected full, lora or prompt-tuning, got '" + kind + "'");
+        }
+        switch (kind) {
             case "prompt-tuning" -> {
                 prompt = dev.peft4j.peft.PromptInit.random(20, H, rng);
                 params = dev.peft4j.train.Params.promptTuning(prompt, H);
@@ -127,10 +137,14 @@ public final class BenchCommand implements Callable<Integer> {
                 params = dev.peft4j.train.Params.lora(m);
             }
             case "full" -> params = dev.peft4j.train.Params.full(m);
-            default -> throw new UserException("--train: expected prompt-tuning, lora or full, got '" + train + "'");
+            default -> throw new UserException("--train: expected prompt-tuning, lora, full or distill, got '" + train + "'");
         }
         dev.peft4j.train.TrainStep ts = new dev.peft4j.train.TrainStep(m, params, prompt, dev.peft4j.train.AdamW.defaults(0.0),
                 dev.peft4j.train.LrSchedule.of("constant", 1e-4, 0, 1000), 1.0);
+        if (distill) {   // alpha 0.5, T 1, the teacher on every batch (no cache)
+            ts.distillation(new dev.peft4j.train.Distillation(dev.peft4j.model.Gemma3Model.load(Models.resolve(teacher, "teacher")), m,
+                    0.5, kdBeta, 1.0, false, null, 64));
+        }
         java.util.List<dev.peft4j.train.TrainStep.Example> b = new java.util.ArrayList<>();
         for (int i = 0; i < batch; i++) {
             int[] ids = randomTokens(seqLen, m.config.bosId(), V, rng), labels = new int[seqLen];
@@ -150,6 +164,11 @@ public final class BenchCommand implements Callable<Integer> {
             ObjectNode o = new ObjectMapper().createObjectNode();
             o.put("model", model.toString());
             o.put("method", train);
+            if (distill) {
+                o.put("student", student);
+                o.put("teacher", teacher.toString());
+                o.put("kd_beta", kdBeta);
+            }
             o.put("threads", Parallel.threads());
             o.put("batch", batch);
             o.put("seq_len", seqLen);
@@ -163,7 +182,8 @@ public final class BenchCommand implements Callable<Integer> {
             System.out.println(o);
         } else {
             System.out.printf("model        %s (%s weights, %d threads)%n", model, m.weights.embed.dtype, Parallel.threads());
-            System.out.printf("training     %s, %s trainable parameters, batch %d x %d, loss on the second half%n", train, params.numel(), batch, seqLen);
+            System.out.printf("training     %s, %s trainable parameters, batch %d x %d, loss on the second half%n",
+                    distill ? "distill (" + student + " student, teacher " + teacher + ", beta " + kdBeta + ")" : train, params.numel(), batch, seqLen);
             System.out.printf("step         %.2f s (best of %d)%n", best, steps);
             System.out.printf("throughput   %.1f tokens/s%n", tps);
             System.out.printf("peak memory  heap %.0f MB (max %.0f MB), RSS %.0f MB%n", peakHeap / 1e6, Runtime.getRuntime().maxMemory() / 1e6, rssBytes() / 1e6);

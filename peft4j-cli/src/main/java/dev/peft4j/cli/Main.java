@@ -29,6 +29,7 @@ import java.nio.file.NotDirectoryException;
                 EvalCommand.class,
                 CompareCommand.class,
                 CardCommand.class,
+                ExperimentCommand.class,
         })
 public final class Main {
 

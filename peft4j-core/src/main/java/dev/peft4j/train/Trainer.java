@@ -263,6 +263,9 @@ public final class Trainer {
         summary.put("seconds_this_run", secs);
         summary.put("tokens_per_s", tokens / Math.max(1e-9, secs));
         summary.put("threads", Parallel.threads());
+        summary.put("trainable_parameters", params.numel());
+        summary.put("tokens_total", tokensBefore + tokens);
+        summary.put("seconds_total", elapsedBefore + secs);
         if (ts.distillation() != null) {
             summary.put("teacher", String.valueOf(o.teacher));
             summary.put("teacher_cache_hits", ts.distillation().cacheHits());
@@ -363,6 +366,11 @@ public final class Trainer {
             if (!a.path(n).toString().equals(b.path(n).toString())) d.add(n + ": " + a.path(n) + " -> " + b.path(n));
         }
         return d;
+    }
+
+    /** Whether the run in {@code output} has a checkpoint to resume from. */
+    public static boolean hasCheckpoint(Path output) throws IOException {
+        return latestCheckpoint(output.resolve("checkpoints")) != null;
     }
 
     static Path latestCheckpoint(Path root) throws IOException {
