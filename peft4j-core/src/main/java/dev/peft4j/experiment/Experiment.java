@@ -110,6 +110,12 @@ public final class Experiment {
         }
         Evaluator.Prepared prep = recipe.eval.dataDir().equals("quickstart") && !Files.isDirectory(dataDir) ? null : prepareEval(dataDir, "check");
 
+        if (!opt.dryRun() && recipe.baseModel.equals("quickstart")) {
+            // built first, so that the estimate can measure it
+            Files.createDirectories(out);
+            baseDir = buildQuickstartBase();
+            if (prep == null) prep = prepareEval(evalDataDir(), "check");
+        }
         Estimate est = opt.dryRun() || opt.measure() ? Estimate.of(recipe, this, baseDir, data, prep, log) : null;
         List<Phase> plan = plan(est);
         double total = plan.stream().mapToDouble(Phase::estimateS).sum();
@@ -127,8 +133,6 @@ public final class Experiment {
         Files.createDirectories(out);
         AtomicFiles.writeString(out.resolve("recipe.yaml"), Files.readString(recipe.file));
         AtomicFiles.writeString(shared, sharedNow + "\n");
-        if (recipe.baseModel.equals("quickstart")) baseDir = buildQuickstartBase();
-        if (prep == null) prep = prepareEval(evalDataDir(), "check");
 
         long t0 = System.nanoTime();
         double doneEstimate = 0;

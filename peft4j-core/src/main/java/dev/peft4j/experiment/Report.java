@@ -138,13 +138,22 @@ final class Report {
             sorted.sort(Comparator.comparingDouble((String n) -> -nz(score(runs.get(n), b).value())).thenComparing(names::indexOf));
             ArrayNode ra = rankings.putArray(b);
             md.append("- **").append(b).append("**: ");
+            // equal values (as shown) share a place
+            int place = 0;
+            String prev = null;
             for (int i = 0; i < sorted.size(); i++) {
-                String n = sorted.get(i);
-                Score s = score(runs.get(n), b);
+                String n = sorted.get(i), v = pct(score(runs.get(n), b).value());
                 ra.add(n);
-                if (i > 0) md.append(", ");
-                md.append(i < ord.length ? ord[i] : (i + 1) + "th").append(' ').append(n).append(" (").append(pct(s.value())).append(')');
+                if (v.equals(prev)) {
+                    md.append(", ").append(n);
+                    continue;
+                }
+                if (prev != null) md.append(" (").append(prev).append("); ");
+                md.append(place < ord.length ? ord[place] : (place + 1) + "th").append(' ').append(n);
+                place++;
+                prev = v;
             }
+            if (prev != null) md.append(" (").append(prev).append(")");
             md.append("; base ").append(pct(score(base, b).value())).append('\n');
         }
         // training cost

@@ -31,6 +31,7 @@ public final class Distillation implements AutoCloseable {
     private double kdSum, ceSum;
     private long kdTokens;
     private long cacheHits, cacheMisses;
+    private long teacherNanos, kdNanos, ceNanos;
 
     /**
      * @param cache the top-k cache, or null to run the teacher on every batch (full-vocabulary KD)
@@ -61,6 +62,9 @@ public final class Distillation implements AutoCloseable {
         return r;
     }
 
+    /** Seconds spent so far in the teacher's forward passes, the KD loss + gradient, and the CE loss + gradient. */
+    public double[] seconds() { return new double[]{teacherNanos / 1e9, kdNanos / 1e9, ceNanos / 1e9}; }
+
     public long cacheHits() { return cacheHits; }
     public long cacheMisses() { return cacheMisses; }
 
@@ -77,12 +81,14 @@ public final class Distillation implements AutoCloseable {
                        float[] dHidden, float[] dHead) {
         int H = student.config.hidden();
         double ce = 0;
+        long c0 = System.nanoTime();
         if (alpha < 1) {
             ce = CrossEntropy.lossAndGrad(hidden, H, targets, student.lmHead(), student.config.finalLogitSoftcap(),
                     (float) ((1 - alpha) / denom), dHidden, dHead);
         } else {
             ce = CrossEntropy.lossAndGrad(hidden, H, targets, student.lmHead(), student.config.finalLogitSoftcap(), 1f, null, null);
         }
+        ceNanos += System.nanoTime() - c0;
         // the labelled rows with a teacher prediction: example i, position t < len (the teacher's row t)
         List<int[]> local = new ArrayList<>();   // per example: its labelled positions t
         List<Integer> rows = new ArrayList<>();
@@ -101,9 +107,13 @@ public final class Distillation implements AutoCloseable {
         int[] rowArr = rows.stream().mapToInt(Integer::intValue).toArray();
         double kd = 0;
         if (rowArr.length > 0 && alpha > 0) {
+            long t0 = System.nanoTime();
             KdLoss.Teacher te = cache != null ? sparseTeacher(batch, local) : denseTeacher(batch, local, null);
+            long t1 = System.nanoTime();
+            teacherNanos += t1 - t0;
             kd = KdLoss.lossAndGrad(hidden, H, rowArr, student.lmHead(), student.config.finalLogitSoftcap(), te, beta, temperature,
                     scaleT2, (float) (alpha / denom), dHidden, dHead);
+            kdNanos += System.nanoTime() - t1;
         }
         kdSum += kd;
         ceSum += ce;
