@@ -43,8 +43,9 @@ import jdk.incubator.vector.VectorSpecies;
  * over the tokens in proportion to the student's own probabilities.
  *
  * <p>Passes over the vocabulary (each recomputes the chunk's logits with the head): dense teacher, β = 0: 2 (log-sum-exp,
- * then loss and gradient); other β: 3 (log-sum-exp; loss and the per-row KL; gradient). Top-k teacher: 2. Without gradients
- * one pass less.
+ * then loss and gradient); other β: 2 when only d(hidden) is wanted (log-sum-exp; loss, the per-row constant and two gradient
+ * sums combined at the end), 3 when d(head) is wanted too (full fine-tuning of a tied head). Top-k teacher: 2. Without
+ * gradients one pass less.
  */
 public final class KdLoss {
     private KdLoss() {}
@@ -280,8 +281,38 @@ public final class KdLoss {
             lseS[m] = (float) (mS[m] + Math.log(sS[m]));
             lseT[m] = (float) (mT[m] + Math.log(sT[m]));
         }
-        // pass 2 (β > 0, or no gradient wanted): per-row loss and, for the gradient, the row constant
+        // β > 0 and only d(hidden) wanted: one more pass suffices. d(hidden) = Σ_j p_j a_j W_j − K·Σ_j p_j W_j, both sums
+        // accumulated in the pass that also finds the row constant K (as the fused cross-entropy does with its normalizer)
         final double[] loss = new double[M], kl = new double[M];
+        if (grads && dHead == null && beta != 0) {
+            final float[] dA = new float[M * H], dP = new float[M * H];
+            for (int v0 = 0; v0 < V; v0 += C) {
+                final int c = Math.min(C, V - v0);
+                Matrix w = chunk(head, v0, c, wbuf);
+                MatMul.xWt(hs, 0, M, w, zs, 0, false);
+                MatMul.xWt(te.hidden(), 0, M, chunk(te.head(), v0, c, tbuf), zt, 0, false);
+                Parallel.forRange(M, 8, (a, e) -> {
+                    for (int m = a; m < e; m++) {
+                        int lo = m * c;
+                        prep(zs, lo, c, capS, invT);
+                        prep(zt, lo, c, capT, invT);
+                        double[] r = fusedRow(zs, zt, lo, c, lseS[m], lseT[m], b, scale, capS, fT);
+                        loss[m] += r[0];
+                        kl[m] += r[1];
+                    }
+                });
+                BackMatMul.dx(zs, M, w, dA);
+                BackMatMul.dx(zt, M, w, dP);
+            }
+            double sum = 0;
+            for (int m = 0; m < M; m++) {
+                sum += loss[m];
+                float k = (float) (beta == 1 ? loss[m] : (1 - beta) * kl[m]);
+                for (int i = 0; i < H; i++) dhs[m * H + i] += dA[m * H + i] - k * dP[m * H + i];
+            }
+            return sum;
+        }
+        // pass 2 (β > 0, or no gradient wanted): per-row loss and, for the gradient, the row constant
         boolean lossInGradPass = beta == 0 && grads;
         if (!lossInGradPass) {
             for (int v0 = 0; v0 < V; v0 += C) {
@@ -366,6 +397,57 @@ public final class KdLoss {
                 l += b * (q * (t - lm)) + (1f - b) * ks;
                 k += ks;
             }
+        }
+        return new double[]{l, k};
+    }
+
+    /**
+     * One row of the fused pass: returns [loss part, KL(p‖M) part] and overwrites us with scale·p·a·softcap' (a = (1 − β)(s − m),
+     * or s − t for β = 1) and ut with scale·p·softcap'.
+     */
+    private static double[] fusedRow(float[] us, float[] ut, int lo, int n, float lseS, float lseT, float b, float scale, float cap, float T) {
+        FloatVector accL = FloatVector.zero(F), accK = FloatVector.zero(F);
+        int j = 0;
+        for (; j + L <= n; j += L) {
+            FloatVector u = FloatVector.fromArray(F, us, lo + j);
+            FloatVector s = u.sub(lseS);
+            FloatVector t = FloatVector.fromArray(F, ut, lo + j).sub(lseT);
+            FloatVector p = dev.peft4j.tensor.Ops.exp(s), q = dev.peft4j.tensor.Ops.exp(t);
+            FloatVector a;
+            if (b == 1f) {
+                a = s.sub(t);
+                accL = accL.add(p.mul(a));
+            } else {
+                FloatVector lm = log(p.mul(1f - b).add(q.mul(b)).max(Float.MIN_NORMAL));
+                FloatVector ks = p.mul(s.sub(lm));
+                accL = accL.add(q.mul(t.sub(lm)).mul(b).add(ks.mul(1f - b)));
+                accK = accK.add(ks);
+                a = s.sub(lm).mul(1f - b);
+            }
+            FloatVector ps = p.mul(scale);
+            if (cap != 0f) ps = ps.mul(capGrad(u, cap, T));
+            ps.mul(a).intoArray(us, lo + j);
+            ps.intoArray(ut, lo + j);
+        }
+        double l = dev.peft4j.tensor.Ops.hsum(accL), k = dev.peft4j.tensor.Ops.hsum(accK);
+        for (; j < n; j++) {
+            float u = us[lo + j], s = u - lseS, t = ut[lo + j] - lseT;
+            float p = dev.peft4j.tensor.Ops.exp(s), q = dev.peft4j.tensor.Ops.exp(t);
+            float a;
+            if (b == 1f) {
+                a = s - t;
+                l += p * a;
+            } else {
+                float lm = log(Math.max(Float.MIN_NORMAL, p * (1f - b) + q * b));
+                float ks = p * (s - lm);
+                l += b * (q * (t - lm)) + (1f - b) * ks;
+                k += ks;
+                a = (1f - b) * (s - lm);
+            }
+            float ps = p * scale;
+            if (cap != 0f) { float y = u * T / cap; ps *= 1f - y * y; }
+            us[lo + j] = ps * a;
+            ut[lo + j] = ps;
         }
         return new double[]{l, k};
     }

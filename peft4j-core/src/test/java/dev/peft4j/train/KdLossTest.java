@@ -173,6 +173,12 @@ class KdLossTest {
             assertEquals(want, got, 2e-5 * Math.max(1, want), "loss " + what);
             assertClose(wantDh, dHidden, 2e-5, "d hidden " + what);
             assertClose(wantDw, dHead, 2e-5, "d head " + what);
+            // with d(hidden) only (the fused pass), the same gradient
+            float[] dHiddenOnly = new float[c.N * c.H];
+            double fused = KdLoss.lossAndGrad(c.hs, c.H, c.rows, Matrix.heap(c.V, c.H, c.ws), cap,
+                    new KdLoss.DenseTeacher(c.ht, c.Ht, Matrix.heap(c.V, c.Ht, c.wt), cap), beta, T, false, gradScale, dHiddenOnly, null);
+            assertEquals(want, fused, 2e-5 * Math.max(1, want), "loss (d hidden only) " + what);
+            assertClose(wantDh, dHiddenOnly, 2e-5, "d hidden only " + what);
             // the loss alone (no gradients) is the same number
             double only = KdLoss.lossAndGrad(c.hs, c.H, c.rows, Matrix.heap(c.V, c.H, c.ws), cap,
                     new KdLoss.DenseTeacher(c.ht, c.Ht, Matrix.heap(c.V, c.Ht, c.wt), cap), beta, T, false, 1f, null, null);
@@ -202,6 +208,10 @@ class KdLossTest {
             assertEquals(0, l, 1e-6, "loss beta " + beta + " T " + T);
             for (float g : dHidden) assertEquals(0, g, 1e-6, "d hidden beta " + beta);
             for (float g : dHead) assertEquals(0, g, 1e-6, "d head beta " + beta);
+            float[] dOnly = new float[c.N * c.H];
+            KdLoss.lossAndGrad(c.hs, c.H, c.rows, Matrix.heap(c.V, c.H, c.ws), null,
+                    new KdLoss.DenseTeacher(c.ht, c.H, Matrix.heap(c.V, c.H, c.wt), null), beta, T, false, 1f, dOnly, null);
+            for (float g : dOnly) assertEquals(0, g, 1e-6, "d hidden (fused) beta " + beta);
         }
     }
 
