@@ -582,7 +582,14 @@ public final class KdLoss {
                     int lo = m * c;
                     prep(zs, lo, c, cap, invT);
                     float coef = coefRest[m] * scale;
-                    for (int j = 0; j < c; j++) {
+                    int j = 0;
+                    for (; j + L <= c; j += L) {
+                        FloatVector u = FloatVector.fromArray(F, zs, lo + j);
+                        FloatVector g = dev.peft4j.tensor.Ops.exp(u.sub(lse[m])).mul(coef);
+                        if (cap != 0f) g = g.mul(capGrad(u, cap, fT));
+                        g.intoArray(zs, lo + j);
+                    }
+                    for (; j < c; j++) {
                         float u = zs[lo + j];
                         float g = dev.peft4j.tensor.Ops.exp(u - lse[m]) * coef;
                         if (cap != 0f) { float y = u * fT / cap; g *= 1f - y * y; }
