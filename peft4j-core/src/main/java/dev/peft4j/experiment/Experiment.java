@@ -116,7 +116,7 @@ public final class Experiment {
             baseDir = buildQuickstartBase();
             if (prep == null) prep = prepareEval(evalDataDir(), "check");
         }
-        Estimate est = opt.dryRun() || opt.measure() ? Estimate.of(recipe, this, baseDir, data, prep, log) : null;
+        Estimate est = opt.measure() ? Estimate.of(recipe, this, baseDir, data, prep, log) : null;
         List<Phase> plan = plan(est);
         double total = plan.stream().mapToDouble(Phase::estimateS).sum();
         log.println("experiment " + recipe.name + " (" + recipe.file + ") -> " + out);
