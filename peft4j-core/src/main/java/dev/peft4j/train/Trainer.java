@@ -57,6 +57,19 @@ public final class Trainer {
     /** Called after each optimizer step (after any checkpoint); tests use it to simulate a crash. */
     public interface StepHook { void after(long step); }
 
+    /**
+     * What a {@link Listener} sees after each optimizer step (after any checkpoint of that step).
+     *
+     * @param tokensPerSecond training tokens per second of this process (a resumed run counts from its restart)
+     * @param etaSeconds      estimated seconds to the last step at this process's pace
+     * @param valLoss         the validation loss computed at this step, or null when none was
+     */
+    public record Progress(long step, long totalSteps, int epoch, double loss, double lr, double gradNorm, long tokens,
+                           double tokensPerSecond, double etaSeconds, Double valLoss) {}
+
+    /** Receives {@link Progress} after every optimizer step, on the training thread. */
+    public interface Listener { void onStep(Progress p); }
+
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final TrainConfig o;
@@ -65,6 +78,10 @@ public final class Trainer {
     /** --overwrite of an earlier run: it is deleted only once the model, data and settings have loaded without error. */
     private boolean replaceEarlierRun;
     private StepHook hook = s -> { };
+    private Listener listener = p -> { };
+    private java.util.function.BooleanSupplier cancelRequested = () -> false;
+    private boolean cancelled;
+    private boolean consoleProgress = true;
     // the adapter config of the run's method (set in run())
     private PromptTuningConfig ptCfg;
     private LoraConfig loraCfg;
@@ -85,11 +102,37 @@ public final class Trainer {
         return this;
     }
 
+    /** Receives every step's progress (the console progress on stderr is separate: {@link #consoleProgress}). */
+    public Trainer listener(Listener l) {
+        this.listener = l;
+        return this;
+    }
+
+    /**
+     * Checked after every optimizer step: when it returns true the run stops cleanly after writing a checkpoint of that step
+     * (the final adapter is not written), so the same settings with {@code resume} continue it and end exactly as an
+     * uninterrupted run. {@link #cancelled()} then says so.
+     */
+    public Trainer cancelWhen(java.util.function.BooleanSupplier c) {
+        this.cancelRequested = c;
+        return this;
+    }
+
+    /** Whether the last {@link #run} stopped early because {@link #cancelWhen} asked it to. */
+    public boolean cancelled() { return cancelled; }
+
+    /** Whether to draw the progress line on stderr (default true). */
+    public Trainer consoleProgress(boolean on) {
+        this.consoleProgress = on;
+        return this;
+    }
+
     /** The result of a run. */
     public record Result(long steps, double finalLoss, Double finalValLoss, Path output) {}
 
     public Result run() throws IOException {
         validate();
+        cancelled = false;
         Path out = o.output;
         ObjectNode args = argsJson();
         Path ckptRoot = out.resolve("checkpoints");
@@ -192,7 +235,9 @@ public final class Trainer {
         long tokens = 0;
         long t0 = System.nanoTime();
         try (MetricsWriter metrics = new MetricsWriter(out.resolve("metrics.jsonl"));
-             TrainingProgress progress = TrainingProgress.onStderr(total, step)) {
+             TrainingProgress progress = consoleProgress ? TrainingProgress.onStderr(total, step)
+                     : new TrainingProgress(new PrintStream(java.io.OutputStream.nullOutputStream()), total, step, false, System::nanoTime)) {
+            long startStep = step;
             while (step < total) {
                 List<List<TrainStep.Example>> micro = new ArrayList<>();
                 int numItems = 0, batchTokens = 0;
@@ -229,9 +274,11 @@ public final class Trainer {
                 rec.put("tokens", tokensBefore + tokens);
                 rec.put("tokens_per_s", tokens / Math.max(1e-9, secs));
                 boolean last = step == total;
+                Double valNow = null;
                 if ((o.evalEvery > 0 && step % o.evalEvery == 0) || (last && !td.validation().isEmpty())) {
                     if (!td.validation().isEmpty()) {
                         lastVal = validationLoss(ts, td, tok);
+                        valNow = lastVal;
                         rec.put("val_loss", lastVal);
                         progress.message(String.format("step %d: validation loss %s", step, Fmt.loss(lastVal)));
                     }
@@ -242,8 +289,23 @@ public final class Trainer {
                     checkpoint(ckptRoot, step, model, params, prompt, opt, batcher, tokensBefore + tokens, elapsedBefore + secs);
                     if (last || o.evalEvery > 0) LossCurveSvg.writeFromMetrics(out.resolve("metrics.jsonl"), out.resolve("loss_curve.svg"), title(modelDir));
                 }
+                double eta = (total - step) * secs / Math.max(1, step - startStep);
+                listener.onStep(new Progress(step, total, batcher.epoch(), loss, lr, norm, tokensBefore + tokens,
+                        tokens / Math.max(1e-9, secs), eta, valNow));
                 hook.after(step);
+                if (!last && cancelRequested.getAsBoolean()) {
+                    if (!(o.saveEvery > 0 && step % o.saveEvery == 0)) {
+                        checkpoint(ckptRoot, step, model, params, prompt, opt, batcher, tokensBefore + tokens, elapsedBefore + secs);
+                    }
+                    cancelled = true;
+                    break;
+                }
             }
+        }
+        if (cancelled) {
+            LossCurveSvg.writeFromMetrics(out.resolve("metrics.jsonl"), out.resolve("loss_curve.svg"), title(modelDir));
+            log.printf("training cancelled after step %d of %d; checkpoint in %s (continue with resume)%n", step, total, ckptRoot);
+            return new Result(step, lastLoss, lastVal, out);
         }
         double secs = (System.nanoTime() - t0) / 1e9;
         // the final result at the top of the output directory

@@ -1,0 +1,6 @@
+/**
+ * lm-evaluation-harness tasks, request scoring, metrics, results JSON, reports and model cards.
+ *
+ * <p><b>Internal, may change</b> in any release without notice. Applications use the public API in {@link dev.peft4j.api}.
+ */
+package dev.peft4j.eval;

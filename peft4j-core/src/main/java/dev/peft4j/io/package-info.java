@@ -1,0 +1,6 @@
+/**
+ * Memory-mapped safetensors (FFM) reading and atomic writing.
+ *
+ * <p><b>Internal, may change</b> in any release without notice. Applications use the public API in {@link dev.peft4j.api}.
+ */
+package dev.peft4j.io;
