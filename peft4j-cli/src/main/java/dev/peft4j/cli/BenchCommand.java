@@ -36,7 +36,11 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--ceiling-mb", defaultValue = "1024", description = "buffer read to measure the memory bandwidth, MiB; 0 = skip the ceilings (default ${DEFAULT-VALUE})") int ceilingMb;
     @Option(names = "--accuracy-text", description = "with --quantize: a text file whose first --prompt-len tokens (model's tokenizer) the quantized and float models are compared on (default: the random prompt)") Path accuracyText;
     @Option(names = "--json", description = "print one JSON object") boolean json;
-    @Option(names = "--train", description = "measure training instead: prompt-tuning, lora or full") String train;
+    @Option(names = "--train", description = "measure training instead: prompt-tuning, lora, full or distill") String train;
+    @Option(names = "--teacher", description = "--train distill: the teacher model directory or Hub repo id") Path teacher;
+    @Option(names = "--student", defaultValue = "full", description = "--train distill: full, lora or prompt-tuning (default ${DEFAULT-VALUE})") String student;
+    @Option(names = "--teacher-cache", description = "--train distill: top-k teacher cache folder (the timed steps then find the batch cached)") Path teacherCache;
+    @Option(names = "--kd-beta", defaultValue = "0.5", description = "--train distill: beta of the generalized JSD (default ${DEFAULT-VALUE})") double kdBeta;
     @Option(names = "--batch", defaultValue = "4", description = "training batch size (default ${DEFAULT-VALUE})") int batch;
     @Option(names = "--seq-len", defaultValue = "256", description = "training sequence length (default ${DEFAULT-VALUE})") int seqLen;
     @Option(names = "--steps", defaultValue = "3", description = "timed training steps after one warm-up step (default ${DEFAULT-VALUE})") int steps;
@@ -323,7 +327,14 @@ public final class BenchCommand implements Callable<Integer> {
         SplittableRandom rng = new SplittableRandom(7);
         float[] prompt = null;
         dev.peft4j.train.Params params;
-        switch (train) {
+        boolean distill = train.equals("distill");
+        if (distill && teacher == null) throw new UserException("--teacher: --train distill needs a teacher model");
+        if (!distill && teacher != null) throw new UserException("--teacher: only used with --train distill");
+        String kind = distill ? student : train;
+        if (distill && !java.util.List.of("full", "lora", "prompt-tuning").contains(kind)) {
+            throw new UserException("--student: expected full, lora or prompt-tuning, got '" + kind + "'");
+        }
+        switch (kind) {
             case "prompt-tuning" -> {
                 prompt = dev.peft4j.peft.PromptInit.random(20, H, rng);
                 params = dev.peft4j.train.Params.promptTuning(prompt, H);
@@ -337,10 +348,15 @@ public final class BenchCommand implements Callable<Integer> {
                 params = dev.peft4j.train.Params.lora(m);
             }
             case "full" -> params = dev.peft4j.train.Params.full(m);
-            default -> throw new UserException("--train: expected prompt-tuning, lora or full, got '" + train + "'");
+            default -> throw new UserException("--train: expected prompt-tuning, lora, full or distill, got '" + train + "'");
         }
         dev.peft4j.train.TrainStep ts = new dev.peft4j.train.TrainStep(m, params, prompt, dev.peft4j.train.AdamW.defaults(0.0),
                 dev.peft4j.train.LrSchedule.of("constant", 1e-4, 0, 1000), 1.0);
+        if (distill) {   // alpha 0.5, T 1, the teacher on every batch (no cache)
+            var t = dev.peft4j.model.Gemma3Model.load(Models.resolve(teacher, "teacher"));
+            ts.distillation(new dev.peft4j.train.Distillation(t, m, 0.5, kdBeta, 1.0, false,
+                    teacherCache == null ? null : dev.peft4j.train.TeacherCache.open(teacherCache, t, 1.0, 64), 64));
+        }
         java.util.List<dev.peft4j.train.TrainStep.Example> b = new java.util.ArrayList<>();
         for (int i = 0; i < batch; i++) {
             int[] ids = randomTokens(seqLen, m.config.bosId(), V, rng), labels = new int[seqLen];
@@ -350,11 +366,18 @@ public final class BenchCommand implements Callable<Integer> {
         ts.step(b); // warm-up (JIT)
         double best = Double.MAX_VALUE;
         double[] runs = new double[steps];
+        double[] parts = null;   // distillation: teacher, KD, CE seconds of the best step
         for (int i = 0; i < steps; i++) {
+            double[] before = distill ? ts.distillation().seconds() : null;
             long a = System.nanoTime();
             ts.step(b);
-            runs[i] = batch * seqLen / ((System.nanoTime() - a) / 1e9);
-            best = Math.min(best, (System.nanoTime() - a) / 1e9);
+            double s = (System.nanoTime() - a) / 1e9;
+            runs[i] = batch * seqLen / s;
+            if (s < best && distill) {
+                double[] after = ts.distillation().seconds();
+                parts = new double[]{after[0] - before[0], after[1] - before[1], after[2] - before[2]};
+            }
+            best = Math.min(best, s);
         }
         double tps = batch * seqLen / best;
         long peakHeap = peakHeapBytes();
@@ -372,6 +395,15 @@ public final class BenchCommand implements Callable<Integer> {
             ObjectNode o = new ObjectMapper().createObjectNode();
             o.put("model", model.toString());
             o.put("method", train);
+            if (distill) {
+                o.put("teacher_forward_s", round(parts[0]));
+                o.put("kd_loss_s", round(parts[1]));
+                o.put("ce_loss_s", round(parts[2]));
+                o.put("student", student);
+                o.put("teacher", teacher.toString());
+                o.put("kd_beta", kdBeta);
+                o.put("teacher_cache", teacherCache != null);
+            }
             o.put("threads", Parallel.threads());
             o.put("batch", batch);
             o.put("seq_len", seqLen);
@@ -398,8 +430,10 @@ public final class BenchCommand implements Callable<Integer> {
             System.out.println(o);
         } else {
             System.out.printf("model        %s (%s weights, %d threads)%n", model, m.weights.embed.dtype, Parallel.threads());
-            System.out.printf("training     %s, %s trainable parameters, batch %d x %d, loss on the second half%n", train, params.numel(), batch, seqLen);
+            System.out.printf("training     %s, %s trainable parameters, batch %d x %d, loss on the second half%n",
+                    distill ? "distill (" + student + " student, teacher " + teacher + ", beta " + kdBeta + (teacherCache != null ? ", warm top-64 cache" : "") + ")" : train, params.numel(), batch, seqLen);
             System.out.printf("step         %.2f s (best of %d)%n", best, steps);
+            if (distill) System.out.printf("  of which   teacher forward %.2f s, KD loss+gradient %.2f s, CE loss+gradient %.2f s%n", parts[0], parts[1], parts[2]);
             System.out.printf("throughput   %.1f tokens/s (runs %s)%n", tps, runs(java.util.stream.DoubleStream.concat(java.util.stream.DoubleStream.of(0), java.util.stream.DoubleStream.of(runs)).toArray()));
             System.out.printf("FLOPs        %.1f GFLOP/step = %.3f GFLOP/token (forward + backward %.2fx forward: model FLOPs, see Flops), %.0f GFLOP/s%s%n",
                     stepFlops / 1e9, stepFlops / (batch * seqLen) / 1e9, stepFlops / fwdFlops, gflops,

@@ -32,6 +32,7 @@ import java.nio.file.NotDirectoryException;
                 CardCommand.class,
                 ServeCommand.class,
                 BenchServeCommand.class,
+                ExperimentCommand.class,
         })
 public final class Main {
 

@@ -22,7 +22,16 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--tokenizer", description = "tokenizer directory (default: the model directory)") Path tokenizer;
     @Mixin DataArgs data;
     @Option(names = "--quantize", description = "quantize the frozen base at load: q8 (8-bit blocks of 32, QLoRA-style; not with --method full)") String quantize;
-    @Option(names = "--method", required = true, description = "prompt-tuning, p-tuning, lora, ia3 or full") String method;
+    @Option(names = "--method", required = true, description = "prompt-tuning, p-tuning, lora, ia3, full or distill") String method;
+
+    @Option(names = "--teacher", description = "distill: the teacher model, a directory or Hub repo id with the student's vocabulary (e.g. google/gemma-3-1b-pt)") Path teacher;
+    @Option(names = "--student", defaultValue = "full", description = "distill: what is trained in --model: full, lora or prompt-tuning, with their options (default ${DEFAULT-VALUE})") String student;
+    @Option(names = "--kd-alpha", defaultValue = "0.5", description = "distill: loss = a*KD + (1-a)*CE on the labels (default ${DEFAULT-VALUE})") double kdAlpha;
+    @Option(names = "--kd-beta", defaultValue = "0.5", description = "distill: beta of TRL's generalized JSD: 0 = forward KL(teacher||student), 1 = reverse KL (default ${DEFAULT-VALUE})") double kdBeta;
+    @Option(names = "--kd-temperature", defaultValue = "1.0", description = "distill: both models' logits are divided by T (default ${DEFAULT-VALUE})") double kdTemperature;
+    @Option(names = "--kd-scale-t2", description = "distill: multiply the KD term by T^2 (Hinton et al.)") boolean kdScaleT2;
+    @Option(names = "--teacher-cache", description = "distill: folder for the teacher's top-k log-probabilities per example; later epochs and runs skip the teacher") Path teacherCache;
+    @Option(names = "--teacher-top-k", defaultValue = "64", description = "distill with --teacher-cache: log-probabilities kept per token, the rest of the mass is one bucket (default ${DEFAULT-VALUE})") int teacherTopK;
 
     @Option(names = "--num-virtual-tokens", defaultValue = "20", description = "prompt tuning / P-tuning: virtual tokens (default ${DEFAULT-VALUE})") int numVirtualTokens;
     @Option(names = "--init", defaultValue = "random", description = "prompt tuning init: random, sample-vocab or text:\"...\" (default ${DEFAULT-VALUE})") String init;
@@ -59,6 +68,9 @@ public final class TrainCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
 
     /** Options that only some methods use: giving one to another method is a mistake, not something to ignore silently. */
+    /** Distillation's own options (--method distill only). */
+    static final List<String> DISTILL_OPTIONS = List.of("--teacher", "--student", "--kd-alpha", "--kd-beta", "--kd-temperature",
+            "--kd-scale-t2", "--teacher-cache", "--teacher-top-k");
     private static final Map<String, List<String>> METHOD_OPTIONS = Map.of(
             "--num-virtual-tokens", List.of("prompt-tuning", "p-tuning"),
             "--init", List.of("prompt-tuning"),
@@ -73,9 +85,17 @@ public final class TrainCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        for (String d : DISTILL_OPTIONS) {
+            if (spec.commandLine().getParseResult().hasMatchedOption(d) && !method.equals("distill")) {
+                throw new UserException(d + ": only used with --method distill, not " + method);
+            }
+        }
+        // the trained part's options: with --method distill they belong to --student
+        String trained = method.equals("distill") ? student : method;
         for (var e : METHOD_OPTIONS.entrySet()) {
-            if (spec.commandLine().getParseResult().hasMatchedOption(e.getKey()) && !e.getValue().contains(method)) {
-                throw new UserException(e.getKey() + ": only used with --method " + String.join(" or ", e.getValue()) + ", not " + method);
+            if (spec.commandLine().getParseResult().hasMatchedOption(e.getKey()) && !e.getValue().contains(trained)) {
+                throw new UserException(e.getKey() + ": only used with --method " + String.join(" or ", e.getValue())
+                        + (method.equals("distill") ? " (or --student " + e.getValue().get(0) + ")" : "") + ", not " + trained);
             }
         }
         if (!saveDtype.equals("f32") && !saveDtype.equals("bf16")) throw new UserException("--save-dtype: expected f32 or bf16, got '" + saveDtype + "'");
@@ -109,6 +129,14 @@ public final class TrainCommand implements Callable<Integer> {
         c.saveEvery = saveEvery;
         c.keepCheckpoints = keepCheckpoints;
         c.saveBf16 = saveDtype.equals("bf16");
+        c.teacher = teacher;
+        c.student = student;
+        c.kdAlpha = kdAlpha;
+        c.kdBeta = kdBeta;
+        c.kdTemperature = kdTemperature;
+        c.kdScaleT2 = kdScaleT2;
+        c.teacherCache = teacherCache;
+        c.teacherTopK = teacherTopK;
         c.overwrite = overwrite;
         c.quantize = dev.peft4j.model.Quantization.parse(quantize);
         return c;

@@ -198,6 +198,8 @@ public final class Evaluator {
 
         public int loglikelihoodRequests() { return llReqs.size(); }
         public int generationRequests() { return genReqs.size(); }
+        /** The log-likelihood requests (context, continuation), in evaluation order. */
+        public List<LLRequest> loglikelihoodRequestList() { return java.util.Collections.unmodifiableList(llReqs); }
     }
 
     public static Output evaluate(EvalLM lm, Tasks.Selection sel, Path dataDir, Options opt) {

@@ -17,8 +17,25 @@ public final class TrainConfig {
     public Path output;
     /** Continue the run in {@link #output} from its last checkpoint. */
     public boolean resume;
-    /** prompt-tuning, p-tuning, lora, ia3 or full. */
+    /** prompt-tuning, p-tuning, lora, ia3, full or distill. */
     public String method;
+
+    /** Distillation: the teacher model, a directory or a Hub repo id (same vocabulary as the student). */
+    public Path teacher;
+    /** Distillation: what is trained in the student ({@link #model}): full, lora or prompt-tuning (with their options). */
+    public String student = "full";
+    /** Distillation: loss = kdAlpha·KD + (1 − kdAlpha)·CE on the labels. */
+    public double kdAlpha = 0.5;
+    /** Distillation: β of TRL's generalized JSD (0 = forward KL(teacher‖student), 1 = reverse KL). */
+    public double kdBeta = 0.5;
+    /** Distillation: both logits are divided by this temperature. */
+    public double kdTemperature = 1.0;
+    /** Distillation: multiply KD by T² (Hinton et al.). */
+    public boolean kdScaleT2;
+    /** Distillation: folder of the teacher's cached top-k log-probabilities (null: run the teacher on every batch). */
+    public Path teacherCache;
+    /** Distillation with {@link #teacherCache}: log-probabilities kept per position (the rest of the mass is one bucket). */
+    public int teacherTopK = 64;
 
     /** Prompt tuning / P-tuning: virtual tokens. */
     public int numVirtualTokens = 20;

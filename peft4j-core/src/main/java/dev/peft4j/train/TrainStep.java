@@ -41,6 +41,8 @@ public final class TrainStep {
     public final double maxGradNorm;
     private final long seed;
     private long microStep = -1, microIndex;
+    /** Knowledge distillation: the teacher and the mixed KD + CE objective, or null for plain cross-entropy. */
+    private Distillation distillation;
 
     /**
      * @param prompt      the virtual-token vectors [n, H] for prompt tuning (must be a parameter in {@code params}), else null
@@ -78,6 +80,18 @@ public final class TrainStep {
             throw new IllegalArgumentException("prompt must be [n, hidden] and registered in params");
         }
     }
+
+    /**
+     * Trains with knowledge distillation: the loss becomes kdAlpha·KD + (1 − kdAlpha)·CE (see {@link Distillation}); null
+     * restores the plain cross-entropy. Validation ({@link #loss}) stays the student's cross-entropy.
+     */
+    public TrainStep distillation(Distillation d) {
+        this.distillation = d;
+        return this;
+    }
+
+    /** The distillation this step trains with, or null. */
+    public Distillation distillation() { return distillation; }
 
     /** Forward + loss + backward + clipping + AdamW update. Gradients are zeroed first. */
     public Result step(List<Example> batch) {
@@ -127,7 +141,9 @@ public final class TrainStep {
         if (denom == 0) return 0;
         float[] dHidden = new float[hidden.length];
         float[] dHead = params.gradOf(model.lmHead());
-        double sum = CrossEntropy.lossAndGrad(hidden, model.config.hidden(), b.targets, model.lmHead(), model.config.finalLogitSoftcap(),
+        double sum = distillation != null
+                ? distillation.lossAndGrad(model, batch, prompt == null ? 0 : prompt.length / model.config.hidden(), hidden, b.targets, denom, dHidden, dHead)
+                : CrossEntropy.lossAndGrad(hidden, model.config.hidden(), b.targets, model.lmHead(), model.config.finalLogitSoftcap(),
                 1f / denom, dHidden, dHead);
         hidden = null;
         float[] dIn = Backward.run(model, tape, dHidden, params, prompt != null);

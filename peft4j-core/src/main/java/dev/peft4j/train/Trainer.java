@@ -140,7 +140,7 @@ public final class Trainer {
 
         Path modelDir = Models.resolve(o.model, "model");
         Gemma3Model model = Gemma3Model.load(modelDir, o.quantize);
-        if (o.method.equals("full") && model.weights.embed.dtype == dev.peft4j.tensor.DType.Q8_0) {
+        if (kind().equals("full") && model.weights.embed.dtype == dev.peft4j.tensor.DType.Q8_0) {
             model.weights.close();
             throw new UserException(modelDir + ": a q8 checkpoint cannot be fully fine-tuned (its weights are 8-bit); train an adapter, or start from the float checkpoint");
         }
@@ -165,7 +165,7 @@ public final class Trainer {
         SplittableRandom rng = new SplittableRandom(data.seed);
         float[] prompt = null;
         Params params;
-        switch (o.method) {
+        switch (kind()) {
             case "prompt-tuning" -> {
                 ptCfg = promptConfig(modelDir);
                 prompt = initPrompt(model, tok, rng);
@@ -198,6 +198,17 @@ public final class Trainer {
         LrSchedule sched = LrSchedule.of(o.schedule, o.lr, o.warmupSteps, (int) Math.min(Integer.MAX_VALUE, total));
         TrainStep ts = encoder != null ? TrainStep.pTuning(model, params, encoder, opt, sched, o.maxGradNorm, data.seed)
                 : new TrainStep(model, params, prompt, opt, sched, o.maxGradNorm, data.seed);
+        if (o.method.equals("distill")) ts.distillation(openDistillation(model));
+        try {
+            return loop(out, args, ckptRoot, resumeFrom, modelDir, model, tok, td, batcher, stepsPerEpoch, total, H, prompt, params, opt, sched, ts);
+        } finally {
+            if (ts.distillation() != null) ts.distillation().close();
+        }
+    }
+
+    private Result loop(Path out, ObjectNode args, Path ckptRoot, Path resumeFrom, Path modelDir, Gemma3Model model, Tokenizer tok,
+                        TrainingData td, Batcher batcher, int stepsPerEpoch, long total, int H, float[] prompt, Params params,
+                        AdamW opt, LrSchedule sched, TrainStep ts) throws IOException {
 
         long step = 0;
         long tokensBefore = 0;
@@ -257,6 +268,11 @@ public final class Trainer {
                 rec.put("step", step);
                 rec.put("epoch", batcher.epoch());
                 rec.put("loss", loss);
+                if (ts.distillation() != null) {
+                    double[] terms = ts.distillation().takeTerms();
+                    rec.put("kd_loss", terms[0]);
+                    rec.put("ce_loss", terms[1]);
+                }
                 rec.put("lr", lr);
                 rec.put("grad_norm", norm);
                 rec.put("tokens", tokensBefore + tokens);
@@ -313,6 +329,14 @@ public final class Trainer {
         summary.put("seconds_this_run", secs);
         summary.put("tokens_per_s", tokens / Math.max(1e-9, secs));
         summary.put("threads", Parallel.threads());
+        summary.put("trainable_parameters", params.numel());
+        summary.put("tokens_total", tokensBefore + tokens);
+        summary.put("seconds_total", elapsedBefore + secs);
+        if (ts.distillation() != null) {
+            summary.put("teacher", String.valueOf(o.teacher));
+            summary.put("teacher_cache_hits", ts.distillation().cacheHits());
+            summary.put("teacher_cache_misses", ts.distillation().cacheMisses());
+        }
         AtomicFiles.writeString(out.resolve("train_summary.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(summary) + "\n");
         RunSummary rs = new RunSummary("training finished")
                 .add("method", o.method)
@@ -330,14 +354,15 @@ public final class Trainer {
     // ------------------------------------------------------------------ setup
 
     private void validate() {
-        if (!List.of("prompt-tuning", "p-tuning", "lora", "ia3", "full").contains(o.method)) {
-            throw new UserException("--method: expected prompt-tuning, p-tuning, lora, ia3 or full, got '" + o.method + "'");
+        if (!List.of("prompt-tuning", "p-tuning", "lora", "ia3", "full", "distill").contains(o.method)) {
+            throw new UserException("--method: expected prompt-tuning, p-tuning, lora, ia3, full or distill, got '" + o.method + "'");
         }
-        if (o.quantize != dev.peft4j.model.Quantization.NONE && o.method.equals("full")) {
+        if (o.quantize != dev.peft4j.model.Quantization.NONE && kind().equals("full")) {
             throw new UserException("--quantize: full fine-tuning trains every weight in float32; quantize a frozen base only (--method lora, ia3, prompt-tuning or p-tuning)");
         }
+        if (o.method.equals("distill")) validateDistillation();
         if (o.encoderHiddenSize < 0) throw new UserException("--encoder-hidden-size: expected >= 1 (or 0 for the hidden size), got " + o.encoderHiddenSize);
-        if (o.feedforwardModules != null && !o.method.equals("ia3")) throw new UserException("--feedforward-modules: only used with --method ia3");
+        if (o.feedforwardModules != null && !kind().equals("ia3")) throw new UserException("--feedforward-modules: only used with --method ia3");
         if (o.maxSteps <= 0 && o.epochs <= 0) throw new UserException("give --epochs E (> 0) or --max-steps N (> 0)");
         if (o.gradAccum < 1) throw new UserException("--grad-accum: expected >= 1, got " + o.gradAccum);
         if (data.batchSize < 1) throw new UserException("--batch-size: expected >= 1, got " + data.batchSize);
@@ -412,6 +437,11 @@ public final class Trainer {
         return d;
     }
 
+    /** Whether the run in {@code output} has a checkpoint to resume from. */
+    public static boolean hasCheckpoint(Path output) throws IOException {
+        return latestCheckpoint(output.resolve("checkpoints")) != null;
+    }
+
     static Path latestCheckpoint(Path root) throws IOException {
         List<Path> all = checkpoints(root);
         for (int i = all.size() - 1; i >= 0; i--) if (Files.isRegularFile(all.get(i).resolve("trainer_state.json"))) return all.get(i);
@@ -433,15 +463,16 @@ public final class Trainer {
         a.put("model", String.valueOf(o.model));
         a.put("method", o.method);
         if (o.quantize != dev.peft4j.model.Quantization.NONE) a.put("quantize", o.quantize.name().toLowerCase(java.util.Locale.ROOT));
-        if (o.method.equals("prompt-tuning")) {
+        if (o.method.equals("distill")) distillationArgs(a);
+        if (kind().equals("prompt-tuning")) {
             a.put("num_virtual_tokens", o.numVirtualTokens);
             a.put("init", o.init);
         }
-        if (o.method.equals("p-tuning")) {
+        if (kind().equals("p-tuning")) {
             a.put("num_virtual_tokens", o.numVirtualTokens);
             a.put("encoder_hidden_size", o.encoderHiddenSize);
         }
-        if (o.method.equals("lora")) {
+        if (kind().equals("lora")) {
             a.put("lora_r", o.loraR);
             a.put("lora_alpha", o.loraAlpha);
             var t = a.putArray("target_modules");
@@ -449,7 +480,7 @@ public final class Trainer {
             a.put("use_rslora", o.useRslora);
             a.put("init_lora_weights", o.initLoraWeights);
         }
-        if (o.method.equals("ia3")) {
+        if (kind().equals("ia3")) {
             var t = a.putArray("target_modules");
             targetModules().forEach(t::add);
             var f = a.putArray("feedforward_modules");
@@ -483,6 +514,54 @@ public final class Trainer {
         a.put("bucket", data.bucket);
         a.put("threads", Parallel.threads());
         return a;
+    }
+
+    // ------------------------------------------------------------------ distillation
+
+    /** What the run trains: the method, or for distillation the student's method (full, lora or prompt-tuning). */
+    private String kind() {
+        return "distill".equals(o.method) ? o.student : o.method;
+    }
+
+    private void validateDistillation() {
+        if (o.teacher == null) throw new UserException("--teacher: --method distill needs a teacher model (a directory or a Hub repo id)");
+        if (!List.of("full", "lora", "prompt-tuning").contains(o.student)) {
+            throw new UserException("--student: expected full, lora or prompt-tuning, got '" + o.student + "'");
+        }
+        if (!(o.kdAlpha >= 0 && o.kdAlpha <= 1)) throw new UserException("--kd-alpha: expected a value in [0, 1], got " + o.kdAlpha);
+        if (!(o.kdBeta >= 0 && o.kdBeta <= 1)) throw new UserException("--kd-beta: expected a value in [0, 1], got " + o.kdBeta);
+        if (!(o.kdTemperature > 0)) throw new UserException("--kd-temperature: expected > 0, got " + o.kdTemperature);
+        if (o.teacherTopK < 1) throw new UserException("--teacher-top-k: expected >= 1, got " + o.teacherTopK);
+        if (o.teacherCache != null && Files.exists(o.teacherCache) && !Files.isDirectory(o.teacherCache)) {
+            throw new UserException("--teacher-cache: " + o.teacherCache + " is a file, expected a directory");
+        }
+    }
+
+    private void distillationArgs(ObjectNode a) {
+        a.put("student", o.student);
+        a.put("teacher", String.valueOf(o.teacher));
+        a.put("kd_alpha", o.kdAlpha);
+        a.put("kd_beta", o.kdBeta);
+        a.put("kd_temperature", o.kdTemperature);
+        a.put("kd_scale_t2", o.kdScaleT2);
+        // the cache folder itself does not change the result; whether the top-k approximation is used does
+        a.put("teacher_top_k", o.teacherCache != null ? o.teacherTopK : 0);
+    }
+
+    /** Loads the teacher (memory-mapped, forward only) and opens its cache. */
+    private Distillation openDistillation(Gemma3Model student) {
+        Path dir = Models.resolve(o.teacher, "teacher");
+        Gemma3Model teacher = Gemma3Model.load(dir);
+        try {
+            TeacherCache cache = o.teacherCache == null ? null
+                    : TeacherCache.open(o.teacherCache, teacher, o.kdTemperature, Math.min(o.teacherTopK, teacher.config.vocabSize()));
+            log.printf("teacher: %s (%d layers, hidden %d)%s%n", dir, teacher.config.layers(), teacher.config.hidden(),
+                    cache == null ? "" : ", top-" + o.teacherTopK + " cache " + cache.folder());
+            return new Distillation(teacher, student, o.kdAlpha, o.kdBeta, o.kdTemperature, o.kdScaleT2, cache, o.teacherTopK);
+        } catch (RuntimeException e) {
+            teacher.weights.close();
+            throw e;
+        }
     }
 
     private String baseName(Path modelDir) {
@@ -523,7 +602,7 @@ public final class Trainer {
     /** --target-modules, or the method's PEFT default for gemma3_text. */
     private List<String> targetModules() {
         if (o.targetModules != null) return o.targetModules;
-        return o.method.equals("ia3") ? IA3Config.GEMMA3_DEFAULT_TARGETS : LoraConfig.GEMMA3_DEFAULT_TARGETS;
+        return kind().equals("ia3") ? IA3Config.GEMMA3_DEFAULT_TARGETS : LoraConfig.GEMMA3_DEFAULT_TARGETS;
     }
 
     /** --feedforward-modules, or PEFT's default for gemma3_text (down_proj). */
@@ -623,7 +702,7 @@ public final class Trainer {
     }
 
     private void saveResult(Path dir, Gemma3Model model, float[] prompt) throws IOException {
-        switch (o.method) {
+        switch (kind()) {
             case "prompt-tuning" -> AdapterWriter.promptTuning(dir, ptCfg, prompt, model.config.hidden());
             case "lora" -> AdapterWriter.lora(dir, loraCfg, model);
             case "ia3" -> AdapterWriter.ia3(dir, ia3Cfg, model);
@@ -636,7 +715,7 @@ public final class Trainer {
                             AdamW opt, Batcher batcher, long tokens, double elapsed) throws IOException {
         Path dir = root.resolve(String.format("step-%06d", step));
         AtomicFiles.writeDirectory(dir, tmp -> {
-            if (o.method.equals("full")) {
+            if (kind().equals("full")) {
                 Map<String, SafeTensors.Entry> e = new LinkedHashMap<>();
                 for (Params.Param p : params) e.put(p.name(), SafeTensors.Entry.f32(p.data(), p.shape()));
                 SafeTensors.write(tmp.resolve("model.safetensors"), e, null);
@@ -663,10 +742,10 @@ public final class Trainer {
 
     /** Loads trainable values saved in a checkpoint into the live parameter arrays. */
     private void restoreParams(Path ckpt, Params params, float[] prompt, int H) {
-        Path f = ckpt.resolve(o.method.equals("full") ? "model.safetensors" : encoder != null ? ENCODER_FILE : "adapter_model.safetensors");
+        Path f = ckpt.resolve(kind().equals("full") ? "model.safetensors" : encoder != null ? ENCODER_FILE : "adapter_model.safetensors");
         try (SafeTensors st = SafeTensors.open(f)) {
             for (Params.Param p : params) {
-                String key = o.method.equals("prompt-tuning") ? AdapterKeys.PROMPT_EMBEDDINGS : p.name();
+                String key = kind().equals("prompt-tuning") ? AdapterKeys.PROMPT_EMBEDDINGS : p.name();
                 if (!st.has(key)) throw new UserException(f + ": checkpoint lacks tensor " + key);
                 float[] v = st.get(key).toFloats();
                 if (v.length != p.data().length) throw new UserException(f + ": tensor " + key + " has " + v.length + " values, expected " + p.data().length);
