@@ -29,6 +29,8 @@ import java.nio.file.NotDirectoryException;
                 EvalCommand.class,
                 CompareCommand.class,
                 CardCommand.class,
+                ServeCommand.class,
+                BenchServeCommand.class,
         })
 public final class Main {
 

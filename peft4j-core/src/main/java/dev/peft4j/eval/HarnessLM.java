@@ -166,8 +166,8 @@ public final class HarnessLM implements EvalLM {
         return new LL(sum, greedy);
     }
 
-    /** log Σ exp(a[off..off+n)), vectorized (the vocabulary is 262,144 wide, scored for every continuation token). */
-    static double logSumExp(float[] a, int off, int n) {
+    /** log Σ exp(a[off..off+n)), vectorized (the vocabulary is 262,144 wide, scored for every continuation token); {@code peft4j serve} uses it too, so its log-probabilities are the same numbers. */
+    public static double logSumExp(float[] a, int off, int n) {
         var sp = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
         int L = sp.length(), i = 0;
         var mv = jdk.incubator.vector.FloatVector.broadcast(sp, Float.NEGATIVE_INFINITY);

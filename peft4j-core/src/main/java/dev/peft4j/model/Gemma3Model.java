@@ -40,8 +40,12 @@ public final class Gemma3Model {
 
     public KVCache newCache() { return new KVCache(config); }
 
-    /** One sequence's new input: optional virtual-token vectors (used as they are), then token ids (scaled embeddings). */
-    public record Input(KVCache cache, float[] virtual, int[] ids) {
+    /**
+     * One sequence's new input: optional virtual-token vectors (used as they are), then token ids (scaled embeddings); an
+     * optional {@link SeqAdapter} (LoRA / (IA)³ held apart from the model) applies to this sequence's rows only.
+     */
+    public record Input(KVCache cache, float[] virtual, int[] ids, SeqAdapter adapter) {
+        public Input(KVCache cache, float[] virtual, int[] ids) { this(cache, virtual, ids, null); }
         int rows(int hidden) { return (virtual == null ? 0 : virtual.length / hidden) + ids.length; }
     }
 
@@ -133,6 +137,8 @@ public final class Gemma3Model {
             tape.embedded = x.clone();
             tape.layers = new Tape.LayerTape[c.layers()];
         }
+        final SeqAdapter.Batch perSeq = SeqAdapter.Batch.of(inputs, rowStart, rowCount);
+        if (perSeq != null && tape != null) throw new IllegalArgumentException("per-sequence adapters are for inference (no tape)");
         float[] h = new float[N * H];
         float[] q = new float[N * nH * D], k = new float[N * nKV * D], v = new float[N * nKV * D];
         float[] att = new float[N * nH * D];
@@ -154,9 +160,9 @@ public final class Gemma3Model {
             }
             // attention block
             Ops.rmsNorm(x, 0, h, 0, N, H, w.inputNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdIn, 0);
-            w.q.forward(h, N, q, mid(lt, 0, w.q, N), dropSeed(tape, l, 0));
-            w.k.forward(h, N, k, mid(lt, 1, w.k, N), dropSeed(tape, l, 1));
-            w.v.forward(h, N, v, mid(lt, 2, w.v, N), dropSeed(tape, l, 2));
+            project(w.q, l, 0, h, N, q, lt, tape, perSeq);
+            project(w.k, l, 1, h, N, k, lt, tape, perSeq);
+            project(w.v, l, 2, h, N, v, lt, tape, perSeq);
             if (lt != null) {
                 lt.qPre = q.clone();
                 lt.kPre = k.clone();
@@ -176,22 +182,22 @@ public final class Gemma3Model {
             }
             attention(inputs, l, rowStart, rowCount, pos, q, att, sl);
             if (lt != null && tape.keepAttn) lt.attn = att.clone();
-            w.o.forward(att, N, o, mid(lt, 3, w.o, N), dropSeed(tape, l, 3));
+            project(w.o, l, 3, att, N, o, lt, tape, perSeq);
             if (lt != null) lt.oOut = o.clone();
             Ops.rmsNorm(o, 0, o, 0, N, H, w.postAttnNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPostAttn, 0);
             for (int i = 0; i < N * H; i++) x[i] += o[i];
             // MLP block
             if (lt != null) lt.xMid = x.clone();
             Ops.rmsNorm(x, 0, h, 0, N, H, w.preFfNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPreFf, 0);
-            w.gate.forward(h, N, g, mid(lt, 4, w.gate, N), dropSeed(tape, l, 4));
-            w.up.forward(h, N, u, mid(lt, 5, w.up, N), dropSeed(tape, l, 5));
+            project(w.gate, l, 4, h, N, g, lt, tape, perSeq);
+            project(w.up, l, 5, h, N, u, lt, tape, perSeq);
             if (lt != null) {
                 lt.gate = g.clone();
                 lt.up = u.clone();
             }
             final float[] gg = g, uu = u;
             Parallel.forRange(N * I, 16384, (a, b) -> Ops.geluMul(gg, uu, gg, a, b));
-            w.down.forward(g, N, o, mid(lt, 6, w.down, N), dropSeed(tape, l, 6));
+            project(w.down, l, 6, g, N, o, lt, tape, perSeq);
             if (lt != null) lt.dOut = o.clone();
             Ops.rmsNorm(o, 0, o, 0, N, H, w.postFfNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPostFf, 0);
             for (int i = 0; i < N * H; i++) x[i] += o[i];
@@ -204,6 +210,12 @@ public final class Gemma3Model {
         Ops.rmsNorm(x, 0, x, 0, N, H, weights.finalNorm, (float) c.rmsEps(), tape == null ? null : tape.finalRstd, 0);
         if (tape != null) tape.finalOut = x.clone();
         return x;
+    }
+
+    /** One linear module of layer l (index m in {@link Gemma3Weights.Layer#linears()}), with per-sequence adapters if any. */
+    private static void project(Linear lin, int l, int m, float[] x, int n, float[] y, Tape.LayerTape lt, Tape tape, SeqAdapter.Batch perSeq) {
+        if (perSeq == null) lin.forward(x, n, y, mid(lt, m, lin, n), dropSeed(tape, l, m));
+        else perSeq.forward(lin, l, m, x, n, y);
     }
 
     private static long dropSeed(Tape tape, int layer, int module) {
@@ -219,21 +231,27 @@ public final class Gemma3Model {
 
     /** Causal (and sliding-window) attention of every new row against its own sequence's cache. */
     private void attention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding) {
+        // the path is chosen per sequence (not per batch), so a sequence's result does not depend on what it is batched with
+        boolean[] block = new boolean[rowCount.length];
         int manyRows = 0;
-        for (int c : rowCount) if (c >= BLOCK_ATTENTION_MIN_ROWS) manyRows++;
-        if (manyRows == rowCount.length) {
-            blockAttention(inputs, l, rowStart, rowCount, pos, q, out, sliding);
-            return;
-        }
+        for (int s = 0; s < rowCount.length; s++) if (block[s] = rowCount[s] >= BLOCK_ATTENTION_MIN_ROWS) manyRows++;
+        if (manyRows > 0) blockAttention(inputs, l, rowStart, rowCount, pos, q, out, sliding, block);
+        if (manyRows == rowCount.length) return;
         final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads(), groups = nH / nKV;
         final int W = config.slidingWindow();
         final int N = q.length / (nH * D);
         final int[] seqOf = new int[N];
-        for (int s = 0; s < rowStart.length; s++) for (int t = 0; t < rowCount[s]; t++) seqOf[rowStart[s] + t] = s;
-        Parallel.forRange(N * nH, 4, (a, b) -> {
+        int nRows = 0;
+        for (int s = 0; s < rowStart.length; s++) if (!block[s]) nRows += rowCount[s];
+        final int[] rowOf = new int[nRows];
+        for (int s = 0, at = 0; s < rowStart.length; s++) {
+            for (int t = 0; t < rowCount[s]; t++) seqOf[rowStart[s] + t] = s;
+            if (!block[s]) for (int t = 0; t < rowCount[s]; t++) rowOf[at++] = rowStart[s] + t;
+        }
+        Parallel.forRange(nRows * nH, 4, (a, b) -> {
             float[][] hold = SCORES.get();
             for (int item = a; item < b; item++) {
-                int r = item / nH, hd = item % nH, kvh = hd / groups;
+                int r = rowOf[item / nH], hd = item % nH, kvh = hd / groups;
                 KVCache kv = inputs.get(seqOf[r]).cache();
                 float[] K = kv.k[l], V = kv.v[l];
                 int kStart = kv.start[l];
@@ -276,12 +294,12 @@ public final class Gemma3Model {
      * of them can see, masked (causal, sliding window) and softmaxed row by row, then O = P·V. Both products run on the
      * outer-product kernel.
      */
-    private void blockAttention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding) {
+    private void blockAttention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding, boolean[] only) {
         final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads(), groups = nH / nKV;
         final int W = config.slidingWindow();
         List<int[]> work = new java.util.ArrayList<>();   // (sequence, kv head, first row of the block)
         for (int s = 0; s < rowStart.length; s++)
-            for (int g = 0; g < nKV; g++)
+            if (only[s]) for (int g = 0; g < nKV; g++)
                 for (int t = 0; t < rowCount[s]; t += QBLOCK) work.add(new int[]{s, g, t});
         Parallel.forRange(work.size(), 1, (a, b) -> {
             for (int wi = a; wi < b; wi++) {

@@ -4,6 +4,7 @@ import dev.peft4j.io.SafeTensors;
 import dev.peft4j.model.Gemma3Model;
 import dev.peft4j.model.KVCache;
 import dev.peft4j.model.Linear;
+import dev.peft4j.model.SeqAdapter;
 import dev.peft4j.util.UserException;
 
 import java.nio.file.Files;
@@ -31,6 +32,43 @@ public final class Adapters {
      */
     public record Applied(AdapterConfig config, float[] virtualTokens, KVCache prefix, int adaptedModules) {}
 
+    /**
+     * An adapter read for per-sequence use ({@code peft4j serve}): the model is not touched. Prompt methods give virtual
+     * tokens, prefix tuning a prefilled cache to copy, LoRA and IA3 a {@link SeqAdapter} (null for the other types).
+     */
+    public record Loaded(AdapterConfig config, float[] virtualTokens, KVCache prefix, SeqAdapter perSequence) {}
+
+    /** Reads {@code dir} for per-sequence use; the model's modules stay as they are (see {@link Loaded}). */
+    public static Loaded load(Gemma3Model model, Path dir) {
+        AdapterConfig cfg = AdapterConfig.read(dir);
+        try (SafeTensors st = openWeights(dir)) {
+            if (cfg instanceof PromptTuningConfig pt) {
+                return new Loaded(cfg, promptEmbeddings(model, pt, st, pt.totalVirtualTokens(), pt.tokenDim(), pt.numLayers()), null, null);
+            }
+            if (cfg instanceof PromptEncoderConfig pe) {
+                return new Loaded(cfg, promptEmbeddings(model, pe, st, pe.totalVirtualTokens(), pe.tokenDim(), pe.numLayers()), null, null);
+            }
+            if (cfg instanceof PrefixTuningConfig pc) return new Loaded(cfg, null, prefix(model, pc, st), null);
+            Map<String, Linear.Lora> lo = new HashMap<>();
+            Map<String, Linear.Ia3> ia = new HashMap<>();
+            if (cfg instanceof LoraConfig lc) lora(model, lc, st, false, lo);
+            else if (cfg instanceof IA3Config ic) ia3(model, ic, st, false, ia);
+            else throw new UserException(cfg.source() + ": peft_type " + cfg.peftType() + " is not supported at inference");
+            return new Loaded(cfg, null, null, SeqAdapter.of(dir.toString(), model.weights, lo, ia));
+        }
+    }
+
+    private static SafeTensors openWeights(Path dir) {
+        Path weights = dir.resolve(AdapterConfig.WEIGHTS_NAME);
+        if (!Files.isRegularFile(weights)) {
+            if (Files.isRegularFile(dir.resolve("adapter_model.bin"))) {
+                throw new UserException(dir.resolve("adapter_model.bin") + ": pickle adapters are not supported; save with safe_serialization=True (adapter_model.safetensors)");
+            }
+            throw new UserException(weights + ": adapter weights not found");
+        }
+        return SafeTensors.open(weights);
+    }
+
     public static Applied apply(Gemma3Model model, Path dir, boolean merge) {
         AdapterConfig cfg = AdapterConfig.read(dir);
         Path weights = dir.resolve(AdapterConfig.WEIGHTS_NAME);
@@ -48,8 +86,8 @@ public final class Adapters {
                 return new Applied(cfg, promptEmbeddings(model, pe, st, pe.totalVirtualTokens(), pe.tokenDim(), pe.numLayers()), null, 0);
             }
             if (cfg instanceof PrefixTuningConfig pc) return new Applied(cfg, null, prefix(model, pc, st), 0);
-            if (cfg instanceof LoraConfig lc) return new Applied(cfg, null, null, lora(model, lc, st, merge));
-            if (cfg instanceof IA3Config ic) return new Applied(cfg, null, null, ia3(model, ic, st, merge));
+            if (cfg instanceof LoraConfig lc) return new Applied(cfg, null, null, lora(model, lc, st, merge, null));
+            if (cfg instanceof IA3Config ic) return new Applied(cfg, null, null, ia3(model, ic, st, merge, null));
             throw new UserException(cfg.source() + ": peft_type " + cfg.peftType() + " is not supported at inference");
         }
     }
@@ -106,7 +144,8 @@ public final class Adapters {
         return c;
     }
 
-    private static int ia3(Gemma3Model model, IA3Config cfg, SafeTensors st, boolean merge) {
+    /** Attaches the vectors to the model's modules, or with a non-null {@code into} only puts them there by module name. */
+    private static int ia3(Gemma3Model model, IA3Config cfg, SafeTensors st, boolean merge, Map<String, Linear.Ia3> into) {
         cfg.requireSupported();
         Map<String, Linear> byName = new LinkedHashMap<>();
         for (Linear l : model.weights.linears()) byName.put(l.name, l);
@@ -122,8 +161,12 @@ public final class Adapters {
                 throw new UserException(st.file() + ": tensor " + key + " has shape " + t.shapeString() + ", module " + tg.moduleName() + " needs "
                         + java.util.Arrays.toString(want) + (tg.feedforward() ? " (feed-forward: scales the input)" : " (scales the output)"));
             }
-            lin.ia3 = new Linear.Ia3(t.toFloats(), tg.feedforward());
-            if (merge) lin.merge();
+            Linear.Ia3 vec = new Linear.Ia3(t.toFloats(), tg.feedforward());
+            if (into != null) into.put(lin.name, vec);
+            else {
+                lin.ia3 = vec;
+                if (merge) lin.merge();
+            }
             used.add(key);
         }
         for (String k : st.tensors().keySet()) {
@@ -132,7 +175,8 @@ public final class Adapters {
         return targets.size();
     }
 
-    private static int lora(Gemma3Model model, LoraConfig cfg, SafeTensors st, boolean merge) {
+    /** Attaches A/B to the model's modules, or with a non-null {@code into} only puts them there by module name. */
+    private static int lora(Gemma3Model model, LoraConfig cfg, SafeTensors st, boolean merge, Map<String, Linear.Lora> into) {
         cfg.requireSupported();
         Map<String, Linear> byName = new HashMap<>();
         for (Linear l : model.weights.linears()) byName.put(l.name, l);
@@ -153,8 +197,12 @@ public final class Adapters {
                 throw new UserException(st.file() + ": tensor " + kb + " has shape " + b.shapeString() + ", module " + tg.moduleName()
                         + " needs [" + lin.out() + ", " + tg.r() + "]");
             }
-            lin.lora = new Linear.Lora(tg.r(), (float) tg.scaling(), a.toFloats(), b.toFloats(), lin.in(), lin.out());
-            if (merge) lin.merge();
+            Linear.Lora ab = new Linear.Lora(tg.r(), (float) tg.scaling(), a.toFloats(), b.toFloats(), lin.in(), lin.out());
+            if (into != null) into.put(lin.name, ab);
+            else {
+                lin.lora = ab;
+                if (merge) lin.merge();
+            }
             used.add(ka);
             used.add(kb);
         }

@@ -1,0 +1,286 @@
+package dev.peft4j.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.peft4j.model.Gemma3Model;
+import dev.peft4j.model.Linear;
+import dev.peft4j.model.Models;
+import dev.peft4j.peft.AdapterWriter;
+import dev.peft4j.peft.LoraConfig;
+import dev.peft4j.peft.PromptTuningConfig;
+import dev.peft4j.serve.Engine;
+import dev.peft4j.server.Metrics;
+import dev.peft4j.server.OpenAiServer;
+import dev.peft4j.tensor.Parallel;
+import dev.peft4j.tokenizer.Tokenizer;
+import dev.peft4j.util.UserException;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+
+@Command(name = "bench-serve", mixinStandardHelpOptions = true,
+        description = "Load generator for peft4j serve: N concurrent streaming clients; aggregate tokens/s, time to first token and per-token latency (p50/p99), with the batch-1 figure of the same run.")
+public final class BenchServeCommand implements Callable<Integer> {
+    @Option(names = "--model", description = "model directory: start an in-process server on 127.0.0.1 (else --url)") Path model;
+    @Option(names = "--url", description = "base URL of a running server, e.g. http://127.0.0.1:8000") String url;
+    @Option(names = "--adapter", description = "NAME=DIR served by the in-process server (repeatable)") List<String> adapters = new ArrayList<>();
+    @Option(names = "--streams", defaultValue = "8", description = "concurrent clients (default ${DEFAULT-VALUE})") int streams;
+    @Option(names = "--requests", defaultValue = "2", description = "requests per client (default ${DEFAULT-VALUE})") int requests;
+    @Option(names = "--max-tokens", defaultValue = "64", description = "tokens generated per request (default ${DEFAULT-VALUE})") int maxTokens;
+    @Option(names = "--prompt-tokens", defaultValue = "32", description = "prompt length in tokens (default ${DEFAULT-VALUE})") int promptTokens;
+    @Option(names = "--models", split = ",", description = "model ids the clients cycle through (default: the base)") List<String> models;
+    @Option(names = "--random-adapters", description = "in-process: also serve 2 random prompt-tuning (pt-a, pt-b) and 2 random LoRA (lora-a, lora-b) adapters and run the N streams over them too") boolean randomAdapters;
+    @Option(names = "--prefill-chunk", defaultValue = "256", description = "in-process server's prefill chunk (default ${DEFAULT-VALUE})") int prefillChunk;
+    @Option(names = "--json", description = "print one JSON object") boolean json;
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
+
+    /** One streamed request: arrival-to-first-token, gaps between tokens, tokens. */
+    record Run(double ttft, List<Double> gaps, int tokens, double decodeSeconds) {}
+
+    /** {@code decodeRates}: each request's decode speed, tokens after its first / time from its first to its last token. */
+    record Phase(String name, int streams, int tokens, double seconds, List<Double> ttft, List<Double> gaps, List<Double> decodeRates) {
+        double tokPerSec() { return tokens / seconds; }
+        /** Aggregate decode tokens/s: the mean per-stream decode speed times the concurrent streams. */
+        double decodePerSec() { return decodeRates.stream().mapToDouble(Double::doubleValue).average().orElse(Double.NaN) * streams; }
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        if ((model == null) == (url == null)) throw new UserException("give exactly one of --model DIR (in-process server) or --url URL");
+        if (streams < 1 || requests < 1 || maxTokens < 1 || promptTokens < 1) throw new UserException("--streams, --requests, --max-tokens and --prompt-tokens must be >= 1");
+        if (randomAdapters && model == null) throw new UserException("--random-adapters needs --model (an in-process server)");
+        OpenAiServer server = null;
+        Engine engine = null;
+        Tokenizer tok = null;
+        Path tmp = null;
+        String base = url;
+        int vocab;
+        try {
+            if (model != null) {
+                Path dir = Models.resolve(model, "model");
+                Gemma3Model m = Gemma3Model.load(dir);
+                vocab = m.config.vocabSize();
+                tok = Tokenizer.load(dir);
+                Metrics metrics = new Metrics();
+                engine = new Engine(m, tok, m.config.generationEos(dir), new Engine.Config(Math.max(16, streams), 1024, 1 << 20, prefillChunk), metrics);
+                for (var e : ServeCommand.parseAdapters(adapters).entrySet()) engine.adapters.load(e.getKey(), e.getValue());
+                if (randomAdapters) {
+                    tmp = Files.createTempDirectory("peft4j-bench-serve");
+                    for (var e : randomAdapters(m, dir, tmp).entrySet()) engine.adapters.load(e.getKey(), e.getValue());
+                }
+                server = new OpenAiServer(engine, metrics, OpenAiServer.Options.local("base"));
+                base = "http://127.0.0.1:" + server.start();
+                if (!json) System.err.printf("in-process server %s (%s, %d threads)%n", base, dir, Parallel.threads());
+            } else {
+                JsonNode t = JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(base + "/tokenize")).POST(HttpRequest.BodyPublishers.ofString("{\"prompt\":\"a\"}")).build(),
+                        HttpResponse.BodyHandlers.ofString()).body());
+                vocab = 1000;   // ids below this are in any Gemma vocabulary
+                if (!t.has("tokens")) throw new UserException(base + ": not a peft4j/vLLM server (/tokenize)");
+            }
+            List<String> ids = models != null ? models : List.of(model != null ? "base" : firstModel(base));
+            List<Phase> phases = new ArrayList<>();
+            run(base, List.of(ids.get(0)), 1, vocab, true);                              // warm-up
+            phases.add(run(base, List.of(ids.get(0)), 1, vocab, false));
+            phases.add(run(base, ids, streams, vocab, false));
+            if (randomAdapters) phases.add(run(base, List.of("pt-a", "pt-b", "lora-a", "lora-b"), streams, vocab, false));
+            report(phases);
+            return 0;
+        } finally {
+            if (engine != null) engine.close();
+            if (server != null) server.close();
+            if (tok != null) tok.close();
+            if (tmp != null) deleteTree(tmp);
+        }
+    }
+
+    private String firstModel(String base) throws Exception {
+        JsonNode m = JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(base + "/v1/models")).GET().build(), HttpResponse.BodyHandlers.ofString()).body());
+        return m.get("data").get(0).get("id").asText();
+    }
+
+    private Phase run(String base, List<String> ids, int n, int vocab, boolean warm) throws Exception {
+        ExecutorService pool = Executors.newFixedThreadPool(n);
+        try {
+            long t0 = System.nanoTime();
+            List<Future<List<Run>>> fs = new ArrayList<>();
+            for (int s = 0; s < n; s++) {
+                final int client = s;
+                fs.add(pool.submit(() -> {
+                    List<Run> out = new ArrayList<>();
+                    int reqs = warm ? 1 : requests;
+                    for (int r = 0; r < reqs; r++) out.add(stream(base, ids.get(client % ids.size()), prompt(vocab, client * 1000 + r), warm ? 4 : maxTokens));
+                    return out;
+                }));
+            }
+            int tokens = 0;
+            List<Double> ttft = new ArrayList<>(), gaps = new ArrayList<>(), rates = new ArrayList<>();
+            for (var f : fs) {
+                for (Run r : f.get()) {
+                    tokens += r.tokens();
+                    ttft.add(r.ttft());
+                    gaps.addAll(r.gaps());
+                    if (r.decodeSeconds() > 0) rates.add((r.tokens() - 1) / r.decodeSeconds());
+                }
+            }
+            double secs = (System.nanoTime() - t0) / 1e9;
+            String name = n == 1 ? "1 stream (batch 1)" : n + " streams over " + (ids.size() == 1 ? ids.get(0) : String.join(",", ids));
+            return new Phase(name, n, tokens, secs, ttft, gaps, rates);
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    private int[] prompt(int vocab, int seed) {
+        Random r = new Random(seed);
+        int[] p = new int[promptTokens];
+        p[0] = 2;
+        for (int i = 1; i < p.length; i++) p[i] = 3 + r.nextInt(Math.max(1, Math.min(vocab, 20000) - 3));
+        return p;
+    }
+
+    private Run stream(String base, String modelId, int[] prompt, int max) throws Exception {
+        ObjectNode b = JSON.createObjectNode();
+        b.put("model", modelId);
+        var p = b.putArray("prompt");
+        for (int x : prompt) p.add(x);
+        b.put("max_tokens", max);
+        b.put("temperature", 0);
+        b.put("ignore_eos", true);
+        b.put("stream", true);
+        b.putObject("stream_options").put("include_usage", true);
+        HttpRequest req = HttpRequest.newBuilder(URI.create(base + "/v1/completions")).timeout(Duration.ofMinutes(30))
+                .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(b.toString())).build();
+        long t0 = System.nanoTime();
+        HttpResponse<java.util.stream.Stream<String>> resp = http.send(req, HttpResponse.BodyHandlers.ofLines());
+        if (resp.statusCode() != 200) throw new UserException(base + ": HTTP " + resp.statusCode() + " " + String.join("\n", resp.body().toList()));
+        double ttft = -1;
+        long first = 0, last = 0;
+        int tokens = 0;
+        List<Double> gaps = new ArrayList<>();
+        for (String line : (Iterable<String>) resp.body()::iterator) {
+            if (!line.startsWith("data: ") || line.equals("data: [DONE]")) continue;
+            JsonNode j = JSON.readTree(line.substring(6));
+            if (j.path("usage").has("completion_tokens")) tokens = j.get("usage").get("completion_tokens").asInt();
+            JsonNode c = j.path("choices").path(0);
+            if (c.path("text").asText("").isEmpty()) continue;   // a chunk per token (text held back inside a character is rare)
+            long now = System.nanoTime();
+            if (ttft < 0) {
+                ttft = (now - t0) / 1e9;
+                first = now;
+            } else gaps.add((now - last) / 1e9);
+            last = now;
+        }
+        return new Run(ttft, gaps, tokens, (last - first) / 1e9);
+    }
+
+    private static double pct(List<Double> v, double p) {
+        if (v.isEmpty()) return Double.NaN;
+        List<Double> s = new ArrayList<>(v);
+        Collections.sort(s);
+        return s.get(Math.min(s.size() - 1, (int) Math.ceil(p * s.size()) - 1 < 0 ? 0 : (int) Math.ceil(p * s.size()) - 1));
+    }
+
+    private void report(List<Phase> phases) {
+        double batch1 = phases.get(0).tokPerSec();
+        if (json) {
+            ObjectNode o = JSON.createObjectNode();
+            o.put("threads", Parallel.threads());
+            o.put("max_tokens", maxTokens);
+            o.put("prompt_tokens", promptTokens);
+            var arr = o.putArray("phases");
+            for (Phase p : phases) {
+                ObjectNode x = arr.addObject();
+                x.put("name", p.name());
+                x.put("streams", p.streams());
+                x.put("tokens", p.tokens());
+                x.put("seconds", p.seconds());
+                x.put("tokens_per_s", p.tokPerSec());
+                x.put("x_batch1", p.tokPerSec() / batch1);
+                x.put("decode_tokens_per_s", p.decodePerSec());
+                x.put("decode_x_batch1", p.decodePerSec() / phases.get(0).decodePerSec());
+                x.put("ttft_p50_s", pct(p.ttft(), 0.5));
+                x.put("ttft_p99_s", pct(p.ttft(), 0.99));
+                x.put("per_token_p50_s", pct(p.gaps(), 0.5));
+                x.put("per_token_p99_s", pct(p.gaps(), 0.99));
+            }
+            System.out.println(o.toPrettyString());
+            return;
+        }
+        double decode1 = phases.get(0).decodePerSec();
+        System.out.printf("%-44s %7s %8s %6s %10s %6s %9s %9s %11s %11s%n", "phase", "tokens", "tok/s", "x b1", "decode/s", "x b1", "TTFT p50", "TTFT p99", "tok lat p50", "tok lat p99");
+        for (Phase p : phases) {
+            System.out.printf("%-44s %7d %8.1f %6.2f %10.1f %6.2f %7.0fms %7.0fms %9.1fms %9.1fms%n", p.name(), p.tokens(), p.tokPerSec(), p.tokPerSec() / batch1,
+                    p.decodePerSec(), p.decodePerSec() / decode1,
+                    1e3 * pct(p.ttft(), 0.5), 1e3 * pct(p.ttft(), 0.99), 1e3 * pct(p.gaps(), 0.5), 1e3 * pct(p.gaps(), 0.99));
+        }
+        System.out.printf("(%d requests per client, %d prompt tokens, %d generated tokens each, greedy; tok/s = generated tokens / wall time, prefill included;%n"
+                + " decode/s = mean per-stream decode speed after the first token x streams)%n",
+                requests, promptTokens, maxTokens);
+    }
+
+    /** Two random prompt-tuning adapters (20 virtual tokens) and two random LoRA adapters (r 16 on q,k,v,o) for {@code m}. */
+    static Map<String, Path> randomAdapters(Gemma3Model m, Path modelDir, Path root) throws Exception {
+        Map<String, Path> out = new LinkedHashMap<>();
+        Random r = new Random(1);
+        int H = m.config.hidden();
+        JsonNode cfg = JSON.readTree(modelDir.resolve("config.json").toFile());
+        for (String n : List.of("pt-a", "pt-b")) {
+            Map<String, Object> v = new LinkedHashMap<>();
+            v.put("num_virtual_tokens", 20);
+            v.put("prompt_tuning_init", "RANDOM");
+            v.put("base_model_name_or_path", modelDir.toString());
+            float[] e = new float[20 * H];
+            for (int i = 0; i < e.length; i++) e[i] = (float) r.nextGaussian() * 0.02f;
+            AdapterWriter.promptTuning(root.resolve(n), PromptTuningConfig.create(v).withModelConfig(cfg), e, H);
+            out.put(n, root.resolve(n));
+        }
+        List<String> targets = List.of("q_proj", "k_proj", "v_proj", "o_proj");
+        for (String n : List.of("lora-a", "lora-b")) {
+            for (Linear l : m.weights.linears()) {
+                if (targets.stream().noneMatch(l.name::endsWith)) continue;
+                float[] a = new float[16 * l.in()], b = new float[l.out() * 16];
+                for (int i = 0; i < a.length; i++) a[i] = (float) r.nextGaussian() * 0.01f;
+                for (int i = 0; i < b.length; i++) b[i] = (float) r.nextGaussian() * 0.01f;
+                l.lora = new Linear.Lora(16, 2f, a, b, l.in(), l.out());
+            }
+            Map<String, Object> v = new LinkedHashMap<>();
+            v.put("r", 16);
+            v.put("lora_alpha", 32);
+            v.put("target_modules", targets);
+            v.put("base_model_name_or_path", modelDir.toString());
+            AdapterWriter.lora(root.resolve(n), LoraConfig.create(v), m);
+            for (Linear l : m.weights.linears()) l.lora = null;
+            out.put(n, root.resolve(n));
+        }
+        return out;
+    }
+
+    private static void deleteTree(Path p) {
+        try (var s = Files.walk(p)) {
+            s.sorted(java.util.Comparator.reverseOrder()).forEach(x -> x.toFile().delete());
+        } catch (Exception ignored) {
+            // a temp folder
+        }
+    }
+}

@@ -1,0 +1,101 @@
+package dev.peft4j.cli;
+
+import dev.peft4j.model.RandomInit;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import static dev.peft4j.cli.BadInputTest.assertCleanError;
+import static dev.peft4j.cli.BadInputTest.run;
+
+/** {@code peft4j serve} and {@code bench-serve}: user mistakes give one clear error line (the server itself is tested in peft4j-server). */
+class ServeCommandTest {
+    @TempDir
+    static Path tmp;
+    static Path model;
+
+    @BeforeAll
+    static void makeModel() throws Exception {
+        model = tmp.resolve("model");
+        RandomInit.write(Path.of(ServeCommandTest.class.getResource("/tiny-gemma3-config.json").toURI()), model, 7, false, 0.1);
+    }
+
+    /** The real process: SIGTERM lets a running stream finish, then the server stops and the process exits 0. */
+    @Test
+    void sigtermDrainsThenExits() throws Exception {
+        Path served = tmp.resolve("served");
+        RandomInit.write(Path.of(ServeCommandTest.class.getResource("/tiny-gemma3-config.json").toURI()), served, 7, false, 0.1);
+        Path assets = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve("assets"));
+        for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) Files.copy(assets.resolve("tokenizer").resolve(f), served.resolve(f));
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx1g",
+                "-cp", System.getProperty("java.class.path"), "dev.peft4j.cli.Main", "serve", "--model", served.toString(), "--port", "0"));
+        Path logFile = tmp.resolve("serve.log");       // a file, not a pipe: it can be read after the process ends
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(logFile.toFile()).start();
+        try {
+            String base = null;
+            Pattern url = Pattern.compile("(http://127\\.0\\.0\\.1:\\d+)/v1");
+            for (long t0 = System.currentTimeMillis(); base == null && p.isAlive() && System.currentTimeMillis() - t0 < 120_000; Thread.sleep(50)) {
+                Matcher m = url.matcher(Files.readString(logFile));
+                if (m.find()) base = m.group(1);
+            }
+            assertNotNull(base, "no listening line: " + Files.readString(logFile));
+            HttpClient http = HttpClient.newHttpClient();
+            HttpResponse<java.util.stream.Stream<String>> r = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions"))
+                    .timeout(Duration.ofSeconds(120)).header("Content-Type", "application/json")
+                    .POST(HttpRequest.BodyPublishers.ofString("{\"prompt\":[2,5],\"max_tokens\":240,\"n\":4,\"logprobs\":20,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}")).build(),
+                    HttpResponse.BodyHandlers.ofLines());
+            assertEquals(200, r.statusCode());
+            var lines = r.body().iterator();
+            String first = lines.next();
+            assertTrue(first.startsWith("data: "), first);      // the request runs
+            p.destroy();                                      // SIGTERM
+            String last = first;
+            try {
+                while (lines.hasNext()) {
+                    String l = lines.next();
+                    if (!l.isBlank()) last = l;
+                }
+            } catch (RuntimeException e) {
+                p.waitFor(20, TimeUnit.SECONDS);
+                fail("the stream broke (" + e + "); server output:\n" + Files.readString(logFile));
+            }
+            assertEquals("data: [DONE]", last, "the running stream finished");
+            assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the process exits after draining");
+            assertEquals(0, p.exitValue() == 143 ? 0 : p.exitValue(), "exit code");
+            String log = Files.readString(logFile);
+            assertTrue(log.contains("draining") && log.contains("stopped"), log);
+        } finally {
+            p.destroyForcibly();
+        }
+    }
+
+    @Test
+    void badArguments() {
+        assertCleanError(run("serve", "--model", tmp.resolve("nope").toString()), "nope", "not found");
+        assertCleanError(run("serve", "--model", model.toString(), "--adapter", "noequals"), "--adapter", "NAME=DIR");
+        assertCleanError(run("serve", "--model", model.toString(), "--adapter", "a=x", "--adapter", "a=y"), "--adapter", "twice");
+        assertCleanError(run("serve", "--model", model.toString(), "--port", "70000"), "--port");
+        assertCleanError(run("serve", "--model", model.toString(), "--max-running", "0"), "--max-running");
+        assertCleanError(run("serve", "--model", model.toString(), "--allow-runtime-adapters", tmp.resolve("none").toString()), "--allow-runtime-adapters");
+        assertCleanError(run("serve", "--model", model.toString()), "tokenizer.json");
+        assertCleanError(run("bench-serve"), "--model", "--url");
+        assertCleanError(run("bench-serve", "--model", model.toString(), "--streams", "0"), "--streams");
+    }
+}
