@@ -1,0 +1,67 @@
+package dev.peft4j.tensor;
+
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** Q8_0 (llama.cpp block_q8_0): the quantizer against llama.cpp's rule, and products against dequantize-then-float32. */
+class Q8Test {
+    @Test
+    void quantizesLikeLlamaCpp() {
+        int rows = 3, cols = 64;
+        float[] w = new float[rows * cols];
+        SplittableRandom r = new SplittableRandom(5);
+        for (int i = 0; i < w.length; i++) w[i] = (float) r.nextGaussian();
+        w[5] = 0.5f * 127 / 127;   // any value
+        for (int j = 32; j < 64; j++) w[j] = 0f;   // an all-zero block: d = 0, q = 0
+        MemorySegment q = Matrix.quantizeQ8(Matrix.heap(rows, cols, w), Arena.ofAuto());
+        assertEquals(rows * cols / 32 * 34, q.byteSize());
+        ValueLayout.OfShort le = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+        for (int b = 0; b < rows * cols / 32; b++) {
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(w[b * 32 + j]));
+            float d = amax / 127f, id = d == 0 ? 0 : 1f / d;
+            assertEquals(Float.floatToFloat16(d), q.get(le, 34L * b), "scale of block " + b);
+            for (int j = 0; j < 32; j++) {
+                int e = Math.round(Math.abs(w[b * 32 + j] * id)) * (int) Math.signum(w[b * 32 + j] * id);
+                assertEquals(e, q.get(ValueLayout.JAVA_BYTE, 34L * b + 2 + j), "q of block " + b + " lane " + j);
+                assertTrue(Math.abs(e) <= 127);
+            }
+        }
+        Matrix m = Matrix.mapped(rows, cols, DType.Q8_0, q);
+        float[] deq = m.toFloatArray();
+        for (int i = 0; i < w.length; i++) {
+            assertEquals(w[i], deq[i], Math.abs(deq[i]) / 127 + 0.02, "dequantized " + i);
+            assertEquals(deq[i], m.get(i / cols, i % cols));
+        }
+        assertThrows(IllegalArgumentException.class, () -> Matrix.quantizeQ8(Matrix.heap(1, 40, new float[40]), Arena.ofAuto()));
+        assertThrows(IllegalArgumentException.class, () -> Matrix.mapped(2, 64, DType.Q8_0, Arena.ofAuto().allocate(100)));
+    }
+
+    @Test
+    void productsEqualDequantizedFloat32() {
+        SplittableRandom r = new SplittableRandom(9);
+        int out = 72, in = 96;
+        float[] w = new float[out * in];
+        for (int i = 0; i < w.length; i++) w[i] = (float) r.nextGaussian();
+        Matrix q = Matrix.q8(Matrix.heap(out, in, w), Arena.ofAuto());
+        Matrix deq = Matrix.heap(out, in, q.toFloatArray());
+        float[] e0 = new float[3 * in];
+        q.rowsToFloat(1, 3, e0, 0);
+        assertArrayEquals(java.util.Arrays.copyOfRange(deq.array(), in, 4 * in), e0);
+        for (int n : new int[]{1, 2, 5, 40}) {
+            float[] x = new float[n * in];
+            for (int i = 0; i < x.length; i++) x[i] = (float) r.nextGaussian();
+            float[] a = new float[n * out], b = new float[n * out];
+            MatMul.xWt(x, 0, n, q, a, 0, false);
+            MatMul.xWt(x, 0, n, deq, b, 0, false);
+            assertArrayEquals(b, a, "n=" + n);   // bitwise: d·q is exact in float32, and the order is the same
+        }
+    }
+}

@@ -1,0 +1,84 @@
+package dev.peft4j.tensor;
+
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * Every row of y = x·Wᵀ is bitwise the same whatever rows are computed with it (decoding one token, eight sequences, a
+ * prefill), for every weight dtype, heap and mapped, and through the serial entry point.
+ */
+class RowInvarianceTest {
+    private static final ValueLayout.OfShort LE_SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfFloat LE_FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    static float[] rand(int n, SplittableRandom r) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = (float) (r.nextDouble() * 2 - 1);
+        return v;
+    }
+
+    /** The matrices of one weight in every layout. */
+    static Matrix[] layouts(float[] w, int out, int in) {
+        Arena a = Arena.ofAuto();
+        MemorySegment f32 = a.allocate(4L * w.length), bf = a.allocate(2L * w.length), f16 = a.allocate(2L * w.length);
+        for (int i = 0; i < w.length; i++) {
+            f32.set(LE_FLOAT, 4L * i, w[i]);
+            bf.set(LE_SHORT, 2L * i, dev.peft4j.io.SafeTensors.toBf16(w[i]));
+            f16.set(LE_SHORT, 2L * i, Float.floatToFloat16(w[i]));
+        }
+        Matrix heap = Matrix.heap(out, in, w.clone());
+        Matrix[] m = {heap, Matrix.mapped(out, in, DType.F32, f32), Matrix.mapped(out, in, DType.BF16, bf), Matrix.mapped(out, in, DType.F16, f16), null};
+        if (in % 32 == 0) m[4] = Matrix.q8(heap, a);
+        return m;
+    }
+
+    @Test
+    void eachRowIsTheSameAloneOrStacked() {
+        SplittableRandom r = new SplittableRandom(11);
+        int[][] shapes = {{64, 68}, {640, 36}, {96, 130}, {37, 12}, {256, 64}};
+        int[] ns = {1, 2, 3, 7, 8, 16, 25, 300};
+        for (int[] sh : shapes) {
+            int in = sh[0], out = sh[1];
+            for (Matrix m : layouts(rand(out * in, r), out, in)) {
+                if (m == null) continue;
+                for (int n : ns) {
+                    float[] x = rand(n * in, r);
+                    float[] y = new float[n * out];
+                    MatMul.xWt(x, 0, n, m, y, 0, false);
+                    float[] ys = new float[n * out];
+                    MatMul.xWtSerial(x, 0, n, m, ys, 0, false);
+                    for (int i = 0; i < n; i++) {
+                        float[] xi = java.util.Arrays.copyOfRange(x, i * in, (i + 1) * in);
+                        float[] yi = new float[out];
+                        MatMul.xWt(xi, 0, 1, m, yi, 0, false);
+                        for (int o = 0; o < out; o++) {
+                            String what = m.dtype + (m.onHeap() ? " heap" : " mapped") + " in=" + in + " out=" + out + " n=" + n + " row " + i + " out " + o;
+                            assertEquals(Float.floatToRawIntBits(yi[o]), Float.floatToRawIntBits(y[i * out + o]), what);
+                            assertEquals(Float.floatToRawIntBits(yi[o]), Float.floatToRawIntBits(ys[i * out + o]), what + " (serial)");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void laneSumsFollowOneTree() {
+        SplittableRandom r = new SplittableRandom(3);
+        float[] acc = rand(16 * Dot.L, r);
+        for (int i = 0; i < acc.length; i++) acc[i] *= (float) Math.pow(10, r.nextInt(9) - 4);   // sums that depend on their order
+        float[] a = new float[16], b = new float[16], c = new float[4];
+        Dot.reduce16(acc, a, 0);
+        Dot.scalar(acc, 0, 16, b, 0);
+        Dot.reduce4(acc, 0, c, 0);
+        for (int j = 0; j < 16; j++) assertEquals(Float.floatToRawIntBits(b[j]), Float.floatToRawIntBits(a[j]), "lane sum " + j);
+        for (int j = 0; j < 4; j++) assertEquals(Float.floatToRawIntBits(b[j]), Float.floatToRawIntBits(c[j]), "lane sum " + j);
+    }
+}
