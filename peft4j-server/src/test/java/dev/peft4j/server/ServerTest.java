@@ -28,7 +28,8 @@ class ServerTest {
 
     @BeforeAll
     static void setUp() throws Exception {
-        f = new ServerFixture(tmp, new Engine.Config(8, 64, 1 << 16, 64), o -> o.withRuntimeAdapters(tmp).withMaxBodyBytes(64 * 1024));
+        // heartbeats every 50 ms: a client gone before a non-streaming answer is noticed at once, however fast the machine
+        f = new ServerFixture(tmp, new Engine.Config(8, 64, 1 << 16, 64), o -> o.withRuntimeAdapters(tmp).withMaxBodyBytes(64 * 1024).withHeartbeatMs(50));
     }
 
     @AfterAll
