@@ -46,6 +46,10 @@ class ReportsTest {
         assertTrue(squash(t).contains("|formal_logic|acc|30.00|20.00|**+10.00**|"), t);
         assertTrue(squash(t).contains("|professional_law|acc|25.00|25.00|+0.00|"), t);
         assertTrue(squash(t).contains("|high_school_computer_science|acc|28.00|30.00|-2.00|"), t);
+        // averages that differ only by rounding noise are no change, never "-0.00" or a bold "+0.00"
+        assertEquals("+0.00", Reports.change(0.6, 0.6000000000000001));
+        assertEquals("+0.00", Reports.change(0.6000000000000001, 0.6));
+        assertEquals("-3.33", Reports.change(0.5666666666666667, 0.6));
     }
 
     @Test

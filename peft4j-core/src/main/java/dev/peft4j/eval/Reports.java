@@ -152,9 +152,17 @@ public final class Reports {
     private static double mean(List<Double> xs) { return xs.stream().mapToDouble(Double::doubleValue).average().orElse(Double.NaN); }
 
     private static String[] row(String label, String metric, double tuned, double base) {
-        double change = 100 * (tuned - base);
-        String c = String.format(Locale.ROOT, "%+.2f", change);
-        if (change > 0) c = "**" + c + "**";
-        return new String[]{label, metric, String.format(Locale.ROOT, "%.2f", 100 * tuned), String.format(Locale.ROOT, "%.2f", 100 * base), c};
+        return new String[]{label, metric, String.format(Locale.ROOT, "%.2f", 100 * tuned), String.format(Locale.ROOT, "%.2f", 100 * base), change(tuned, base)};
+    }
+
+    /**
+     * The change of an accuracy against the base in points, two decimals with its sign, bold when it is a gain at that
+     * precision ("+0.00", never "-0.00", for a change that rounds to zero).
+     */
+    public static String change(double tuned, double base) {
+        double c = Math.round((100 * tuned - 100 * base) * 100) / 100.0;
+        if (c == 0) return "+0.00";
+        String s = String.format(Locale.ROOT, "%+.2f", c);
+        return c > 0 ? "**" + s + "**" : s;
     }
 }

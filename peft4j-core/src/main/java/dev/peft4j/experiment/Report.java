@@ -96,11 +96,7 @@ final class Report {
 
     static String pct(double v) { return Double.isNaN(v) ? "-" : String.format(Locale.ROOT, "%.2f", 100 * v); }
 
-    static String change(double tuned, double b) {
-        double c = 100 * tuned - 100 * b;
-        String s = String.format(Locale.ROOT, "%+.2f", c);
-        return c > 0 ? "**" + s + "**" : s;
-    }
+    static String change(double tuned, double b) { return dev.peft4j.eval.Reports.change(tuned, b); }
 
     void write() throws IOException {
         List<String> benches = benchmarks();
