@@ -10,18 +10,19 @@ import java.nio.ByteOrder;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * The two matrix products of a linear layer's backward pass, register-tiled like the forward product
- * ({@link dev.peft4j.tensor.MatMul#xWt}): 4 rows x 4 vectors of accumulators kept in registers over the reduction.
+ * The two matrix products of a linear layer's backward pass, register-tiled: accumulators kept in registers over the
+ * whole reduction.
  * <ul>
- *   <li>{@link #dx}: dx[n, in] += dy[n, out] · W[out, in] — weights converted to float32 a block of rows at a time into a
- *       per-thread buffer (so bf16 mapped weights work), reused by a chunk of dy rows;</li>
+ *   <li>{@link #dx}: dx[n, in] += dy[n, out] · W[out, in] — weights converted to float32 once per call (so bf16 mapped weights work) and packed
+ *       into column panels read sequentially by a 6-row x 4-vector tile;</li>
  *   <li>{@link #dW}: dW[out, in] += dy[n, out]ᵀ · x[n, in].</li>
  * </ul>
  */
 public final class BackMatMul {
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
     private static final int L = F.length();
-    private static final int RCHUNK = 64, OBLOCK = 64;
+    /** Panel width (columns of W per packed panel) and rows of dy per work item. */
+    private static final int PW = 4 * L, RCH = 192, OBLOCK = 64;
     private static final ThreadLocal<float[][]> SCRATCH = ThreadLocal.withInitial(() -> new float[1][0]);
     private static final ThreadLocal<MemorySegment[]> ALIGNED = ThreadLocal.withInitial(() -> new MemorySegment[1]);
     private static final ValueLayout.OfFloat LE_FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -34,76 +35,71 @@ public final class BackMatMul {
         return h[0];
     }
 
-    /** dx[n, in] += dy[n, out] · W (W [out, in], any dtype). Parallel over chunks of rows. */
+    /**
+     * dx[n, in] += dy[n, out] · W (W [out, in], any dtype). W is first converted to float32 once and packed into panels of
+     * 4 vectors of columns ([out, 4L] each, contiguous, 64-byte aligned), in parallel over blocks of rows of W; then the
+     * product runs in parallel over (panel, chunk of {@value #RCH} rows) items, a 6-row x 4-vector register tile
+     * accumulating over the whole of {@code out} while the panel streams from L2.
+     */
     public static void dx(float[] dy, int n, Matrix w, float[] dx) {
         final int in = w.cols, out = w.rows;
-        final int chunks = (n + RCHUNK - 1) / RCHUNK;
-        Parallel.forRange(chunks, 1, (c0, c1) -> {
-            float[] wb = scratch(OBLOCK * in);
-            MemorySegment[] ws = ALIGNED.get();
-            if (ws[0] == null || ws[0].byteSize() < 4L * OBLOCK * in) ws[0] = Arena.ofAuto().allocate(4L * OBLOCK * in, 64);
-            MemorySegment wseg = ws[0];
-            for (int ch = c0; ch < c1; ch++) {
-                int r0 = ch * RCHUNK, r1 = Math.min(n, r0 + RCHUNK);
-                for (int o0 = 0; o0 < out; o0 += OBLOCK) {
-                    int ob = Math.min(OBLOCK, out - o0);
-                    w.rowsToFloat(o0, ob, wb, 0);
-                    MemorySegment.copy(wb, 0, wseg, LE_FLOAT, 0, ob * in);
+        if (n == 0 || in == 0 || out == 0) return;
+        final int full = in / PW, tw = in - full * PW;
+        final long panelBytes = 4L * out * PW;
+        final MemorySegment wp = packed(4L * out * in);
+        final int oblocks = (out + OBLOCK - 1) / OBLOCK;
+        Parallel.forRange(oblocks, 1, (b0, b1) -> {
+            float[] t = scratch(OBLOCK * in);
+            for (int b = b0; b < b1; b++) {
+                int o0 = b * OBLOCK, ob = Math.min(OBLOCK, out - o0);
+                w.rowsToFloat(o0, ob, t, 0);
+                for (int o = 0; o < ob; o++) {
+                    for (int p = 0; p < full; p++) MemorySegment.copy(t, o * in + p * PW, wp, LE_FLOAT, p * panelBytes + 4L * (o0 + o) * PW, PW);
+                    if (tw > 0) MemorySegment.copy(t, o * in + full * PW, wp, LE_FLOAT, full * panelBytes + 4L * (o0 + o) * tw, tw);
+                }
+            }
+        });
+        final int chunks = (n + RCH - 1) / RCH, panels = full + (tw > 0 ? 1 : 0);
+        Parallel.forRange(panels * chunks, 1, (a, b) -> {
+            for (int item = a; item < b; item++) {
+                int p = item / chunks, ch = item % chunks;   // panel-major: consecutive items reuse the panel from cache
+                int r0 = ch * RCH, r1 = Math.min(n, r0 + RCH), i0 = p * PW;
+                long wo = p * panelBytes;
+                if (p < full) {
                     int r = r0;
-                    for (; r + 4 <= r1; r += 4) dxRows4(dy, out, o0, ob, wb, wseg, in, dx, r);
-                    for (; r < r1; r++) dxRow1(dy, out, o0, ob, wb, in, dx, r);
+                    for (; r + 6 <= r1; r += 6) dxTile6(dy, r * out, out, wp, wo, dx, r * in + i0, in);
+                    for (; r < r1; r++) dxTile1(dy, r * out, out, wp, wo, dx, r * in + i0);
+                } else {
+                    for (int r = r0; r < r1; r++) dxTail(dy, r * out, out, wp, wo, tw, dx, r * in + i0);
                 }
             }
         });
     }
 
-    private static void dxRows4(float[] dy, int out, int o0, int ob, float[] wb, MemorySegment wseg, int in, float[] dx, int r) {
-        int d0 = r * out + o0, d1 = d0 + out, d2 = d1 + out, d3 = d2 + out;
-        int x0 = r * in, x1 = x0 + in, x2 = x1 + in, x3 = x2 + in;
-        int i = 0;
-        for (; i + 4 * L <= in; i += 4 * L) dxTile(dy, d0, out, ob, wseg, in, dx, x0, i);
-        for (; i + L <= in; i += L) {
-            FloatVector a0 = FloatVector.fromArray(F, dx, x0 + i), a1 = FloatVector.fromArray(F, dx, x1 + i);
-            FloatVector a2 = FloatVector.fromArray(F, dx, x2 + i), a3 = FloatVector.fromArray(F, dx, x3 + i);
-            for (int o = 0; o < ob; o++) {
-                FloatVector w0 = FloatVector.fromArray(F, wb, o * in + i);
-                a0 = FloatVector.broadcast(F, dy[d0 + o]).fma(w0, a0);
-                a1 = FloatVector.broadcast(F, dy[d1 + o]).fma(w0, a1);
-                a2 = FloatVector.broadcast(F, dy[d2 + o]).fma(w0, a2);
-                a3 = FloatVector.broadcast(F, dy[d3 + o]).fma(w0, a3);
-            }
-            a0.intoArray(dx, x0 + i); a1.intoArray(dx, x1 + i); a2.intoArray(dx, x2 + i); a3.intoArray(dx, x3 + i);
-        }
-        for (; i < in; i++) {
-            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (int o = 0; o < ob; o++) {
-                float wv = wb[o * in + i];
-                s0 += dy[d0 + o] * wv; s1 += dy[d1 + o] * wv; s2 += dy[d2 + o] * wv; s3 += dy[d3 + o] * wv;
-            }
-            dx[x0 + i] += s0; dx[x1 + i] += s1; dx[x2 + i] += s2; dx[x3 + i] += s3;
-        }
+    /** The packing buffer of the calling thread, at least {@code bytes} long. */
+    private static MemorySegment packed(long bytes) {
+        MemorySegment[] ws = ALIGNED.get();
+        if (ws[0] == null || ws[0].byteSize() < bytes) ws[0] = Arena.ofAuto().allocate(Math.max(bytes, ws[0] == null ? 0 : 2 * ws[0].byteSize()), 64);
+        return ws[0];
     }
 
     /**
-     * dx rows x0.. (4 rows, stride in), columns [i, i+4L) += Σ_o dy[row, o] · W[o, i..]: a 4x4-vector register tile in a
-     * method of its own (small enough that C2 always intrinsifies it), weights from a 64-byte-aligned block.
+     * dx[x0 .. x0+4L) of 6 rows (stride in) += Σ_o dy[row, o] · panel[o, 0..4L): 24 accumulators in registers over the whole
+     * reduction, the panel read sequentially (4 vectors per o), one broadcast per row.
      */
-    private static void dxTile(float[] dy, int d0, int out, int ob, MemorySegment w, int in, float[] dx, int x0, int i) {
-        int d1 = d0 + out, d2 = d1 + out, d3 = d2 + out;
-        int x1 = x0 + in, x2 = x1 + in, x3 = x2 + in;
+    private static void dxTile6(float[] dy, int d0, int out, MemorySegment w, long wo, float[] dx, int x0, int in) {
         final ByteOrder bo = ByteOrder.LITTLE_ENDIAN;
-        FloatVector a00 = FloatVector.fromArray(F, dx, x0 + i), a01 = FloatVector.fromArray(F, dx, x0 + i + L);
-        FloatVector a02 = FloatVector.fromArray(F, dx, x0 + i + 2 * L), a03 = FloatVector.fromArray(F, dx, x0 + i + 3 * L);
-        FloatVector a10 = FloatVector.fromArray(F, dx, x1 + i), a11 = FloatVector.fromArray(F, dx, x1 + i + L);
-        FloatVector a12 = FloatVector.fromArray(F, dx, x1 + i + 2 * L), a13 = FloatVector.fromArray(F, dx, x1 + i + 3 * L);
-        FloatVector a20 = FloatVector.fromArray(F, dx, x2 + i), a21 = FloatVector.fromArray(F, dx, x2 + i + L);
-        FloatVector a22 = FloatVector.fromArray(F, dx, x2 + i + 2 * L), a23 = FloatVector.fromArray(F, dx, x2 + i + 3 * L);
-        FloatVector a30 = FloatVector.fromArray(F, dx, x3 + i), a31 = FloatVector.fromArray(F, dx, x3 + i + L);
-        FloatVector a32 = FloatVector.fromArray(F, dx, x3 + i + 2 * L), a33 = FloatVector.fromArray(F, dx, x3 + i + 3 * L);
-        for (int o = 0; o < ob; o++) {
-            long wo = 4L * (o * in + i);
-            FloatVector w0 = FloatVector.fromMemorySegment(F, w, wo, bo), w1 = FloatVector.fromMemorySegment(F, w, wo + 4L * L, bo);
-            FloatVector w2 = FloatVector.fromMemorySegment(F, w, wo + 8L * L, bo), w3 = FloatVector.fromMemorySegment(F, w, wo + 12L * L, bo);
+        int d1 = d0 + out, d2 = d1 + out, d3 = d2 + out, d4 = d3 + out, d5 = d4 + out;
+        FloatVector a00 = FloatVector.zero(F), a01 = FloatVector.zero(F), a02 = FloatVector.zero(F), a03 = FloatVector.zero(F);
+        FloatVector a10 = FloatVector.zero(F), a11 = FloatVector.zero(F), a12 = FloatVector.zero(F), a13 = FloatVector.zero(F);
+        FloatVector a20 = FloatVector.zero(F), a21 = FloatVector.zero(F), a22 = FloatVector.zero(F), a23 = FloatVector.zero(F);
+        FloatVector a30 = FloatVector.zero(F), a31 = FloatVector.zero(F), a32 = FloatVector.zero(F), a33 = FloatVector.zero(F);
+        FloatVector a40 = FloatVector.zero(F), a41 = FloatVector.zero(F), a42 = FloatVector.zero(F), a43 = FloatVector.zero(F);
+        FloatVector a50 = FloatVector.zero(F), a51 = FloatVector.zero(F), a52 = FloatVector.zero(F), a53 = FloatVector.zero(F);
+        for (int o = 0; o < out; o++) {
+            long p = wo + 16L * L * o;
+            FloatVector w0 = FloatVector.fromMemorySegment(F, w, p, bo), w1 = FloatVector.fromMemorySegment(F, w, p + 4L * L, bo);
+            FloatVector w2 = FloatVector.fromMemorySegment(F, w, p + 8L * L, bo), w3 = FloatVector.fromMemorySegment(F, w, p + 12L * L, bo);
             FloatVector b = FloatVector.broadcast(F, dy[d0 + o]);
             a00 = b.fma(w0, a00); a01 = b.fma(w1, a01); a02 = b.fma(w2, a02); a03 = b.fma(w3, a03);
             b = FloatVector.broadcast(F, dy[d1 + o]);
@@ -112,26 +108,51 @@ public final class BackMatMul {
             a20 = b.fma(w0, a20); a21 = b.fma(w1, a21); a22 = b.fma(w2, a22); a23 = b.fma(w3, a23);
             b = FloatVector.broadcast(F, dy[d3 + o]);
             a30 = b.fma(w0, a30); a31 = b.fma(w1, a31); a32 = b.fma(w2, a32); a33 = b.fma(w3, a33);
+            b = FloatVector.broadcast(F, dy[d4 + o]);
+            a40 = b.fma(w0, a40); a41 = b.fma(w1, a41); a42 = b.fma(w2, a42); a43 = b.fma(w3, a43);
+            b = FloatVector.broadcast(F, dy[d5 + o]);
+            a50 = b.fma(w0, a50); a51 = b.fma(w1, a51); a52 = b.fma(w2, a52); a53 = b.fma(w3, a53);
         }
-        a00.intoArray(dx, x0 + i); a01.intoArray(dx, x0 + i + L); a02.intoArray(dx, x0 + i + 2 * L); a03.intoArray(dx, x0 + i + 3 * L);
-        a10.intoArray(dx, x1 + i); a11.intoArray(dx, x1 + i + L); a12.intoArray(dx, x1 + i + 2 * L); a13.intoArray(dx, x1 + i + 3 * L);
-        a20.intoArray(dx, x2 + i); a21.intoArray(dx, x2 + i + L); a22.intoArray(dx, x2 + i + 2 * L); a23.intoArray(dx, x2 + i + 3 * L);
-        a30.intoArray(dx, x3 + i); a31.intoArray(dx, x3 + i + L); a32.intoArray(dx, x3 + i + 2 * L); a33.intoArray(dx, x3 + i + 3 * L);
+        int x1 = x0 + in, x2 = x1 + in, x3 = x2 + in, x4 = x3 + in, x5 = x4 + in;
+        a00.add(FloatVector.fromArray(F, dx, x0)).intoArray(dx, x0); a01.add(FloatVector.fromArray(F, dx, x0 + L)).intoArray(dx, x0 + L);
+        a02.add(FloatVector.fromArray(F, dx, x0 + 2 * L)).intoArray(dx, x0 + 2 * L); a03.add(FloatVector.fromArray(F, dx, x0 + 3 * L)).intoArray(dx, x0 + 3 * L);
+        a10.add(FloatVector.fromArray(F, dx, x1)).intoArray(dx, x1); a11.add(FloatVector.fromArray(F, dx, x1 + L)).intoArray(dx, x1 + L);
+        a12.add(FloatVector.fromArray(F, dx, x1 + 2 * L)).intoArray(dx, x1 + 2 * L); a13.add(FloatVector.fromArray(F, dx, x1 + 3 * L)).intoArray(dx, x1 + 3 * L);
+        a20.add(FloatVector.fromArray(F, dx, x2)).intoArray(dx, x2); a21.add(FloatVector.fromArray(F, dx, x2 + L)).intoArray(dx, x2 + L);
+        a22.add(FloatVector.fromArray(F, dx, x2 + 2 * L)).intoArray(dx, x2 + 2 * L); a23.add(FloatVector.fromArray(F, dx, x2 + 3 * L)).intoArray(dx, x2 + 3 * L);
+        a30.add(FloatVector.fromArray(F, dx, x3)).intoArray(dx, x3); a31.add(FloatVector.fromArray(F, dx, x3 + L)).intoArray(dx, x3 + L);
+        a32.add(FloatVector.fromArray(F, dx, x3 + 2 * L)).intoArray(dx, x3 + 2 * L); a33.add(FloatVector.fromArray(F, dx, x3 + 3 * L)).intoArray(dx, x3 + 3 * L);
+        a40.add(FloatVector.fromArray(F, dx, x4)).intoArray(dx, x4); a41.add(FloatVector.fromArray(F, dx, x4 + L)).intoArray(dx, x4 + L);
+        a42.add(FloatVector.fromArray(F, dx, x4 + 2 * L)).intoArray(dx, x4 + 2 * L); a43.add(FloatVector.fromArray(F, dx, x4 + 3 * L)).intoArray(dx, x4 + 3 * L);
+        a50.add(FloatVector.fromArray(F, dx, x5)).intoArray(dx, x5); a51.add(FloatVector.fromArray(F, dx, x5 + L)).intoArray(dx, x5 + L);
+        a52.add(FloatVector.fromArray(F, dx, x5 + 2 * L)).intoArray(dx, x5 + 2 * L); a53.add(FloatVector.fromArray(F, dx, x5 + 3 * L)).intoArray(dx, x5 + 3 * L);
     }
 
-    private static void dxRow1(float[] dy, int out, int o0, int ob, float[] wb, int in, float[] dx, int r) {
-        int d0 = r * out + o0, x0 = r * in;
-        int i = 0;
-        for (; i + L <= in; i += L) {
-            FloatVector a0 = FloatVector.fromArray(F, dx, x0 + i);
-            for (int o = 0; o < ob; o++) a0 = FloatVector.broadcast(F, dy[d0 + o]).fma(FloatVector.fromArray(F, wb, o * in + i), a0);
-            a0.intoArray(dx, x0 + i);
+    /** One row of {@link #dxTile6} (the rows left over by the 6-row tiles). */
+    private static void dxTile1(float[] dy, int d0, int out, MemorySegment w, long wo, float[] dx, int x0) {
+        final ByteOrder bo = ByteOrder.LITTLE_ENDIAN;
+        FloatVector a0 = FloatVector.zero(F), a1 = FloatVector.zero(F), a2 = FloatVector.zero(F), a3 = FloatVector.zero(F);
+        for (int o = 0; o < out; o++) {
+            long p = wo + 16L * L * o;
+            FloatVector b = FloatVector.broadcast(F, dy[d0 + o]);
+            a0 = b.fma(FloatVector.fromMemorySegment(F, w, p, bo), a0);
+            a1 = b.fma(FloatVector.fromMemorySegment(F, w, p + 4L * L, bo), a1);
+            a2 = b.fma(FloatVector.fromMemorySegment(F, w, p + 8L * L, bo), a2);
+            a3 = b.fma(FloatVector.fromMemorySegment(F, w, p + 12L * L, bo), a3);
         }
-        for (; i < in; i++) {
-            float s = 0;
-            for (int o = 0; o < ob; o++) s += dy[d0 + o] * wb[o * in + i];
-            dx[x0 + i] += s;
+        a0.add(FloatVector.fromArray(F, dx, x0)).intoArray(dx, x0); a1.add(FloatVector.fromArray(F, dx, x0 + L)).intoArray(dx, x0 + L);
+        a2.add(FloatVector.fromArray(F, dx, x0 + 2 * L)).intoArray(dx, x0 + 2 * L); a3.add(FloatVector.fromArray(F, dx, x0 + 3 * L)).intoArray(dx, x0 + 3 * L);
+    }
+
+    /** One row against the last, narrower panel ({@code tw} < 4L columns, row stride tw). */
+    private static void dxTail(float[] dy, int d0, int out, MemorySegment w, long wo, int tw, float[] dx, int x0) {
+        float[] acc = new float[tw];
+        for (int o = 0; o < out; o++) {
+            float c = dy[d0 + o];
+            long p = wo + 4L * tw * o;
+            for (int j = 0; j < tw; j++) acc[j] += c * w.get(LE_FLOAT, p + 4L * j);
         }
+        for (int j = 0; j < tw; j++) dx[x0 + j] += acc[j];
     }
 
     /** dW[out, in] += dyᵀ · x (dy [n, out], x [n, in]). Parallel over blocks of 4 output rows. */

@@ -24,7 +24,7 @@ class BackMatMulTest {
 
     @Test
     void dxAndDwMatchPlainLoops() {
-        int[][] shapes = {{7, 37, 10}, {64, 64, 128}, {69, 130, 67}, {5, 3, 4}, {130, 256, 9}};
+        int[][] shapes = {{7, 37, 10}, {64, 64, 128}, {69, 130, 67}, {5, 3, 4}, {130, 256, 9}, {401, 200, 70}, {197, 64, 1}};
         for (int[] s : shapes) {
             int n = s[0], in = s[1], out = s[2];
             float[] w = rand(out * in), dy = rand(n * out), x = rand(n * in);
