@@ -2,7 +2,6 @@ package dev.peft4j.train;
 
 import dev.peft4j.tensor.Parallel;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -14,13 +13,15 @@ import jdk.incubator.vector.VectorSpecies;
  *   <li>per (sequence, kv head, block of {@value #KB} keys): for every query head of the group and every query that sees
  *       the block, P and dS are recomputed from the kept statistics, and dK += dSᵀ·Q, dV += Pᵀ·dO.</li>
  * </ol>
- * The products run as small register-tiled matrix products (several rows share each vector load) instead of one dot or
- * axpy per (query, key) pair.
+ * Every product runs through one register-tiled kernel ({@link #gemm}: 6 rows x 4 vectors of accumulators, broadcast FMAs,
+ * no horizontal sums); the products against Kᵀ and Vᵀ read transposed copies of K and V made once per call (zero-padded
+ * to whole blocks of keys).
  */
 final class AttentionBackward {
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
     private static final int L = F.length();
-    static final int QB = 16, KB = 16, QSUB = 64;
+    /** Keys per block (one 4-vector column panel of Kᵀ), queries per phase-1 block, queries per phase-2 sub-block. */
+    static final int KB = 4 * L, QB = 48, QSUB = 96;
 
     private AttentionBackward() {}
 
@@ -31,7 +32,30 @@ final class AttentionBackward {
         final int S = rowStart.length;
         final int qs = nH * D, ks = nKV * D;   // row strides of q/dOut/dq and k/v/dk/dv
         final float[] lse = new float[N * nH], delta = new float[N * nH];
-        // items of phase 1: (sequence, head, query block)
+        // transposed K and V per (sequence, kv head): [D][ts] with ts = the length rounded up to whole key blocks (+ L, so
+        // rows of a power-of-two length do not alias in the cache), zero past the sequence's end
+        final int[] ts = new int[S];
+        final long[] tBase = new long[S + 1];
+        for (int s = 0; s < S; s++) {
+            ts[s] = (rowCount[s] + KB - 1) / KB * KB + L;
+            tBase[s + 1] = tBase[s] + (long) nKV * D * ts[s];
+        }
+        if (tBase[S] > Integer.MAX_VALUE - 16) throw new IllegalArgumentException("attention backward: " + tBase[S] + " transposed floats");
+        final float[] kt = new float[(int) tBase[S]], vt = new float[(int) tBase[S]];
+        Parallel.forRange(S * nKV, 1, (a, b) -> {
+            for (int item = a; item < b; item++) {
+                int s = item / nKV, kvh = item % nKV, T = rowCount[s], st = ts[s];
+                int to = (int) tBase[s] + kvh * D * st;
+                for (int j = 0; j < T; j++) {
+                    int src = (rowStart[s] + j) * ks + kvh * D;
+                    for (int d = 0; d < D; d++) {
+                        kt[to + d * st + j] = k[src + d];
+                        vt[to + d * st + j] = v[src + d];
+                    }
+                }
+            }
+        });
+        // phase 1 items: (sequence, head, query block)
         int[] qItemStart = new int[S + 1];
         for (int s = 0; s < S; s++) qItemStart[s + 1] = qItemStart[s] + nH * ((rowCount[s] + QB - 1) / QB);
         Parallel.forRange(qItemStart[S], 1, (a, b) -> {
@@ -43,42 +67,44 @@ final class AttentionBackward {
                 int h = local / nBlocks, blk = local % nBlocks, kvh = h / groups;
                 int base = rowStart[s];
                 int i0 = blk * QB, i1 = Math.min(rowCount[s], i0 + QB), nq = i1 - i0;
-                int klo = window > 0 ? Math.max(0, i0 - window + 1) : 0, nk = i1 - klo;
-                if (sc == null || sc.length < nq * nk) { sc = new float[nq * nk]; dp = new float[nq * nk]; }
-                int qOff = (base + i0) * qs + h * D, kOff = (base + klo) * ks + kvh * D;
-                abT(q, qOff, qs, nq, k, kOff, ks, nk, D, sc, nk);
-                abT(dOut, qOff, qs, nq, v, kOff, ks, nk, D, dp, nk);
+                int klo = window > 0 ? Math.max(0, i0 - window + 1) : 0;
+                int ka = klo - klo % KB, ncols = (i1 - ka + KB - 1) / KB * KB;   // whole key blocks from ka
+                if (sc == null || sc.length < nq * ncols) { sc = new float[nq * ncols]; dp = new float[nq * ncols]; }
+                int qOff = (base + i0) * qs + h * D, tOff = (int) tBase[s] + kvh * D * ts[s] + ka;
+                gemm(q, qOff, qs, 1, D, kt, tOff, ts[s], sc, 0, ncols, nq, ncols, false);
+                gemm(dOut, qOff, qs, 1, D, vt, tOff, ts[s], dp, 0, ncols, nq, ncols, false);
                 for (int t = 0; t < nq; t++) {
                     int i = i0 + t, jlo = window > 0 ? Math.max(0, i - window + 1) : 0;   // visible keys: [jlo, i]
-                    int row = t * nk;
+                    int row = t * ncols - ka;   // sc[row + j] is key j
                     float max = Float.NEGATIVE_INFINITY;
                     for (int j = jlo; j <= i; j++) {
-                        float x = sc[row + j - klo] * scale;
-                        sc[row + j - klo] = x;
+                        float x = sc[row + j] * scale;
+                        sc[row + j] = x;
                         if (x > max) max = x;
                     }
                     double sum = 0;
-                    for (int j = jlo; j <= i; j++) sum += Math.exp(sc[row + j - klo] - max);
+                    for (int j = jlo; j <= i; j++) sum += Math.exp(sc[row + j] - max);
                     float l = (float) (max + Math.log(sum));
                     double dsum = 0;
                     for (int j = jlo; j <= i; j++) {
-                        float p = (float) Math.exp(sc[row + j - klo] - l);
-                        sc[row + j - klo] = p;
-                        dsum += (double) p * dp[row + j - klo];
+                        float p = (float) Math.exp(sc[row + j] - l);
+                        sc[row + j] = p;
+                        dsum += (double) p * dp[row + j];
                     }
                     float ds = (float) dsum;
-                    for (int j = klo; j < jlo; j++) sc[row + j - klo] = 0f;
-                    for (int j = i + 1; j < i1; j++) sc[row + j - klo] = 0f;
-                    for (int j = jlo; j <= i; j++) sc[row + j - klo] = sc[row + j - klo] * (dp[row + j - klo] - ds) * scale;
+                    for (int j = ka; j < jlo; j++) sc[row + j] = 0f;
+                    for (int j = i + 1; j < ka + ncols; j++) sc[row + j] = 0f;
+                    for (int j = jlo; j <= i; j++) sc[row + j] = sc[row + j] * (dp[row + j] - ds) * scale;
                     int r = (base + i) * nH + h;
                     lse[r] = l;
                     delta[r] = ds;
                     java.util.Arrays.fill(dq, (base + i) * qs + h * D, (base + i) * qs + h * D + D, 0f);
                 }
-                pB(sc, nk, nq, nk, k, kOff, ks, D, dq, qOff, qs);   // dQ = dS·K
+                // dQ = dS·K over the keys [ka, i1)
+                gemm(sc, 0, ncols, 1, i1 - ka, k, (base + ka) * ks + kvh * D, ks, dq, qOff, qs, nq, D, true);
             }
         });
-        // items of phase 2: (sequence, kv head, key block)
+        // phase 2 items: (sequence, kv head, key block)
         int[] kItemStart = new int[S + 1];
         for (int s = 0; s < S; s++) kItemStart[s + 1] = kItemStart[s] + nKV * ((rowCount[s] + KB - 1) / KB);
         Parallel.forRange(kItemStart[S], 1, (a, b) -> {
@@ -91,7 +117,7 @@ final class AttentionBackward {
                 int base = rowStart[s], T = rowCount[s];
                 int j0 = blk * KB, j1 = Math.min(T, j0 + KB), nk = j1 - j0;
                 int qhi = window > 0 ? Math.min(T, j1 - 1 + window) : T;   // queries [j0, qhi) see some key of the block
-                int kOff = (base + j0) * ks + kvh * D;
+                int kOff = (base + j0) * ks + kvh * D, tOff = (int) tBase[s] + kvh * D * ts[s] + j0;
                 for (int j = j0; j < j1; j++) {
                     java.util.Arrays.fill(dk, (base + j) * ks + kvh * D, (base + j) * ks + kvh * D + D, 0f);
                     java.util.Arrays.fill(dv, (base + j) * ks + kvh * D, (base + j) * ks + kvh * D + D, 0f);
@@ -100,14 +126,14 @@ final class AttentionBackward {
                     for (int i0 = j0; i0 < qhi; i0 += QSUB) {
                         int nq = Math.min(QSUB, qhi - i0);
                         int qOff = (base + i0) * qs + h * D;
-                        abT(q, qOff, qs, nq, k, kOff, ks, nk, D, sc, nk);
-                        abT(dOut, qOff, qs, nq, v, kOff, ks, nk, D, dp, nk);
+                        gemm(q, qOff, qs, 1, D, kt, tOff, ts[s], sc, 0, KB, nq, KB, false);
+                        gemm(dOut, qOff, qs, 1, D, vt, tOff, ts[s], dp, 0, KB, nq, KB, false);
                         for (int t = 0; t < nq; t++) {
-                            int i = i0 + t, r = (base + i) * nH + h, row = t * nk;
+                            int i = i0 + t, r = (base + i) * nH + h, row = t * KB;
                             float l = lse[r], ds = delta[r];
-                            for (int c = 0; c < nk; c++) {
+                            for (int c = 0; c < KB; c++) {
                                 int j = j0 + c;
-                                if (j > i || (window > 0 && i - j >= window)) {
+                                if (j >= j1 || j > i || (window > 0 && i - j >= window)) {
                                     sc[row + c] = 0f;
                                     dp[row + c] = 0f;
                                 } else {
@@ -117,8 +143,8 @@ final class AttentionBackward {
                                 }
                             }
                         }
-                        pTA(dp, nk, nq, nk, q, qOff, qs, D, dk, kOff, ks);      // dK += dSᵀ·Q
-                        pTA(sc, nk, nq, nk, dOut, qOff, qs, D, dv, kOff, ks);   // dV += Pᵀ·dO
+                        gemm(dp, 0, 1, KB, nq, q, qOff, qs, dk, kOff, ks, nk, D, true);      // dK += dSᵀ·Q
+                        gemm(sc, 0, 1, KB, nq, dOut, qOff, qs, dv, kOff, ks, nk, D, true);   // dV += Pᵀ·dO
                     }
                 }
             }
@@ -131,132 +157,89 @@ final class AttentionBackward {
         return s;
     }
 
-    /** c[i*cs + j] = Σ_d a[aOff + i*as + d] · b[bOff + j*bs + d] for i < na, j < nb (overwrites). */
-    static void abT(float[] a, int aOff, int as, int na, float[] b, int bOff, int bs, int nb, int D, float[] c, int cs) {
-        int bound = D - D % L;
-        int i = 0;
-        for (; i + 4 <= na; i += 4) {
-            int a0 = aOff + i * as, a1 = a0 + as, a2 = a1 + as, a3 = a2 + as;
-            int j = 0;
-            for (; j + 4 <= nb; j += 4) {
-                int b0 = bOff + j * bs, b1 = b0 + bs, b2 = b1 + bs, b3 = b2 + bs;
-                FloatVector c00 = FloatVector.zero(F), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
-                FloatVector c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
-                for (int d = 0; d < bound; d += L) {
-                    FloatVector w0 = FloatVector.fromArray(F, b, b0 + d), w1 = FloatVector.fromArray(F, b, b1 + d);
-                    FloatVector w2 = FloatVector.fromArray(F, b, b2 + d), w3 = FloatVector.fromArray(F, b, b3 + d);
-                    FloatVector x = FloatVector.fromArray(F, a, a0 + d);
-                    c00 = x.fma(w0, c00); c01 = x.fma(w1, c01); c02 = x.fma(w2, c02); c03 = x.fma(w3, c03);
-                    x = FloatVector.fromArray(F, a, a1 + d);
-                    c10 = x.fma(w0, c10); c11 = x.fma(w1, c11); c12 = x.fma(w2, c12); c13 = x.fma(w3, c13);
-                    x = FloatVector.fromArray(F, a, a2 + d);
-                    c20 = x.fma(w0, c20); c21 = x.fma(w1, c21); c22 = x.fma(w2, c22); c23 = x.fma(w3, c23);
-                    x = FloatVector.fromArray(F, a, a3 + d);
-                    c30 = x.fma(w0, c30); c31 = x.fma(w1, c31); c32 = x.fma(w2, c32); c33 = x.fma(w3, c33);
-                }
-                int o = i * cs + j;
-                c[o] = dev.peft4j.tensor.Ops.hsum(c00); c[o + 1] = dev.peft4j.tensor.Ops.hsum(c01);
-                c[o + 2] = dev.peft4j.tensor.Ops.hsum(c02); c[o + 3] = dev.peft4j.tensor.Ops.hsum(c03);
-                o += cs;
-                c[o] = dev.peft4j.tensor.Ops.hsum(c10); c[o + 1] = dev.peft4j.tensor.Ops.hsum(c11);
-                c[o + 2] = dev.peft4j.tensor.Ops.hsum(c12); c[o + 3] = dev.peft4j.tensor.Ops.hsum(c13);
-                o += cs;
-                c[o] = dev.peft4j.tensor.Ops.hsum(c20); c[o + 1] = dev.peft4j.tensor.Ops.hsum(c21);
-                c[o + 2] = dev.peft4j.tensor.Ops.hsum(c22); c[o + 3] = dev.peft4j.tensor.Ops.hsum(c23);
-                o += cs;
-                c[o] = dev.peft4j.tensor.Ops.hsum(c30); c[o + 1] = dev.peft4j.tensor.Ops.hsum(c31);
-                c[o + 2] = dev.peft4j.tensor.Ops.hsum(c32); c[o + 3] = dev.peft4j.tensor.Ops.hsum(c33);
-                if (bound < D) {
-                    for (int r = 0; r < 4; r++) for (int t = 0; t < 4; t++) {
-                        float sum = 0;
-                        for (int d = bound; d < D; d++) sum += a[aOff + (i + r) * as + d] * b[bOff + (j + t) * bs + d];
-                        c[(i + r) * cs + j + t] += sum;
-                    }
-                }
-            }
-            for (; j < nb; j++) for (int r = 0; r < 4; r++) c[(i + r) * cs + j] = dot(a, aOff + (i + r) * as, b, bOff + j * bs, D);
+    /**
+     * c[cOff + r*cs + j] (=|+=) Σ_{t<K} a[aOff + r*ars + t*acs] · b[bOff + t*bs + j] for r < rows, j < n: A read one element
+     * at a time (any strides, so Aᵀ costs nothing), B and C by rows. 6-row x 4-vector register tiles over column panels of
+     * B, each panel reused from cache by all the rows; the remaining rows one at a time, the last columns (n not a multiple
+     * of 4 vectors) in scalar loops.
+     */
+    static void gemm(float[] a, int aOff, int ars, int acs, int K, float[] b, int bOff, int bs,
+                     float[] c, int cOff, int cs, int rows, int n, boolean acc) {
+        final int W = 4 * L, nv = n - n % W;
+        for (int j = 0; j < nv; j += W) {
+            int r = 0;
+            for (; r + 6 <= rows; r += 6) tile6(a, aOff + r * ars, ars, acs, K, b, bOff + j, bs, c, cOff + r * cs + j, cs, acc);
+            for (; r < rows; r++) tile1(a, aOff + r * ars, acs, K, b, bOff + j, bs, c, cOff + r * cs + j, acc);
         }
-        for (; i < na; i++) for (int j = 0; j < nb; j++) c[i * cs + j] = dot(a, aOff + i * as, b, bOff + j * bs, D);
-    }
-
-    private static float dot(float[] a, int ao, float[] b, int bo, int D) {
-        FloatVector acc = FloatVector.zero(F);
-        int d = 0;
-        for (; d + L <= D; d += L) acc = FloatVector.fromArray(F, a, ao + d).fma(FloatVector.fromArray(F, b, bo + d), acc);
-        float s = dev.peft4j.tensor.Ops.hsum(acc);
-        for (; d < D; d++) s += a[ao + d] * b[bo + d];
-        return s;
-    }
-
-    /** out[oOff + i*os + d] += Σ_j p[i*ps + j] · b[bOff + j*bs + d] for i < na, j < nb. */
-    static void pB(float[] p, int ps, int na, int nb, float[] b, int bOff, int bs, int D, float[] out, int oOff, int os) {
-        int bound = D - D % L;
-        int i = 0;
-        for (; i + 4 <= na; i += 4) {
-            int p0 = i * ps, p1 = p0 + ps, p2 = p1 + ps, p3 = p2 + ps;
-            int o0 = oOff + i * os, o1 = o0 + os, o2 = o1 + os, o3 = o2 + os;
-            for (int d = 0; d < bound; d += L) {
-                FloatVector c0 = FloatVector.fromArray(F, out, o0 + d), c1 = FloatVector.fromArray(F, out, o1 + d);
-                FloatVector c2 = FloatVector.fromArray(F, out, o2 + d), c3 = FloatVector.fromArray(F, out, o3 + d);
-                for (int j = 0; j < nb; j++) {
-                    FloatVector w = FloatVector.fromArray(F, b, bOff + j * bs + d);
-                    c0 = FloatVector.broadcast(F, p[p0 + j]).fma(w, c0);
-                    c1 = FloatVector.broadcast(F, p[p1 + j]).fma(w, c1);
-                    c2 = FloatVector.broadcast(F, p[p2 + j]).fma(w, c2);
-                    c3 = FloatVector.broadcast(F, p[p3 + j]).fma(w, c3);
-                }
-                c0.intoArray(out, o0 + d); c1.intoArray(out, o1 + d); c2.intoArray(out, o2 + d); c3.intoArray(out, o3 + d);
-            }
-            for (int d = bound; d < D; d++) {
-                for (int r = 0; r < 4; r++) {
-                    float s = 0;
-                    for (int j = 0; j < nb; j++) s += p[(i + r) * ps + j] * b[bOff + j * bs + d];
-                    out[oOff + (i + r) * os + d] += s;
-                }
-            }
-        }
-        for (; i < na; i++) {
-            for (int d = 0; d < D; d++) {
-                float s = 0;
-                for (int j = 0; j < nb; j++) s += p[i * ps + j] * b[bOff + j * bs + d];
-                out[oOff + i * os + d] += s;
+        for (int r = 0; r < rows && nv < n; r++) {
+            for (int j = nv; j < n; j++) {
+                float sum = 0;
+                for (int t = 0; t < K; t++) sum += a[aOff + r * ars + t * acs] * b[bOff + t * bs + j];
+                int o = cOff + r * cs + j;
+                c[o] = acc ? c[o] + sum : sum;
             }
         }
     }
 
-    /** out[oOff + j*os + d] += Σ_i p[i*ps + j] · a[aOff + i*as + d] for i < na, j < nb (out = pᵀ·a). */
-    static void pTA(float[] p, int ps, int na, int nb, float[] a, int aOff, int as, int D, float[] out, int oOff, int os) {
-        int bound = D - D % L;
-        int j = 0;
-        for (; j + 4 <= nb; j += 4) {
-            int o0 = oOff + j * os, o1 = o0 + os, o2 = o1 + os, o3 = o2 + os;
-            for (int d = 0; d < bound; d += L) {
-                FloatVector c0 = FloatVector.fromArray(F, out, o0 + d), c1 = FloatVector.fromArray(F, out, o1 + d);
-                FloatVector c2 = FloatVector.fromArray(F, out, o2 + d), c3 = FloatVector.fromArray(F, out, o3 + d);
-                for (int i = 0; i < na; i++) {
-                    FloatVector x = FloatVector.fromArray(F, a, aOff + i * as + d);
-                    int pr = i * ps + j;
-                    c0 = FloatVector.broadcast(F, p[pr]).fma(x, c0);
-                    c1 = FloatVector.broadcast(F, p[pr + 1]).fma(x, c1);
-                    c2 = FloatVector.broadcast(F, p[pr + 2]).fma(x, c2);
-                    c3 = FloatVector.broadcast(F, p[pr + 3]).fma(x, c3);
-                }
-                c0.intoArray(out, o0 + d); c1.intoArray(out, o1 + d); c2.intoArray(out, o2 + d); c3.intoArray(out, o3 + d);
-            }
-            for (int d = bound; d < D; d++) {
-                for (int t = 0; t < 4; t++) {
-                    float s = 0;
-                    for (int i = 0; i < na; i++) s += p[i * ps + j + t] * a[aOff + i * as + d];
-                    out[oOff + (j + t) * os + d] += s;
-                }
-            }
+    private static void tile6(float[] a, int a0, int ars, int acs, int K, float[] b, int b0, int bs, float[] c, int c0, int cs, boolean acc) {
+        int a1 = a0 + ars, a2 = a1 + ars, a3 = a2 + ars, a4 = a3 + ars, a5 = a4 + ars;
+        FloatVector s00 = FloatVector.zero(F), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+        FloatVector s20 = s00, s21 = s00, s22 = s00, s23 = s00, s30 = s00, s31 = s00, s32 = s00, s33 = s00;
+        FloatVector s40 = s00, s41 = s00, s42 = s00, s43 = s00, s50 = s00, s51 = s00, s52 = s00, s53 = s00;
+        for (int t = 0; t < K; t++) {
+            int bo = b0 + t * bs, ao = t * acs;
+            FloatVector w0 = FloatVector.fromArray(F, b, bo), w1 = FloatVector.fromArray(F, b, bo + L);
+            FloatVector w2 = FloatVector.fromArray(F, b, bo + 2 * L), w3 = FloatVector.fromArray(F, b, bo + 3 * L);
+            FloatVector x = FloatVector.broadcast(F, a[a0 + ao]);
+            s00 = x.fma(w0, s00); s01 = x.fma(w1, s01); s02 = x.fma(w2, s02); s03 = x.fma(w3, s03);
+            x = FloatVector.broadcast(F, a[a1 + ao]);
+            s10 = x.fma(w0, s10); s11 = x.fma(w1, s11); s12 = x.fma(w2, s12); s13 = x.fma(w3, s13);
+            x = FloatVector.broadcast(F, a[a2 + ao]);
+            s20 = x.fma(w0, s20); s21 = x.fma(w1, s21); s22 = x.fma(w2, s22); s23 = x.fma(w3, s23);
+            x = FloatVector.broadcast(F, a[a3 + ao]);
+            s30 = x.fma(w0, s30); s31 = x.fma(w1, s31); s32 = x.fma(w2, s32); s33 = x.fma(w3, s33);
+            x = FloatVector.broadcast(F, a[a4 + ao]);
+            s40 = x.fma(w0, s40); s41 = x.fma(w1, s41); s42 = x.fma(w2, s42); s43 = x.fma(w3, s43);
+            x = FloatVector.broadcast(F, a[a5 + ao]);
+            s50 = x.fma(w0, s50); s51 = x.fma(w1, s51); s52 = x.fma(w2, s52); s53 = x.fma(w3, s53);
         }
-        for (; j < nb; j++) {
-            for (int d = 0; d < D; d++) {
-                float s = 0;
-                for (int i = 0; i < na; i++) s += p[i * ps + j] * a[aOff + i * as + d];
-                out[oOff + j * os + d] += s;
-            }
+        int o1 = c0 + cs, o2 = o1 + cs, o3 = o2 + cs, o4 = o3 + cs, o5 = o4 + cs;
+        if (acc) {
+            s00 = s00.add(FloatVector.fromArray(F, c, c0)); s01 = s01.add(FloatVector.fromArray(F, c, c0 + L));
+            s02 = s02.add(FloatVector.fromArray(F, c, c0 + 2 * L)); s03 = s03.add(FloatVector.fromArray(F, c, c0 + 3 * L));
+            s10 = s10.add(FloatVector.fromArray(F, c, o1)); s11 = s11.add(FloatVector.fromArray(F, c, o1 + L));
+            s12 = s12.add(FloatVector.fromArray(F, c, o1 + 2 * L)); s13 = s13.add(FloatVector.fromArray(F, c, o1 + 3 * L));
+            s20 = s20.add(FloatVector.fromArray(F, c, o2)); s21 = s21.add(FloatVector.fromArray(F, c, o2 + L));
+            s22 = s22.add(FloatVector.fromArray(F, c, o2 + 2 * L)); s23 = s23.add(FloatVector.fromArray(F, c, o2 + 3 * L));
+            s30 = s30.add(FloatVector.fromArray(F, c, o3)); s31 = s31.add(FloatVector.fromArray(F, c, o3 + L));
+            s32 = s32.add(FloatVector.fromArray(F, c, o3 + 2 * L)); s33 = s33.add(FloatVector.fromArray(F, c, o3 + 3 * L));
+            s40 = s40.add(FloatVector.fromArray(F, c, o4)); s41 = s41.add(FloatVector.fromArray(F, c, o4 + L));
+            s42 = s42.add(FloatVector.fromArray(F, c, o4 + 2 * L)); s43 = s43.add(FloatVector.fromArray(F, c, o4 + 3 * L));
+            s50 = s50.add(FloatVector.fromArray(F, c, o5)); s51 = s51.add(FloatVector.fromArray(F, c, o5 + L));
+            s52 = s52.add(FloatVector.fromArray(F, c, o5 + 2 * L)); s53 = s53.add(FloatVector.fromArray(F, c, o5 + 3 * L));
         }
+        s00.intoArray(c, c0); s01.intoArray(c, c0 + L); s02.intoArray(c, c0 + 2 * L); s03.intoArray(c, c0 + 3 * L);
+        s10.intoArray(c, o1); s11.intoArray(c, o1 + L); s12.intoArray(c, o1 + 2 * L); s13.intoArray(c, o1 + 3 * L);
+        s20.intoArray(c, o2); s21.intoArray(c, o2 + L); s22.intoArray(c, o2 + 2 * L); s23.intoArray(c, o2 + 3 * L);
+        s30.intoArray(c, o3); s31.intoArray(c, o3 + L); s32.intoArray(c, o3 + 2 * L); s33.intoArray(c, o3 + 3 * L);
+        s40.intoArray(c, o4); s41.intoArray(c, o4 + L); s42.intoArray(c, o4 + 2 * L); s43.intoArray(c, o4 + 3 * L);
+        s50.intoArray(c, o5); s51.intoArray(c, o5 + L); s52.intoArray(c, o5 + 2 * L); s53.intoArray(c, o5 + 3 * L);
+    }
+
+    private static void tile1(float[] a, int a0, int acs, int K, float[] b, int b0, int bs, float[] c, int c0, boolean acc) {
+        FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
+        for (int t = 0; t < K; t++) {
+            int bo = b0 + t * bs;
+            FloatVector x = FloatVector.broadcast(F, a[a0 + t * acs]);
+            s0 = x.fma(FloatVector.fromArray(F, b, bo), s0);
+            s1 = x.fma(FloatVector.fromArray(F, b, bo + L), s1);
+            s2 = x.fma(FloatVector.fromArray(F, b, bo + 2 * L), s2);
+            s3 = x.fma(FloatVector.fromArray(F, b, bo + 3 * L), s3);
+        }
+        if (acc) {
+            s0 = s0.add(FloatVector.fromArray(F, c, c0)); s1 = s1.add(FloatVector.fromArray(F, c, c0 + L));
+            s2 = s2.add(FloatVector.fromArray(F, c, c0 + 2 * L)); s3 = s3.add(FloatVector.fromArray(F, c, c0 + 3 * L));
+        }
+        s0.intoArray(c, c0); s1.intoArray(c, c0 + L); s2.intoArray(c, c0 + 2 * L); s3.intoArray(c, c0 + 3 * L);
     }
 }
