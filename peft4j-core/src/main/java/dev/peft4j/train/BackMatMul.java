@@ -21,8 +21,8 @@ import jdk.incubator.vector.VectorSpecies;
 public final class BackMatMul {
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
     private static final int L = F.length();
-    /** Panel width (columns of W per packed panel) and rows of dy per work item. */
-    private static final int PW = 4 * L, RCH = 192, OBLOCK = 64;
+    /** Panel width (columns of W per packed panel), rows of dy per work item, rows of W per packing block, outputs per slice. */
+    private static final int PW = 4 * L, RCH = 192, OBLOCK = 64, OK = 256;
     private static final ThreadLocal<float[][]> SCRATCH = ThreadLocal.withInitial(() -> new float[1][0]);
     private static final ThreadLocal<MemorySegment[]> ALIGNED = ThreadLocal.withInitial(() -> new MemorySegment[1]);
     private static final ValueLayout.OfFloat LE_FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -38,8 +38,9 @@ public final class BackMatMul {
     /**
      * dx[n, in] += dy[n, out] · W (W [out, in], any dtype). W is first converted to float32 once and packed into panels of
      * 4 vectors of columns ([out, 4L] each, contiguous, 64-byte aligned), in parallel over blocks of rows of W; then the
-     * product runs in parallel over (panel, chunk of {@value #RCH} rows) items, a 6-row x 4-vector register tile
-     * accumulating over the whole of {@code out} while the panel streams from L2.
+     * product runs in parallel over (panel, chunk of rows) items: for each slice of {@value #OK} outputs of the panel (small
+     * enough to stay in L1/L2), every row of the chunk goes through it in 6-row x 4-vector register tiles (24 accumulators,
+     * 4 panel loads and 6 broadcasts per 24 FMAs, the panel read sequentially).
      */
     public static void dx(float[] dy, int n, Matrix w, float[] dx) {
         final int in = w.cols, out = w.rows;
@@ -66,9 +67,13 @@ public final class BackMatMul {
                 int r0 = ch * RCH, r1 = Math.min(n, r0 + RCH), i0 = p * PW;
                 long wo = p * panelBytes;
                 if (p < full) {
-                    int r = r0;
-                    for (; r + 6 <= r1; r += 6) dxTile6(dy, r * out, out, wp, wo, dx, r * in + i0, in);
-                    for (; r < r1; r++) dxTile1(dy, r * out, out, wp, wo, dx, r * in + i0);
+                    for (int o0 = 0; o0 < out; o0 += OK) {   // a slice of the panel small enough for L1 / L2, all rows through it
+                        int ok = Math.min(OK, out - o0);
+                        long ws = wo + 16L * L * o0;
+                        int r = r0;
+                        for (; r + 6 <= r1; r += 6) dxTile6(dy, r * out + o0, out, ok, wp, ws, dx, r * in + i0, in);
+                        for (; r < r1; r++) dxTile1(dy, r * out + o0, ok, wp, ws, dx, r * in + i0);
+                    }
                 } else {
                     for (int r = r0; r < r1; r++) dxTail(dy, r * out, out, wp, wo, tw, dx, r * in + i0);
                 }
@@ -84,10 +89,10 @@ public final class BackMatMul {
     }
 
     /**
-     * dx[x0 .. x0+4L) of 6 rows (stride in) += Σ_o dy[row, o] · panel[o, 0..4L): 24 accumulators in registers over the whole
-     * reduction, the panel read sequentially (4 vectors per o), one broadcast per row.
+     * dx[x0 .. x0+4L) of 6 rows (stride in) += Σ_{o<ok} dy[row, d0+o] · panel[o, 0..4L): 24 accumulators in registers over the
+     * slice, the panel read sequentially (4 vectors per o), one broadcast per row.
      */
-    private static void dxTile6(float[] dy, int d0, int out, MemorySegment w, long wo, float[] dx, int x0, int in) {
+    private static void dxTile6(float[] dy, int d0, int out, int ok, MemorySegment w, long wo, float[] dx, int x0, int in) {
         final ByteOrder bo = ByteOrder.LITTLE_ENDIAN;
         int d1 = d0 + out, d2 = d1 + out, d3 = d2 + out, d4 = d3 + out, d5 = d4 + out;
         FloatVector a00 = FloatVector.zero(F), a01 = FloatVector.zero(F), a02 = FloatVector.zero(F), a03 = FloatVector.zero(F);
@@ -96,7 +101,7 @@ public final class BackMatMul {
         FloatVector a30 = FloatVector.zero(F), a31 = FloatVector.zero(F), a32 = FloatVector.zero(F), a33 = FloatVector.zero(F);
         FloatVector a40 = FloatVector.zero(F), a41 = FloatVector.zero(F), a42 = FloatVector.zero(F), a43 = FloatVector.zero(F);
         FloatVector a50 = FloatVector.zero(F), a51 = FloatVector.zero(F), a52 = FloatVector.zero(F), a53 = FloatVector.zero(F);
-        for (int o = 0; o < out; o++) {
+        for (int o = 0; o < ok; o++) {
             long p = wo + 16L * L * o;
             FloatVector w0 = FloatVector.fromMemorySegment(F, w, p, bo), w1 = FloatVector.fromMemorySegment(F, w, p + 4L * L, bo);
             FloatVector w2 = FloatVector.fromMemorySegment(F, w, p + 8L * L, bo), w3 = FloatVector.fromMemorySegment(F, w, p + 12L * L, bo);
@@ -129,10 +134,10 @@ public final class BackMatMul {
     }
 
     /** One row of {@link #dxTile6} (the rows left over by the 6-row tiles). */
-    private static void dxTile1(float[] dy, int d0, int out, MemorySegment w, long wo, float[] dx, int x0) {
+    private static void dxTile1(float[] dy, int d0, int ok, MemorySegment w, long wo, float[] dx, int x0) {
         final ByteOrder bo = ByteOrder.LITTLE_ENDIAN;
         FloatVector a0 = FloatVector.zero(F), a1 = FloatVector.zero(F), a2 = FloatVector.zero(F), a3 = FloatVector.zero(F);
-        for (int o = 0; o < out; o++) {
+        for (int o = 0; o < ok; o++) {
             long p = wo + 16L * L * o;
             FloatVector b = FloatVector.broadcast(F, dy[d0 + o]);
             a0 = b.fma(FloatVector.fromMemorySegment(F, w, p, bo), a0);
