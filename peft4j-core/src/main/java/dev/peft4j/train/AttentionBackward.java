@@ -10,7 +10,7 @@ import jdk.incubator.vector.VectorSpecies;
  * <ol>
  *   <li>per (sequence, query head, block of {@value #QB} queries): S = Q·Kᵀ·scale over the visible keys, P = softmax(S),
  *       dP = dO·Vᵀ, Δ = rowsum(P∘dP), dS = P∘(dP − Δ)·scale, dQ = dS·K; the row log-sum-exp and Δ are kept;</li>
- *   <li>per (sequence, kv head, block of {@value #KB} keys): for every query head of the group and every query that sees
+ *   <li>per (sequence, kv head, block of 4L keys (a 4-vector column panel)): for every query head of the group and every query that sees
  *       the block, P and dS are recomputed from the kept statistics, and dK += dSᵀ·Q, dV += Pᵀ·dO.</li>
  * </ol>
  * Every product runs through one register-tiled kernel ({@link #gemm}: 6 rows x 4 vectors of accumulators, broadcast FMAs,

@@ -15,7 +15,7 @@ import jdk.incubator.vector.VectorSpecies;
  * <ul>
  *   <li>{@link #dx}: dx[n, in] += dy[n, out] · W[out, in] — weights converted to float32 once per call (so bf16 mapped weights work) and packed
  *       into column panels read sequentially by a 6-row x 4-vector tile;</li>
- *   <li>{@link #dW}: dW[out, in] += dy[n, out]ᵀ · x[n, in].</li>
+ *   <li>{@link #dW}: dW[out, in] += dy[n, out]ᵀ · x[n, in] — x packed into column panels the same way.</li>
  * </ul>
  */
 public final class BackMatMul {
@@ -38,7 +38,7 @@ public final class BackMatMul {
     /**
      * dx[n, in] += dy[n, out] · W (W [out, in], any dtype). W is first converted to float32 once and packed into panels of
      * 4 vectors of columns ([out, 4L] each, contiguous, 64-byte aligned), in parallel over blocks of rows of W; then the
-     * product runs in parallel over (panel, chunk of rows) items: for each slice of {@value #OK} outputs of the panel (small
+     * product runs in parallel over (panel, chunk of rows) items: for each slice of 256 outputs of the panel (small
      * enough to stay in L1/L2), every row of the chunk goes through it in 6-row x 4-vector register tiles (24 accumulators,
      * 4 panel loads and 6 broadcasts per 24 FMAs, the panel read sequentially).
      */
@@ -160,37 +160,64 @@ public final class BackMatMul {
         for (int j = 0; j < tw; j++) dx[x0 + j] += acc[j];
     }
 
-    /** dW[out, in] += dyᵀ · x (dy [n, out], x [n, in]). Parallel over blocks of 4 output rows. */
+    /**
+     * dW[out, in] += dyᵀ · x (dy [n, out], x [n, in]). x is first packed into panels of 4 vectors of columns ([n, 4L] each,
+     * contiguous, 64-byte aligned); then the product runs in parallel over (panel, chunk of output rows) items: for each
+     * slice of 256 rows of the panel, the chunk's output rows go through it in 6-row x 4-vector register tiles
+     * (the transposed dy read by broadcasts).
+     */
     public static void dW(float[] dy, float[] x, int n, int out, int in, float[] dW) {
-        final int quads = (out + 3) / 4;
-        Parallel.forRange(quads, 1, (q0, q1) -> {
-            int i = 0;
-            while (i < in) {   // column blocks outside, so a block of x is reused from cache by every output row
-                int width = i + 4 * L <= in ? 4 * L : (i + L <= in ? L : in - i);
-                for (int q = q0; q < q1; q++) {
-                    int o = q * 4, no = Math.min(4, out - o);
-                    if (width == 4 * L && no == 4) dwTile(dy, x, n, out, in, dW, o, i);
-                    else dwSmall(dy, x, n, out, in, dW, o, no, i, width);
+        if (n == 0 || in == 0 || out == 0) return;
+        final int full = in / PW, tw = in - full * PW;
+        final long panelBytes = 4L * n * PW;
+        final MemorySegment xp = packed(4L * n * in);
+        Parallel.forRange((n + OBLOCK - 1) / OBLOCK, 1, (b0, b1) -> {
+            for (int r = b0 * OBLOCK; r < Math.min(n, b1 * OBLOCK); r++) {
+                for (int p = 0; p < full; p++) MemorySegment.copy(x, r * in + p * PW, xp, LE_FLOAT, p * panelBytes + 4L * r * PW, PW);
+                if (tw > 0) MemorySegment.copy(x, r * in + full * PW, xp, LE_FLOAT, full * panelBytes + 4L * r * tw, tw);
+            }
+        });
+        final int chunks = (out + RCH - 1) / RCH, panels = full + (tw > 0 ? 1 : 0);
+        Parallel.forRange(panels * chunks, 1, (a, b) -> {
+            for (int item = a; item < b; item++) {
+                int p = item / chunks, ch = item % chunks;   // panel-major: consecutive items reuse the panel from cache
+                int o0 = ch * RCH, o1 = Math.min(out, o0 + RCH), i0 = p * PW;
+                long xo = p * panelBytes;
+                if (p < full) {
+                    for (int r0 = 0; r0 < n; r0 += OK) {
+                        int rk = Math.min(OK, n - r0);
+                        long xs = xo + 16L * L * r0;
+                        int o = o0;
+                        for (; o + 6 <= o1; o += 6) dwTile6(dy, r0 * out + o, out, rk, xp, xs, dW, o * in + i0, in);
+                        for (; o < o1; o++) dwTile1(dy, r0 * out + o, out, rk, xp, xs, dW, o * in + i0);
+                    }
+                } else {
+                    for (int o = o0; o < o1; o++) {
+                        for (int j = 0; j < tw; j++) {
+                            float acc = 0;
+                            for (int r = 0; r < n; r++) acc += dy[r * out + o] * xp.get(LE_FLOAT, xo + 4L * (r * tw + j));
+                            dW[o * in + i0 + j] += acc;
+                        }
+                    }
                 }
-                i += width;
             }
         });
     }
 
-    private static void dwTile(float[] dy, float[] x, int n, int out, int in, float[] dW, int o, int i) {
-        int w0 = o * in + i, w1 = w0 + in, w2 = w1 + in, w3 = w2 + in;
-        FloatVector a00 = FloatVector.fromArray(F, dW, w0), a01 = FloatVector.fromArray(F, dW, w0 + L);
-        FloatVector a02 = FloatVector.fromArray(F, dW, w0 + 2 * L), a03 = FloatVector.fromArray(F, dW, w0 + 3 * L);
-        FloatVector a10 = FloatVector.fromArray(F, dW, w1), a11 = FloatVector.fromArray(F, dW, w1 + L);
-        FloatVector a12 = FloatVector.fromArray(F, dW, w1 + 2 * L), a13 = FloatVector.fromArray(F, dW, w1 + 3 * L);
-        FloatVector a20 = FloatVector.fromArray(F, dW, w2), a21 = FloatVector.fromArray(F, dW, w2 + L);
-        FloatVector a22 = FloatVector.fromArray(F, dW, w2 + 2 * L), a23 = FloatVector.fromArray(F, dW, w2 + 3 * L);
-        FloatVector a30 = FloatVector.fromArray(F, dW, w3), a31 = FloatVector.fromArray(F, dW, w3 + L);
-        FloatVector a32 = FloatVector.fromArray(F, dW, w3 + 2 * L), a33 = FloatVector.fromArray(F, dW, w3 + 3 * L);
-        for (int r = 0; r < n; r++) {
-            int xo = r * in + i, d = r * out + o;
-            FloatVector x0 = FloatVector.fromArray(F, x, xo), x1 = FloatVector.fromArray(F, x, xo + L);
-            FloatVector x2 = FloatVector.fromArray(F, x, xo + 2 * L), x3 = FloatVector.fromArray(F, x, xo + 3 * L);
+    /**
+     * dW[w0 .. w0+4L) of 6 output rows (stride in) += Σ_{r<rk} dy[r, o..o+6) · panel[r, 0..4L) (dy from index d0 = r0·out + o,
+     * row stride out): 24 accumulators over the slice.
+     */
+    private static void dwTile6(float[] dy, int d0, int out, int rk, MemorySegment x, long xo, float[] dW, int w0, int in) {
+        final ByteOrder bo = ByteOrder.LITTLE_ENDIAN;
+        FloatVector a00 = FloatVector.zero(F), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+        FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+        FloatVector a40 = a00, a41 = a00, a42 = a00, a43 = a00, a50 = a00, a51 = a00, a52 = a00, a53 = a00;
+        for (int r = 0; r < rk; r++) {
+            long p = xo + 16L * L * r;
+            int d = d0 + r * out;
+            FloatVector x0 = FloatVector.fromMemorySegment(F, x, p, bo), x1 = FloatVector.fromMemorySegment(F, x, p + 4L * L, bo);
+            FloatVector x2 = FloatVector.fromMemorySegment(F, x, p + 8L * L, bo), x3 = FloatVector.fromMemorySegment(F, x, p + 12L * L, bo);
             FloatVector b = FloatVector.broadcast(F, dy[d]);
             a00 = b.fma(x0, a00); a01 = b.fma(x1, a01); a02 = b.fma(x2, a02); a03 = b.fma(x3, a03);
             b = FloatVector.broadcast(F, dy[d + 1]);
@@ -199,29 +226,39 @@ public final class BackMatMul {
             a20 = b.fma(x0, a20); a21 = b.fma(x1, a21); a22 = b.fma(x2, a22); a23 = b.fma(x3, a23);
             b = FloatVector.broadcast(F, dy[d + 3]);
             a30 = b.fma(x0, a30); a31 = b.fma(x1, a31); a32 = b.fma(x2, a32); a33 = b.fma(x3, a33);
+            b = FloatVector.broadcast(F, dy[d + 4]);
+            a40 = b.fma(x0, a40); a41 = b.fma(x1, a41); a42 = b.fma(x2, a42); a43 = b.fma(x3, a43);
+            b = FloatVector.broadcast(F, dy[d + 5]);
+            a50 = b.fma(x0, a50); a51 = b.fma(x1, a51); a52 = b.fma(x2, a52); a53 = b.fma(x3, a53);
         }
-        a00.intoArray(dW, w0); a01.intoArray(dW, w0 + L); a02.intoArray(dW, w0 + 2 * L); a03.intoArray(dW, w0 + 3 * L);
-        a10.intoArray(dW, w1); a11.intoArray(dW, w1 + L); a12.intoArray(dW, w1 + 2 * L); a13.intoArray(dW, w1 + 3 * L);
-        a20.intoArray(dW, w2); a21.intoArray(dW, w2 + L); a22.intoArray(dW, w2 + 2 * L); a23.intoArray(dW, w2 + 3 * L);
-        a30.intoArray(dW, w3); a31.intoArray(dW, w3 + L); a32.intoArray(dW, w3 + 2 * L); a33.intoArray(dW, w3 + 3 * L);
+        int w1 = w0 + in, w2 = w1 + in, w3 = w2 + in, w4 = w3 + in, w5 = w4 + in;
+        a00.add(FloatVector.fromArray(F, dW, w0)).intoArray(dW, w0); a01.add(FloatVector.fromArray(F, dW, w0 + L)).intoArray(dW, w0 + L);
+        a02.add(FloatVector.fromArray(F, dW, w0 + 2 * L)).intoArray(dW, w0 + 2 * L); a03.add(FloatVector.fromArray(F, dW, w0 + 3 * L)).intoArray(dW, w0 + 3 * L);
+        a10.add(FloatVector.fromArray(F, dW, w1)).intoArray(dW, w1); a11.add(FloatVector.fromArray(F, dW, w1 + L)).intoArray(dW, w1 + L);
+        a12.add(FloatVector.fromArray(F, dW, w1 + 2 * L)).intoArray(dW, w1 + 2 * L); a13.add(FloatVector.fromArray(F, dW, w1 + 3 * L)).intoArray(dW, w1 + 3 * L);
+        a20.add(FloatVector.fromArray(F, dW, w2)).intoArray(dW, w2); a21.add(FloatVector.fromArray(F, dW, w2 + L)).intoArray(dW, w2 + L);
+        a22.add(FloatVector.fromArray(F, dW, w2 + 2 * L)).intoArray(dW, w2 + 2 * L); a23.add(FloatVector.fromArray(F, dW, w2 + 3 * L)).intoArray(dW, w2 + 3 * L);
+        a30.add(FloatVector.fromArray(F, dW, w3)).intoArray(dW, w3); a31.add(FloatVector.fromArray(F, dW, w3 + L)).intoArray(dW, w3 + L);
+        a32.add(FloatVector.fromArray(F, dW, w3 + 2 * L)).intoArray(dW, w3 + 2 * L); a33.add(FloatVector.fromArray(F, dW, w3 + 3 * L)).intoArray(dW, w3 + 3 * L);
+        a40.add(FloatVector.fromArray(F, dW, w4)).intoArray(dW, w4); a41.add(FloatVector.fromArray(F, dW, w4 + L)).intoArray(dW, w4 + L);
+        a42.add(FloatVector.fromArray(F, dW, w4 + 2 * L)).intoArray(dW, w4 + 2 * L); a43.add(FloatVector.fromArray(F, dW, w4 + 3 * L)).intoArray(dW, w4 + 3 * L);
+        a50.add(FloatVector.fromArray(F, dW, w5)).intoArray(dW, w5); a51.add(FloatVector.fromArray(F, dW, w5 + L)).intoArray(dW, w5 + L);
+        a52.add(FloatVector.fromArray(F, dW, w5 + 2 * L)).intoArray(dW, w5 + 2 * L); a53.add(FloatVector.fromArray(F, dW, w5 + 3 * L)).intoArray(dW, w5 + 3 * L);
     }
 
-    private static void dwSmall(float[] dy, float[] x, int n, int out, int in, float[] dW, int o, int no, int i, int width) {
-        for (int k = 0; k < no; k++) {
-            int wo = (o + k) * in + i;
-            if (width % L == 0) {
-                for (int v = 0; v < width; v += L) {
-                    FloatVector a = FloatVector.fromArray(F, dW, wo + v);
-                    for (int r = 0; r < n; r++) a = FloatVector.broadcast(F, dy[r * out + o + k]).fma(FloatVector.fromArray(F, x, r * in + i + v), a);
-                    a.intoArray(dW, wo + v);
-                }
-            } else {
-                for (int j = 0; j < width; j++) {
-                    float s = 0;
-                    for (int r = 0; r < n; r++) s += dy[r * out + o + k] * x[r * in + i + j];
-                    dW[wo + j] += s;
-                }
-            }
+    /** One output row of {@link #dwTile6}. */
+    private static void dwTile1(float[] dy, int d0, int out, int rk, MemorySegment x, long xo, float[] dW, int w0) {
+        final ByteOrder bo = ByteOrder.LITTLE_ENDIAN;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        for (int r = 0; r < rk; r++) {
+            long p = xo + 16L * L * r;
+            FloatVector b = FloatVector.broadcast(F, dy[d0 + r * out]);
+            a0 = b.fma(FloatVector.fromMemorySegment(F, x, p, bo), a0);
+            a1 = b.fma(FloatVector.fromMemorySegment(F, x, p + 4L * L, bo), a1);
+            a2 = b.fma(FloatVector.fromMemorySegment(F, x, p + 8L * L, bo), a2);
+            a3 = b.fma(FloatVector.fromMemorySegment(F, x, p + 12L * L, bo), a3);
         }
+        a0.add(FloatVector.fromArray(F, dW, w0)).intoArray(dW, w0); a1.add(FloatVector.fromArray(F, dW, w0 + L)).intoArray(dW, w0 + L);
+        a2.add(FloatVector.fromArray(F, dW, w0 + 2 * L)).intoArray(dW, w0 + 2 * L); a3.add(FloatVector.fromArray(F, dW, w0 + 3 * L)).intoArray(dW, w0 + 3 * L);
     }
 }
