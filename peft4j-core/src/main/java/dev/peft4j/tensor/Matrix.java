@@ -72,6 +72,33 @@ public final class Matrix {
     /** The stored bytes (mapped matrices only). */
     MemorySegment segment() { return seg; }
 
+    private volatile Packed packed;
+
+    /** The panel-packed copy {@link MatMul} reads (mapped matrices only), built on first use. */
+    Packed packed() {
+        Packed p = packed;
+        if (p == null) {
+            synchronized (this) {
+                if ((p = packed) == null) packed = p = Packed.of(this);
+            }
+        }
+        return p;
+    }
+
+    /**
+     * Builds now what the first product against this matrix would otherwise build: the off-heap panel-packed copy of a
+     * mapped matrix that {@link MatMul} streams (same precision, about the stored size). No-op on the heap.
+     */
+    public void prepare() {
+        if (data == null) packed();
+    }
+
+    /** Off-heap bytes of the packed copy (0 when not built or on the heap). */
+    public long packedBytes() {
+        Packed p = packed;
+        return p == null ? 0 : p.bytes();
+    }
+
     /** The heap array (only for heap matrices). */
     public float[] array() {
         if (data == null) throw new IllegalStateException("mapped matrix has no heap array");
@@ -137,6 +164,12 @@ public final class Matrix {
 
     /** L int8 values at a byte offset times the block scale d (exact in float32: an 11-bit by 8-bit product). */
     static FloatVector q8(MemorySegment s, long byteOffset, float d) {
+        ByteVector bv = ByteVector.fromMemorySegment(B_QUARTER, s, byteOffset, ByteOrder.LITTLE_ENDIAN);
+        return ((FloatVector) bv.convertShape(VectorOperators.B2F, F, 0)).mul(d);
+    }
+
+    /** L int8 values at a byte offset times per-lane scales d (the same products as {@link #q8(MemorySegment, long, float)}). */
+    static FloatVector q8(MemorySegment s, long byteOffset, FloatVector d) {
         ByteVector bv = ByteVector.fromMemorySegment(B_QUARTER, s, byteOffset, ByteOrder.LITTLE_ENDIAN);
         return ((FloatVector) bv.convertShape(VectorOperators.B2F, F, 0)).mul(d);
     }

@@ -17,8 +17,8 @@ public final class Parallel {
 
     static {
         for (int i = 0; i < WORKERS.length; i++) {
-            WORKERS[i] = new Worker();
-            Thread t = new Thread(WORKERS[i], "peft4j-kernel-" + (i + 1));
+            WORKERS[i] = new Worker(i);
+            Thread t = new KernelThread(WORKERS[i], "peft4j-kernel-" + (i + 1));
             t.setDaemon(true);
             WORKERS[i].thread = t;
             t.start();
@@ -46,60 +46,83 @@ public final class Parallel {
     /** Runs body over [0, n) split into contiguous parts of at least {@code grain} items, one per thread. */
     public static void forRange(int n, int grain, RangeBody body) {
         int parts = Math.min(THREADS, Math.max(1, n / Math.max(1, grain)));
-        if (parts <= 1 || Thread.currentThread().getName().startsWith("peft4j-kernel")) {
+        if (parts <= 1 || Thread.currentThread() instanceof KernelThread) {
             body.run(0, n);
             return;
         }
         synchronized (LOCK) {
-            AtomicInteger pending = new AtomicInteger(parts - 1);
-            Thread caller = Thread.currentThread();
-            RuntimeException[] failure = new RuntimeException[1];
+            failure = null;
+            pending.set(parts - 1);
+            job = new Job(body, n, parts);   // volatile: publishes the job to the workers
             for (int p = 1; p < parts; p++) {
-                int from = (int) ((long) n * p / parts), to = (int) ((long) n * (p + 1) / parts);
-                WORKERS[p - 1].submit(() -> {
-                    try {
-                        body.run(from, to);
-                    } catch (RuntimeException | Error e) {
-                        synchronized (failure) { if (failure[0] == null) failure[0] = e instanceof RuntimeException r ? r : new RuntimeException(e); }
-                    } finally {
-                        if (pending.decrementAndGet() == 0) LockSupport.unpark(caller);
-                    }
-                });
+                Worker w = WORKERS[p - 1];
+                if (w.parked) LockSupport.unpark(w.thread);
             }
             try {
                 body.run(0, (int) ((long) n / parts));
             } finally {   // also when the caller's part throws: no worker may still be writing once this returns
-                while (pending.get() > 0) {
-                    LockSupport.parkNanos(20_000);
+                int spins = 0;
+                while (pending.get() > 0) {   // spin briefly, then give the core away (another process may need it)
+                    if (++spins < 1 << 12) Thread.onSpinWait();
+                    else if (spins < 1 << 14) Thread.yield();
+                    else LockSupport.parkNanos(20_000);
                 }
+                job = null;
             }
-            if (failure[0] != null) throw failure[0];
+            if (failure != null) throw failure;
         }
     }
 
+    private record Job(RangeBody body, int n, int parts) {}
+
+    /** The current job (a new object each time; null when none). */
+    private static volatile Job job;
+    private static volatile RuntimeException failure;
+    private static final AtomicInteger pending = new AtomicInteger();
+
+    /** Kernel threads run nested parallel loops inline. */
+    private static final class KernelThread extends Thread {
+        KernelThread(Runnable r, String name) { super(r, name); }
+    }
+
+    /**
+     * A worker spins on the job epoch for a while after each job (decoding dispatches a few hundred jobs per token, a few
+     * microseconds apart), then parks until the next one unparks it.
+     */
     private static final class Worker implements Runnable {
-        volatile Runnable task;
+        final int index;   // runs part index + 1
+        volatile boolean parked;
         Thread thread;
 
-        void submit(Runnable r) {
-            task = r;
-            LockSupport.unpark(thread);
-        }
+        Worker(int index) { this.index = index; }
 
         @Override
         public void run() {
-            int spins = 0;
+            Job seen = null;
             while (true) {
-                Runnable r = task;
-                if (r != null) {
-                    task = null;
-                    r.run();
-                    spins = 0;
-                } else if (spins < 20_000) {
-                    spins++;
-                    Thread.onSpinWait();
-                } else {
-                    LockSupport.parkNanos(200_000);
+                Job j = job;
+                int spins = 0;
+                while (j == seen || j == null) {
+                    if (++spins < 50_000) {
+                        Thread.onSpinWait();
+                    } else {
+                        parked = true;
+                        if (job == j) LockSupport.park(this);
+                        parked = false;
+                        spins = 0;
+                    }
+                    j = job;
+                }
+                seen = j;
+                RangeBody body = j.body;
+                int n = j.n, parts = j.parts, p = index + 1;
+                if (p >= parts) continue;
+                try {
+                    body.run((int) ((long) n * p / parts), (int) ((long) n * (p + 1) / parts));
+                } catch (RuntimeException | Error ex) {
+                    if (failure == null) failure = ex instanceof RuntimeException r ? r : new RuntimeException(ex);
+                } finally {
+                    pending.decrementAndGet();
                 }
             }
         }

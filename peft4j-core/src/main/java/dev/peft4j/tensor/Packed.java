@@ -1,0 +1,123 @@
+package dev.peft4j.tensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * A weight matrix W [out, in] repacked for the products of {@link MatMul}: panels of {@value #P} output rows, each stored
+ * input-major (for every input index k, the {@value #P} weights W[o0..o0+31, k] side by side), so that a product streams one
+ * panel sequentially and every output lane accumulates its own sequential chain over k (no horizontal sums). Rows past
+ * {@code out} in the last panel are zeros. Built once per mapped matrix, off-heap (64-byte aligned), in the matrix's own
+ * precision:
+ * <ul>
+ *   <li>{@link Kind#BF16}: 64 bytes per k (bf16, widened exactly in registers);</li>
+ *   <li>{@link Kind#F32}: 128 bytes per k (F32 and F16 weights; F16 widens exactly);</li>
+ *   <li>{@link Kind#Q8}: per block of 32 inputs, the 32 outputs' block scales as float32 (exact fp16 values, 128 bytes), then
+ *       32 x 32 int8 (input-major): 1152 bytes per block. A weight is formed as q·d in registers, the same float32 value as
+ *       the Q8_0 row format's.</li>
+ * </ul>
+ */
+final class Packed {
+    /** Output rows per panel. */
+    static final int P = 32;
+    static final long Q8_BLOCK_BYTES = 4L * P + (long) P * DType.Q8_BLOCK;
+
+    enum Kind { F32, BF16, Q8 }
+
+    final Kind kind;
+    final MemorySegment seg;
+    final int rows, cols, panels;
+    /** Bytes of one panel. */
+    final long panelBytes;
+
+    private Packed(Kind kind, MemorySegment seg, int rows, int cols, long panelBytes) {
+        this.kind = kind;
+        this.seg = seg;
+        this.rows = rows;
+        this.cols = cols;
+        this.panels = (rows + P - 1) / P;
+        this.panelBytes = panelBytes;
+    }
+
+    static long panelBytes(Kind kind, int cols) {
+        return switch (kind) {
+            case F32 -> 4L * P * cols;
+            case BF16 -> 2L * P * cols;
+            case Q8 -> (long) cols / DType.Q8_BLOCK * Q8_BLOCK_BYTES;
+        };
+    }
+
+    /** Packs a mapped matrix (parallel over panels). */
+    static Packed of(Matrix m) {
+        Kind kind = switch (m.dtype) {
+            case BF16 -> Kind.BF16;
+            case Q8_0 -> Kind.Q8;
+            default -> Kind.F32;
+        };
+        long pb = panelBytes(kind, m.cols);
+        int panels = (m.rows + P - 1) / P;
+        MemorySegment seg = Arena.ofAuto().allocate(Math.max(64, pb * panels), 64);   // zeroed
+        Packed p = new Packed(kind, seg, m.rows, m.cols, pb);
+        Parallel.forRange(panels, 8, (a, b) -> {
+            float[] row = kind == Kind.F32 ? new float[m.cols] : null;
+            for (int q = a; q < b; q++) p.fill(m, q, row);
+        });
+        return p;
+    }
+
+    private void fill(Matrix m, int panel, float[] row) {
+        MemorySegment src = m.segment();
+        long base = panel * panelBytes;
+        int o0 = panel * P, no = Math.min(P, rows - o0);
+        for (int j = 0; j < no; j++) {
+            int o = o0 + j;
+            switch (kind) {
+                case BF16 -> {
+                    long s = o * m.rowBytes;
+                    for (int k = 0; k < cols; k++) seg.set(Matrix.LE_SHORT, base + 64L * k + 2L * j, src.get(Matrix.LE_SHORT, s + 2L * k));
+                }
+                case F32 -> {
+                    m.rowsToFloat(o, 1, row, 0);
+                    for (int k = 0; k < cols; k++) seg.set(Matrix.LE_FLOAT, base + 128L * k + 4L * j, row[k]);
+                }
+                case Q8 -> {
+                    long s = o * m.rowBytes;
+                    int blocks = cols / DType.Q8_BLOCK;
+                    for (int b = 0; b < blocks; b++, s += DType.Q8_BLOCK_BYTES) {
+                        long d = base + b * Q8_BLOCK_BYTES;
+                        seg.set(Matrix.LE_FLOAT, d + 4L * j, Float.float16ToFloat(src.get(Matrix.LE_SHORT, s)));
+                        for (int k = 0; k < DType.Q8_BLOCK; k++) {
+                            seg.set(ValueLayout.JAVA_BYTE, d + 4L * P + (long) P * k + j, src.get(ValueLayout.JAVA_BYTE, s + 2 + k));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * Packs rows [o0, o0 + no) of a heap (or any) matrix into a float32 panel at {@code dst} (at least {@link #panelBytes}
+     * (F32, cols) bytes; rows past no are zeros), through {@code tmp} (at least P·cols floats).
+     */
+    static void heapPanel(Matrix m, int o0, int no, float[] tmp, MemorySegment dst) {
+        int cols = m.cols;
+        if (m.onHeap()) {
+            float[] w = m.array();
+            for (int j = 0; j < no; j++) {
+                int s = (o0 + j) * cols;
+                for (int k = 0; k < cols; k++) tmp[k * P + j] = w[s + k];
+            }
+        } else {
+            float[] row = new float[cols];
+            for (int j = 0; j < no; j++) {
+                m.rowsToFloat(o0 + j, 1, row, 0);
+                for (int k = 0; k < cols; k++) tmp[k * P + j] = row[k];
+            }
+        }
+        if (no < P) for (int k = 0; k < cols; k++) java.util.Arrays.fill(tmp, k * P + no, k * P + P, 0f);
+        MemorySegment.copy(tmp, 0, dst, Matrix.LE_FLOAT, 0, P * cols);
+    }
+
+    long bytes() { return seg.byteSize(); }
+}
