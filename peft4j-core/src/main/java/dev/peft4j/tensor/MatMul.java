@@ -24,7 +24,7 @@ import static dev.peft4j.tensor.Packed.P;
  * mapped weights; per call for heap weights), so one vector of 16 lanes holds 16 outputs' weights at one k and each lane's
  * chain is an ordinary vector FMA with the broadcast input value: an outer-product register tile of up to 8 rows x 32 outputs
  * (16 accumulators), no horizontal sums. The input rows are packed once per call, groups of 8 rows input-major. Work is split
- * over panels, so every thread streams its own part of the weights once per call, whatever the number of rows.
+ * over chunks of panels that the threads claim, so every panel is streamed once per call, whatever the number of rows.
  */
 public final class MatMul {
     static final VectorSpecies<Float> F = Matrix.F;
@@ -37,7 +37,7 @@ public final class MatMul {
 
     /** Per-thread buffers: the packed input (owned by the calling thread), a heap weight panel, accumulators. */
     static final class Scratch {
-        final float[] acc = new float[R * P];
+        final float[] acc = new float[Math.max(R * P, 2 * P)];
         float[] xp = new float[0], tmp = new float[0];
         MemorySegment panel = MemorySegment.NULL;
 
@@ -91,7 +91,9 @@ public final class MatMul {
         pack(x, xOff, n, in, xp);
         int panels = (out + P - 1) / P;
         Parallel.RangeBody body = (p0, p1) -> panelRange(xp, n, w, pk, y, yOff, acc, p0, p1);
-        if (parallel) Parallel.forRange(panels, 1, body);
+        // about four chunks per thread, an even number of panels each (rows outside 8-row groups take panels in pairs)
+        int chunk = Math.max(2, (panels + 8 * Parallel.threads() - 1) / (8 * Parallel.threads()) * 2);
+        if (parallel) Parallel.forChunks(panels, chunk, body);
         else body.run(0, panels);
     }
 
@@ -128,8 +130,30 @@ public final class MatMul {
             ws = s.panel(pb);
             kind = Packed.Kind.F32;
         }
+        int tail = n % R;
         for (int p = p0; p < p1; p++) {
             int o0 = p * P, no = Math.min(P, out - o0);
+            if (pk != null && kind != Packed.Kind.F32 && tail > 0 && p + 1 < p1) {
+                // two panels at once for the rows outside the 8-row groups: four independent chains hide the FMA latency
+                // (decoding is one such row); the 8-row groups go through each panel as usual
+                long wo = p * pb;
+                int r = 0;
+                for (; r + R <= n; r += R) {
+                    if (kind == Packed.Kind.BF16) Tiles.bf16x8(xp, r * in, ws, wo, in, a);
+                    else Tiles.q8x8(xp, r * in, ws, wo, in, a);
+                    store(a, R, y, yOff + r * out + o0, out, no, acc);
+                    if (kind == Packed.Kind.BF16) Tiles.bf16x8(xp, r * in, ws, wo + pb, in, a);
+                    else Tiles.q8x8(xp, r * in, ws, wo + pb, in, a);
+                    store(a, R, y, yOff + r * out + o0 + P, out, Math.min(P, out - o0 - P), acc);
+                }
+                for (; r < n; r++) {
+                    if (kind == Packed.Kind.BF16) Tiles.bf16x1x2(xp, r * in, ws, wo, pb, in, a);
+                    else Tiles.q8x1x2(xp, r * in, ws, wo, pb, in, a);
+                    store2(a, y, yOff + r * out + o0, Math.min(2 * P, out - o0), acc);
+                }
+                p++;
+                continue;
+            }
             long wo;
             if (pk != null) {
                 wo = p * pb;
@@ -162,6 +186,12 @@ public final class MatMul {
             if (acc) for (int j = 0; j < no; j++) y[yo + j] += a[i * P + j];
             else System.arraycopy(a, i * P, y, yo, no);
         }
+    }
+
+    /** One row's 64 outputs of two panels (acc[0, 64)). */
+    private static void store2(float[] a, float[] y, int yo, int no, boolean acc) {
+        if (acc) for (int j = 0; j < no; j++) y[yo + j] += a[j];
+        else System.arraycopy(a, 0, y, yo, no);
     }
 
     /** The definition itself, one scalar fma at a time (used where vectors are not 16 lanes; the tests' reference). */
@@ -251,9 +281,9 @@ public final class MatMul {
             FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
-                FloatVector d0 = FloatVector.fromMemorySegment(F, w, b, LE), d1 = FloatVector.fromMemorySegment(F, w, b + 64, LE);
+                FloatVector d0 = Matrix.f16(w, b), d1 = Matrix.f16(w, b + 32);
                 for (int j = 0; j < 32; j++) {
-                    long q = b + 128 + 32L * j;
+                    long q = b + 64 + 32L * j;
                     FloatVector w0 = Matrix.q8(w, q, d0), w1 = Matrix.q8(w, q + 16, d1);
                     int xk = xo + R * (kb + j);
                     FloatVector v = FloatVector.broadcast(F, x[xk]);
@@ -291,6 +321,40 @@ public final class MatMul {
             a0.intoArray(acc, 0); a1.intoArray(acc, 16);
         }
 
+        /** One row against two consecutive panels (wo and wo + pb): acc[0, 64). */
+        static void bf16x1x2(float[] x, int xo, MemorySegment w, long wo, long pb, int in, float[] acc) {
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            long wo2 = wo + pb;
+            for (int k = 0; k < in; k++) {
+                long b = wo + 64L * k, b2 = wo2 + 64L * k;
+                FloatVector v = FloatVector.broadcast(F, x[xo + k]);
+                a0 = v.fma(Matrix.bf16(w, b), a0);
+                a1 = v.fma(Matrix.bf16(w, b + 32), a1);
+                a2 = v.fma(Matrix.bf16(w, b2), a2);
+                a3 = v.fma(Matrix.bf16(w, b2 + 32), a3);
+            }
+            a0.intoArray(acc, 0); a1.intoArray(acc, 16); a2.intoArray(acc, 32); a3.intoArray(acc, 48);
+        }
+
+        /** One row against two consecutive Q8 panels: acc[0, 64). */
+        static void q8x1x2(float[] x, int xo, MemorySegment w, long wo, long pb, int in, float[] acc) {
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            for (int kb = 0; kb < in; kb += 32) {
+                long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES, b2 = b + pb;
+                FloatVector d0 = Matrix.f16(w, b), d1 = Matrix.f16(w, b + 32);
+                FloatVector d2 = Matrix.f16(w, b2), d3 = Matrix.f16(w, b2 + 32);
+                for (int j = 0; j < 32; j++) {
+                    long q = b + 64 + 32L * j, q2 = b2 + 64 + 32L * j;
+                    FloatVector v = FloatVector.broadcast(F, x[xo + kb + j]);
+                    a0 = v.fma(Matrix.q8(w, q, d0), a0);
+                    a1 = v.fma(Matrix.q8(w, q + 16, d1), a1);
+                    a2 = v.fma(Matrix.q8(w, q2, d2), a2);
+                    a3 = v.fma(Matrix.q8(w, q2 + 16, d3), a3);
+                }
+            }
+            a0.intoArray(acc, 0); a1.intoArray(acc, 16); a2.intoArray(acc, 32); a3.intoArray(acc, 48);
+        }
+
         static void f32x1(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0;
             for (int k = 0; k < in; k++) {
@@ -306,9 +370,9 @@ public final class MatMul {
             FloatVector a0 = FloatVector.zero(F), a1 = a0;
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
-                FloatVector d0 = FloatVector.fromMemorySegment(F, w, b, LE), d1 = FloatVector.fromMemorySegment(F, w, b + 64, LE);
+                FloatVector d0 = Matrix.f16(w, b), d1 = Matrix.f16(w, b + 32);
                 for (int j = 0; j < 32; j++) {
-                    long q = b + 128 + 32L * j;
+                    long q = b + 64 + 32L * j;
                     FloatVector v = FloatVector.broadcast(F, x[xo + kb + j]);
                     a0 = v.fma(Matrix.q8(w, q, d0), a0);
                     a1 = v.fma(Matrix.q8(w, q + 16, d1), a1);

@@ -13,15 +13,15 @@ import java.lang.foreign.ValueLayout;
  * <ul>
  *   <li>{@link Kind#BF16}: 64 bytes per k (bf16, widened exactly in registers);</li>
  *   <li>{@link Kind#F32}: 128 bytes per k (F32 and F16 weights; F16 widens exactly);</li>
- *   <li>{@link Kind#Q8}: per block of 32 inputs, the 32 outputs' block scales as float32 (exact fp16 values, 128 bytes), then
- *       32 x 32 int8 (input-major): 1152 bytes per block. A weight is formed as q·d in registers, the same float32 value as
- *       the Q8_0 row format's.</li>
+ *   <li>{@link Kind#Q8}: per block of 32 inputs, the 32 outputs' fp16 block scales (64 bytes), then 32 x 32 int8
+ *       (input-major): 1088 bytes per block, as compact as Q8_0 rows. A weight is formed as q·d in registers (d widened
+ *       exactly), the same float32 value as the Q8_0 row format's.</li>
  * </ul>
  */
 final class Packed {
     /** Output rows per panel. */
     static final int P = 32;
-    static final long Q8_BLOCK_BYTES = 4L * P + (long) P * DType.Q8_BLOCK;
+    static final long Q8_BLOCK_BYTES = 2L * P + (long) P * DType.Q8_BLOCK;
 
     enum Kind { F32, BF16, Q8 }
 
@@ -70,28 +70,36 @@ final class Packed {
         MemorySegment src = m.segment();
         long base = panel * panelBytes;
         int o0 = panel * P, no = Math.min(P, rows - o0);
-        for (int j = 0; j < no; j++) {
-            int o = o0 + j;
-            switch (kind) {
-                case BF16 -> {
-                    long s = o * m.rowBytes;
-                    for (int k = 0; k < cols; k++) seg.set(Matrix.LE_SHORT, base + 64L * k + 2L * j, src.get(Matrix.LE_SHORT, s + 2L * k));
+        switch (kind) {
+            case BF16 -> {   // transpose through heap arrays, then one bulk copy
+                short[] r = new short[cols], t = new short[P * cols];
+                for (int j = 0; j < no; j++) {
+                    MemorySegment.copy(src, Matrix.LE_SHORT, (o0 + j) * m.rowBytes, r, 0, cols);
+                    for (int k = 0; k < cols; k++) t[k * P + j] = r[k];
                 }
-                case F32 -> {
-                    m.rowsToFloat(o, 1, row, 0);
-                    for (int k = 0; k < cols; k++) seg.set(Matrix.LE_FLOAT, base + 128L * k + 4L * j, row[k]);
+                MemorySegment.copy(t, 0, seg, Matrix.LE_SHORT, base, P * cols);
+            }
+            case F32 -> {
+                float[] t = new float[P * cols];
+                for (int j = 0; j < no; j++) {
+                    m.rowsToFloat(o0 + j, 1, row, 0);
+                    for (int k = 0; k < cols; k++) t[k * P + j] = row[k];
                 }
-                case Q8 -> {
-                    long s = o * m.rowBytes;
-                    int blocks = cols / DType.Q8_BLOCK;
-                    for (int b = 0; b < blocks; b++, s += DType.Q8_BLOCK_BYTES) {
-                        long d = base + b * Q8_BLOCK_BYTES;
-                        seg.set(Matrix.LE_FLOAT, d + 4L * j, Float.float16ToFloat(src.get(Matrix.LE_SHORT, s)));
-                        for (int k = 0; k < DType.Q8_BLOCK; k++) {
-                            seg.set(ValueLayout.JAVA_BYTE, d + 4L * P + (long) P * k + j, src.get(ValueLayout.JAVA_BYTE, s + 2 + k));
-                        }
+                MemorySegment.copy(t, 0, seg, Matrix.LE_FLOAT, base, P * cols);
+            }
+            case Q8 -> {
+                int blocks = cols / DType.Q8_BLOCK;
+                byte[] r = new byte[(int) m.rowBytes], t = new byte[(int) panelBytes];
+                for (int j = 0; j < no; j++) {
+                    MemorySegment.copy(src, ValueLayout.JAVA_BYTE, (o0 + j) * m.rowBytes, r, 0, r.length);
+                    for (int b = 0; b < blocks; b++) {
+                        int s = b * DType.Q8_BLOCK_BYTES, d = (int) (b * Q8_BLOCK_BYTES);
+                        t[d + 2 * j] = r[s];
+                        t[d + 2 * j + 1] = r[s + 1];   // the fp16 scale, little-endian bytes as stored
+                        for (int k = 0; k < DType.Q8_BLOCK; k++) t[d + 2 * P + P * k + j] = r[s + 2 + k];
                     }
                 }
+                MemorySegment.copy(t, 0, seg, ValueLayout.JAVA_BYTE, base, t.length);
             }
         }
     }

@@ -50,35 +50,94 @@ public final class Parallel {
             body.run(0, n);
             return;
         }
+        run(new Job(body, n, parts, 0));
+    }
+
+    /**
+     * Runs body over [0, n) in chunks of {@code chunk} items (the last may be shorter) that the threads claim as they go: for
+     * bodies whose items are independent (a chunk's result must not depend on which thread runs it or on the other chunks).
+     * A thread that the system does not schedule then delays the call by at most the chunk it holds, instead of half the
+     * work.
+     */
+    public static void forChunks(int n, int chunk, RangeBody body) {
+        chunk = Math.max(1, chunk);
+        if (n <= chunk || THREADS == 1 || Thread.currentThread() instanceof KernelThread) {
+            body.run(0, n);
+            return;
+        }
+        run(new Job(body, n, THREADS, chunk));
+    }
+
+    private static void run(Job j) {
         synchronized (LOCK) {
-            failure = null;
-            pending.set(parts - 1);
-            job = new Job(body, n, parts);   // volatile: publishes the job to the workers
-            for (int p = 1; p < parts; p++) {
+            job = j;   // volatile: publishes the job to the workers
+            for (int p = 1; p < j.parts; p++) {
                 Worker w = WORKERS[p - 1];
                 if (w.parked) LockSupport.unpark(w.thread);
             }
             try {
-                body.run(0, (int) ((long) n / parts));
+                j.work(0);
             } finally {   // also when the caller's part throws: no worker may still be writing once this returns
                 int spins = 0;
-                while (pending.get() > 0) {   // spin briefly, then give the core away (another process may need it)
+                while (!j.finished()) {   // spin briefly, then give the core away (another process may need it)
                     if (++spins < 1 << 12) Thread.onSpinWait();
                     else if (spins < 1 << 14) Thread.yield();
                     else LockSupport.parkNanos(20_000);
                 }
                 job = null;
             }
-            if (failure != null) throw failure;
+            if (j.failure != null) throw j.failure;
         }
     }
 
-    private record Job(RangeBody body, int n, int parts) {}
+    /** One call: static parts (chunk 0, part p of parts run by thread p) or claimed chunks. */
+    private static final class Job {
+        final RangeBody body;
+        final int n, parts, chunk, chunks;
+        final AtomicInteger next = new AtomicInteger(), done = new AtomicInteger();
+        volatile RuntimeException failure;
+
+        Job(RangeBody body, int n, int parts, int chunk) {
+            this.body = body;
+            this.n = n;
+            this.parts = parts;
+            this.chunk = chunk;
+            this.chunks = chunk == 0 ? parts : (n + chunk - 1) / chunk;
+        }
+
+        /** Thread p's share: its static part, or chunks until none is left. */
+        void work(int p) {
+            if (chunk == 0) {
+                if (p >= parts) return;
+                try {
+                    body.run((int) ((long) n * p / parts), (int) ((long) n * (p + 1) / parts));
+                } catch (RuntimeException | Error e) {
+                    fail(e);
+                } finally {
+                    done.incrementAndGet();
+                }
+                return;
+            }
+            for (int c; (c = next.getAndIncrement()) < chunks; ) {
+                try {
+                    if (failure == null) body.run(c * chunk, Math.min(n, (c + 1) * chunk));
+                } catch (RuntimeException | Error e) {
+                    fail(e);
+                } finally {
+                    done.incrementAndGet();
+                }
+            }
+        }
+
+        boolean finished() { return done.get() >= chunks; }
+
+        private synchronized void fail(Throwable e) {
+            if (failure == null) failure = e instanceof RuntimeException r ? r : new RuntimeException(e);
+        }
+    }
 
     /** The current job (a new object each time; null when none). */
     private static volatile Job job;
-    private static volatile RuntimeException failure;
-    private static final AtomicInteger pending = new AtomicInteger();
 
     /** Kernel threads run nested parallel loops inline. */
     private static final class KernelThread extends Thread {
@@ -114,16 +173,7 @@ public final class Parallel {
                     j = job;
                 }
                 seen = j;
-                RangeBody body = j.body;
-                int n = j.n, parts = j.parts, p = index + 1;
-                if (p >= parts) continue;
-                try {
-                    body.run((int) ((long) n * p / parts), (int) ((long) n * (p + 1) / parts));
-                } catch (RuntimeException | Error ex) {
-                    if (failure == null) failure = ex instanceof RuntimeException r ? r : new RuntimeException(ex);
-                } finally {
-                    pending.decrementAndGet();
-                }
+                j.work(index + 1);
             }
         }
     }
