@@ -172,9 +172,13 @@ public final class Gemma3Model {
             }
             // attention block
             Ops.rmsNorm(x, 0, h, 0, N, H, w.inputNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdIn, 0);
-            project(w.q, l, 0, h, N, q, lt, tape, perSeq);
-            project(w.k, l, 1, h, N, k, lt, tape, perSeq);
-            project(w.v, l, 2, h, N, v, lt, tape, perSeq);
+            if (perSeq == null && plain(w.q) && plain(w.k) && plain(w.v)) {
+                MatMul.xWtMany(h, N, new dev.peft4j.tensor.Matrix[]{w.q.weight, w.k.weight, w.v.weight}, new float[][]{q, k, v});
+            } else {
+                project(w.q, l, 0, h, N, q, lt, tape, perSeq);
+                project(w.k, l, 1, h, N, k, lt, tape, perSeq);
+                project(w.v, l, 2, h, N, v, lt, tape, perSeq);
+            }
             if (lt != null) {
                 lt.qPre = q.clone();
                 lt.kPre = k.clone();
@@ -201,8 +205,12 @@ public final class Gemma3Model {
             // MLP block
             if (lt != null) lt.xMid = x.clone();
             Ops.rmsNorm(x, 0, h, 0, N, H, w.preFfNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPreFf, 0);
-            project(w.gate, l, 4, h, N, g, lt, tape, perSeq);
-            project(w.up, l, 5, h, N, u, lt, tape, perSeq);
+            if (perSeq == null && plain(w.gate) && plain(w.up)) {
+                MatMul.xWtMany(h, N, new dev.peft4j.tensor.Matrix[]{w.gate.weight, w.up.weight}, new float[][]{g, u});
+            } else {
+                project(w.gate, l, 4, h, N, g, lt, tape, perSeq);
+                project(w.up, l, 5, h, N, u, lt, tape, perSeq);
+            }
             if (lt != null) {
                 lt.gate = g.clone();
                 lt.up = u.clone();
@@ -222,6 +230,11 @@ public final class Gemma3Model {
         Ops.rmsNorm(x, 0, x, 0, N, H, weights.finalNorm, (float) c.rmsEps(), tape == null ? null : tape.finalRstd, 0);
         if (tape != null) tape.finalOut = x.clone();
         return x;
+    }
+
+    /** A module whose forward is its base product alone (no unmerged adapter): several of them can share one dispatch. */
+    private static boolean plain(Linear lin) {
+        return lin.merged || (lin.lora == null && lin.ia3 == null);
     }
 
     /** One linear module of layer l (index m in {@link Gemma3Weights.Layer#linears()}), with per-sequence adapters if any. */

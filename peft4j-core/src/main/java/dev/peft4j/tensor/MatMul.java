@@ -74,6 +74,38 @@ public final class MatMul {
         run(x, xOff, n, w, y, yOff, accumulate, false);
     }
 
+    /**
+     * Several products of the same input in one parallel pass (a layer's q/k/v or gate/up projections): ys[i][n, out_i] =
+     * x[n, in] · ws[i]ᵀ, each bitwise equal to its own {@link #xWt}. One dispatch instead of one per matrix.
+     */
+    public static void xWtMany(float[] x, int n, Matrix[] ws, float[][] ys) {
+        int in = ws[0].cols;
+        for (Matrix w : ws) if (w.cols != in) throw new IllegalArgumentException("xWtMany: matrices of different input sizes");
+        if (n <= 0) return;
+        if (!VEC || in == 0) {
+            for (int i = 0; i < ws.length; i++) run(x, 0, n, ws[i], ys[i], 0, false, true);
+            return;
+        }
+        int m = ws.length;
+        Packed[] pk = new Packed[m];
+        int[] start = new int[m + 1];
+        for (int i = 0; i < m; i++) {
+            if (x.length < (long) n * in || ys[i].length < (long) n * ws[i].rows) throw new IllegalArgumentException("x or y too short for " + n + " rows of " + ws[i].rows + "x" + in);
+            pk[i] = ws[i].onHeap() ? null : ws[i].packed();
+            start[i + 1] = start[i] + (ws[i].rows + P - 1) / P;
+        }
+        float[] xp = SCRATCH.get().xp(n * in);
+        pack(x, 0, n, in, xp);
+        int panels = start[m];
+        int chunk = Math.max(2, (panels + 8 * Parallel.threads() - 1) / (8 * Parallel.threads()) * 2);
+        Parallel.forChunks(panels, chunk, (g0, g1) -> {
+            for (int i = 0; i < m; i++) {
+                int a = Math.max(g0, start[i]), b = Math.min(g1, start[i + 1]);
+                if (a < b) panelRange(xp, n, ws[i], pk[i], ys[i], 0, false, a - start[i], b - start[i]);
+            }
+        });
+    }
+
     private static void run(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean acc, boolean parallel) {
         final int in = w.cols, out = w.rows;
         if (n <= 0 || out == 0) return;

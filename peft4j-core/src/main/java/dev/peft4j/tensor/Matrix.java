@@ -205,7 +205,7 @@ public final class Matrix {
      */
     public static MemorySegment quantizeQ8(Matrix src, Arena arena) {
         if (src.cols % QB != 0) throw new IllegalArgumentException("Q8_0 needs cols a multiple of " + QB + ", got " + src.cols);
-        MemorySegment out = arena.allocate(DType.Q8_0.storageBytes((long) src.rows * src.cols), 64);
+        MemorySegment out = NativeMemory.allocate(DType.Q8_0.storageBytes((long) src.rows * src.cols), arena);
         float[] row = new float[src.cols];
         long o = 0;
         for (int r = 0; r < src.rows; r++) {

@@ -57,7 +57,7 @@ final class Packed {
         };
         long pb = panelBytes(kind, m.cols);
         int panels = (m.rows + P - 1) / P;
-        MemorySegment seg = Arena.ofAuto().allocate(Math.max(64, pb * panels), 64);   // zeroed
+        MemorySegment seg = NativeMemory.allocate(pb * panels);   // zeroed
         Packed p = new Packed(kind, seg, m.rows, m.cols, pb);
         Parallel.forRange(panels, 8, (a, b) -> {
             float[] row = kind == Kind.F32 ? new float[m.cols] : null;

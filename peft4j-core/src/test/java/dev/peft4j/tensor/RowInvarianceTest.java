@@ -100,4 +100,30 @@ class RowInvarianceTest {
             }
         }
     }
+
+    /** Several products in one dispatch equal each product alone, bit for bit. */
+    @Test
+    void manyProductsInOneDispatchEqualEachAlone() {
+        SplittableRandom r = new SplittableRandom(5);
+        int in = 96;
+        int[] outs = {64, 40, 200};
+        for (int n : new int[]{1, 3, 8, 19}) {
+            Matrix[] ws = new Matrix[outs.length];
+            float[][] ys = new float[outs.length][];
+            for (int i = 0; i < outs.length; i++) {
+                Matrix[] l = layouts(rand(outs[i] * in, r), outs[i], in);
+                ws[i] = l[i % 3 == 0 ? 2 : i % 3 == 1 ? 0 : 4];   // bf16 mapped, heap, q8
+                ys[i] = new float[n * outs[i]];
+            }
+            float[] x = rand(n * in, r);
+            MatMul.xWtMany(x, n, ws, ys);
+            for (int i = 0; i < outs.length; i++) {
+                float[] alone = new float[n * outs[i]];
+                MatMul.xWt(x, 0, n, ws[i], alone, 0, false);
+                for (int j = 0; j < alone.length; j++) {
+                    assertEquals(Float.floatToRawIntBits(alone[j]), Float.floatToRawIntBits(ys[i][j]), "matrix " + i + " n=" + n + " value " + j);
+                }
+            }
+        }
+    }
 }
