@@ -58,7 +58,7 @@ final class AttentionBackward {
         // phase 1 items: (sequence, head, query block)
         int[] qItemStart = new int[S + 1];
         for (int s = 0; s < S; s++) qItemStart[s + 1] = qItemStart[s] + nH * ((rowCount[s] + QB - 1) / QB);
-        Parallel.forRange(qItemStart[S], 1, (a, b) -> {
+        Parallel.forChunks(qItemStart[S], 2, (a, b) -> {
             float[] sc = null, dp = null;
             for (int item = a; item < b; item++) {
                 int s = seqOf(qItemStart, item);
@@ -107,7 +107,7 @@ final class AttentionBackward {
         // phase 2 items: (sequence, kv head, key block)
         int[] kItemStart = new int[S + 1];
         for (int s = 0; s < S; s++) kItemStart[s + 1] = kItemStart[s] + nKV * ((rowCount[s] + KB - 1) / KB);
-        Parallel.forRange(kItemStart[S], 1, (a, b) -> {
+        Parallel.forChunks(kItemStart[S], 1, (a, b) -> {
             float[] sc = new float[QSUB * KB], dp = new float[QSUB * KB];
             for (int item = a; item < b; item++) {
                 int s = seqOf(kItemStart, item);

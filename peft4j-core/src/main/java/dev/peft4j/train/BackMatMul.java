@@ -61,7 +61,7 @@ public final class BackMatMul {
             }
         });
         final int chunks = (n + RCH - 1) / RCH, panels = full + (tw > 0 ? 1 : 0);
-        Parallel.forRange(panels * chunks, 1, (a, b) -> {
+        Parallel.forChunks(panels * chunks, 1, (a, b) -> {
             for (int item = a; item < b; item++) {
                 int p = item / chunks, ch = item % chunks;   // panel-major: consecutive items reuse the panel from cache
                 int r0 = ch * RCH, r1 = Math.min(n, r0 + RCH), i0 = p * PW;
@@ -178,7 +178,7 @@ public final class BackMatMul {
             }
         });
         final int chunks = (out + RCH - 1) / RCH, panels = full + (tw > 0 ? 1 : 0);
-        Parallel.forRange(panels * chunks, 1, (a, b) -> {
+        Parallel.forChunks(panels * chunks, 1, (a, b) -> {
             for (int item = a; item < b; item++) {
                 int p = item / chunks, ch = item % chunks;   // panel-major: consecutive items reuse the panel from cache
                 int o0 = ch * RCH, o1 = Math.min(out, o0 + RCH), i0 = p * PW;
