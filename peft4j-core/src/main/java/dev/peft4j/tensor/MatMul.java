@@ -148,61 +148,64 @@ public final class MatMul {
     /** All n rows against panels [p0, p1). */
     private static void panelRange(float[] xp, int n, Matrix w, Packed pk, float[] y, int yOff, boolean acc, int p0, int p1) {
         Scratch s = SCRATCH.get();
-        float[] a = s.acc;
-        final int in = w.cols, out = w.rows;
-        MemorySegment ws;
-        long pb;
-        Packed.Kind kind;
-        if (pk != null) {
-            ws = pk.seg;
-            pb = pk.panelBytes;
-            kind = pk.kind;
-        } else {
-            pb = Packed.panelBytes(Packed.Kind.F32, in);
-            ws = s.panel(pb);
-            kind = Packed.Kind.F32;
+        final int in = w.cols;
+        if (pk == null) {   // heap weights: each panel packed once, all rows through it
+            long pb = Packed.panelBytes(Packed.Kind.F32, in);
+            MemorySegment ws = s.panel(pb);
+            for (int p = p0; p < p1; p++) {
+                int o0 = p * P;
+                Packed.heapPanel(w, o0, Math.min(P, w.rows - o0), s.tmp(P * in), ws);
+                rows(xp, 0, n, Packed.Kind.F32, ws, 0, 0, false, w, y, yOff, acc, o0, s.acc);
+            }
+            return;
         }
-        int tail = n % R;
-        for (int p = p0; p < p1; p++) {
-            int o0 = p * P, no = Math.min(P, out - o0);
-            if (pk != null && kind != Packed.Kind.F32 && tail > 0 && p + 1 < p1) {
-                // two panels at once for the rows outside the 8-row groups: four independent chains hide the FMA latency
-                // (decoding is one such row); the 8-row groups go through each panel as usual
-                long wo = p * pb;
-                int r = 0;
-                for (; r + R <= n; r += R) {
-                    if (kind == Packed.Kind.BF16) Tiles.bf16x8(xp, r * in, ws, wo, in, a);
-                    else Tiles.q8x8(xp, r * in, ws, wo, in, a);
-                    store(a, R, y, yOff + r * out + o0, out, no, acc);
-                    if (kind == Packed.Kind.BF16) Tiles.bf16x8(xp, r * in, ws, wo + pb, in, a);
-                    else Tiles.q8x8(xp, r * in, ws, wo + pb, in, a);
-                    store(a, R, y, yOff + r * out + o0 + P, out, Math.min(P, out - o0 - P), acc);
+        // packed weights: a group of panels (read from memory once, then from the L2 cache) against blocks of rows (their
+        // packed input read from the L2 cache too)
+        int rb = Math.max(R, BLOCK_BYTES / (4 * in) / R * R);
+        int pg = (int) Math.max(2, BLOCK_BYTES / pk.panelBytes / 2 * 2);
+        for (int g0 = p0; g0 < p1; g0 += pg) {
+            int g1 = Math.min(p1, g0 + pg);
+            for (int r0 = 0; r0 < n; r0 += rb) {
+                int r1 = Math.min(n, r0 + rb);
+                for (int p = g0; p < g1; p++) {
+                    // rows outside the 8-row groups (decoding is one such row) take two panels at once: four independent
+                    // chains hide the FMA latency
+                    boolean pair = r1 % R != 0 && p + 1 < g1;
+                    rows(xp, r0, r1, pk.kind, pk.seg, p * pk.panelBytes, pk.panelBytes, pair, w, y, yOff, acc, p * P, s.acc);
+                    if (pair) p++;
                 }
-                for (; r < n; r++) {
-                    if (kind == Packed.Kind.BF16) Tiles.bf16x1x2(xp, r * in, ws, wo, pb, in, a);
-                    else Tiles.q8x1x2(xp, r * in, ws, wo, pb, in, a);
-                    store2(a, y, yOff + r * out + o0, Math.min(2 * P, out - o0), acc);
-                }
-                p++;
-                continue;
             }
-            long wo;
-            if (pk != null) {
-                wo = p * pb;
-            } else {
-                Packed.heapPanel(w, o0, no, s.tmp(P * in), ws);
-                wo = 0;
-            }
-            int r = 0;
-            for (; r + R <= n; r += R) {
+        }
+    }
+
+    /** Bytes of a block of packed input rows, and of a group of panels: together well inside the L2 cache. */
+    static final int BLOCK_BYTES = 384 * 1024;
+
+    /** Rows [r0, r1) (r0 a multiple of R) against the panel at wo (and, if pair, the next one at wo + pb, for the tail rows). */
+    private static void rows(float[] xp, int r0, int r1, Packed.Kind kind, MemorySegment ws, long wo, long pb, boolean pair, Matrix w,
+                             float[] y, int yOff, boolean acc, int o0, float[] a) {
+        final int in = w.cols, out = w.rows, no = Math.min(P, out - o0);
+        int r = r0;
+        for (; r + R <= r1; r += R) {
+            for (int h = 0; h < (pair ? 2 : 1); h++) {
+                long o = wo + h * pb;
                 switch (kind) {
-                    case BF16 -> Tiles.bf16x8(xp, r * in, ws, wo, in, a);
-                    case F32 -> Tiles.f32x8(xp, r * in, ws, wo, in, a);
-                    case Q8 -> Tiles.q8x8(xp, r * in, ws, wo, in, a);
+                    case BF16 -> Tiles.bf16x8(xp, r * in, ws, o, in, a);
+                    case F32 -> Tiles.f32x8(xp, r * in, ws, o, in, a);
+                    case Q8 -> Tiles.q8x8(xp, r * in, ws, o, in, a);
                 }
-                store(a, R, y, yOff + r * out + o0, out, no, acc);
+                store(a, R, y, yOff + r * out + o0 + h * P, out, Math.min(P, out - o0 - h * P), acc);
             }
-            for (; r < n; r++) {
+        }
+        for (; r < r1; r++) {
+            if (pair) {
+                switch (kind) {
+                    case BF16 -> Tiles.bf16x1x2(xp, r * in, ws, wo, pb, in, a);
+                    case F32 -> Tiles.f32x1x2(xp, r * in, ws, wo, pb, in, a);
+                    case Q8 -> Tiles.q8x1x2(xp, r * in, ws, wo, pb, in, a);
+                }
+                store2(a, y, yOff + r * out + o0, Math.min(2 * P, out - o0), acc);
+            } else {
                 switch (kind) {
                     case BF16 -> Tiles.bf16x1(xp, r * in, ws, wo, in, a);
                     case F32 -> Tiles.f32x1(xp, r * in, ws, wo, in, a);
@@ -364,6 +367,21 @@ public final class MatMul {
                 a1 = v.fma(Matrix.bf16(w, b + 32), a1);
                 a2 = v.fma(Matrix.bf16(w, b2), a2);
                 a3 = v.fma(Matrix.bf16(w, b2 + 32), a3);
+            }
+            a0.intoArray(acc, 0); a1.intoArray(acc, 16); a2.intoArray(acc, 32); a3.intoArray(acc, 48);
+        }
+
+        /** One row against two consecutive float32 panels: acc[0, 64). */
+        static void f32x1x2(float[] x, int xo, MemorySegment w, long wo, long pb, int in, float[] acc) {
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            long wo2 = wo + pb;
+            for (int k = 0; k < in; k++) {
+                long b = wo + 128L * k, b2 = wo2 + 128L * k;
+                FloatVector v = FloatVector.broadcast(F, x[xo + k]);
+                a0 = v.fma(FloatVector.fromMemorySegment(F, w, b, LE), a0);
+                a1 = v.fma(FloatVector.fromMemorySegment(F, w, b + 64, LE), a1);
+                a2 = v.fma(FloatVector.fromMemorySegment(F, w, b2, LE), a2);
+                a3 = v.fma(FloatVector.fromMemorySegment(F, w, b2 + 64, LE), a3);
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, 16); a2.intoArray(acc, 32); a3.intoArray(acc, 48);
         }
