@@ -4,7 +4,11 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 import static dev.peft4j.tensor.Packed.P;
@@ -29,6 +33,9 @@ import static dev.peft4j.tensor.Packed.P;
 public final class MatMul {
     static final VectorSpecies<Float> F = Matrix.F;
     static final int L = F.length();
+    private static final VectorSpecies<Short> SH = Matrix.S_HALF;
+    private static final VectorSpecies<Byte> BQ = Matrix.B_QUARTER;
+    private static final VectorSpecies<Integer> I = Matrix.I;
     /** Rows per register tile. */
     static final int R = 8;
     private static final boolean VEC = L == 16;
@@ -246,7 +253,10 @@ public final class MatMul {
 
     /**
      * The register tiles: {@code x8} kernels take a packed group of 8 rows (input-major) and leave acc[i·32 + j] for row i,
-     * output j of the panel; {@code x1} kernels take one row. Vectors never leave a kernel (C2 compiles each on its own).
+     * output j of the panel; {@code x1} kernels take one row. Vectors never leave a kernel (C2 compiles each on its own), and
+     * the weight conversions are written out in each kernel rather than called: a call C2 declines to inline in a large
+     * kernel ("callee uses too much stack") would box a vector per weight load, 6x slower. Q8 kernels widen a block's
+     * fp16 scales through acc (written with the results only at the end).
      */
     static final class Tiles {
         private Tiles() {}
@@ -256,7 +266,7 @@ public final class MatMul {
             FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
             for (int k = 0; k < in; k++) {
                 long b = wo + 64L * k;
-                FloatVector w0 = Matrix.bf16(w, b), w1 = Matrix.bf16(w, b + 32);
+                FloatVector w0 = ((IntVector) ShortVector.fromMemorySegment(SH, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), w1 = ((IntVector) ShortVector.fromMemorySegment(SH, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
                 int xk = xo + R * k;
                 FloatVector v = FloatVector.broadcast(F, x[xk]);
                 a00 = v.fma(w0, a00); a01 = v.fma(w1, a01);
@@ -316,10 +326,11 @@ public final class MatMul {
             FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
-                FloatVector d0 = Matrix.f16(w, b), d1 = Matrix.f16(w, b + 32);
+                Matrix.f16To(w, b, acc, 0); Matrix.f16To(w, b + 32, acc, 16);
+                FloatVector d0 = FloatVector.fromArray(F, acc, 0), d1 = FloatVector.fromArray(F, acc, 16);
                 for (int j = 0; j < 32; j++) {
                     long q = b + 64 + 32L * j;
-                    FloatVector w0 = Matrix.q8(w, q, d0), w1 = Matrix.q8(w, q + 16, d1);
+                    FloatVector w0 = ((FloatVector) ByteVector.fromMemorySegment(BQ, w, q, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d0), w1 = ((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 16, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d1);
                     int xk = xo + R * (kb + j);
                     FloatVector v = FloatVector.broadcast(F, x[xk]);
                     a00 = v.fma(w0, a00); a01 = v.fma(w1, a01);
@@ -350,8 +361,8 @@ public final class MatMul {
             for (int k = 0; k < in; k++) {
                 long b = wo + 64L * k;
                 FloatVector v = FloatVector.broadcast(F, x[xo + k]);
-                a0 = v.fma(Matrix.bf16(w, b), a0);
-                a1 = v.fma(Matrix.bf16(w, b + 32), a1);
+                a0 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a0);
+                a1 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a1);
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, 16);
         }
@@ -363,10 +374,10 @@ public final class MatMul {
             for (int k = 0; k < in; k++) {
                 long b = wo + 64L * k, b2 = wo2 + 64L * k;
                 FloatVector v = FloatVector.broadcast(F, x[xo + k]);
-                a0 = v.fma(Matrix.bf16(w, b), a0);
-                a1 = v.fma(Matrix.bf16(w, b + 32), a1);
-                a2 = v.fma(Matrix.bf16(w, b2), a2);
-                a3 = v.fma(Matrix.bf16(w, b2 + 32), a3);
+                a0 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a0);
+                a1 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a1);
+                a2 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b2, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a2);
+                a3 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b2 + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a3);
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, 16); a2.intoArray(acc, 32); a3.intoArray(acc, 48);
         }
@@ -391,15 +402,17 @@ public final class MatMul {
             FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES, b2 = b + pb;
-                FloatVector d0 = Matrix.f16(w, b), d1 = Matrix.f16(w, b + 32);
-                FloatVector d2 = Matrix.f16(w, b2), d3 = Matrix.f16(w, b2 + 32);
+                Matrix.f16To(w, b, acc, 0); Matrix.f16To(w, b + 32, acc, 16);
+                FloatVector d0 = FloatVector.fromArray(F, acc, 0), d1 = FloatVector.fromArray(F, acc, 16);
+                Matrix.f16To(w, b2, acc, 32); Matrix.f16To(w, b2 + 32, acc, 48);
+                FloatVector d2 = FloatVector.fromArray(F, acc, 32), d3 = FloatVector.fromArray(F, acc, 48);
                 for (int j = 0; j < 32; j++) {
                     long q = b + 64 + 32L * j, q2 = b2 + 64 + 32L * j;
                     FloatVector v = FloatVector.broadcast(F, x[xo + kb + j]);
-                    a0 = v.fma(Matrix.q8(w, q, d0), a0);
-                    a1 = v.fma(Matrix.q8(w, q + 16, d1), a1);
-                    a2 = v.fma(Matrix.q8(w, q2, d2), a2);
-                    a3 = v.fma(Matrix.q8(w, q2 + 16, d3), a3);
+                    a0 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d0), a0);
+                    a1 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 16, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d1), a1);
+                    a2 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q2, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d2), a2);
+                    a3 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q2 + 16, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d3), a3);
                 }
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, 16); a2.intoArray(acc, 32); a3.intoArray(acc, 48);
@@ -420,12 +433,13 @@ public final class MatMul {
             FloatVector a0 = FloatVector.zero(F), a1 = a0;
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
-                FloatVector d0 = Matrix.f16(w, b), d1 = Matrix.f16(w, b + 32);
+                Matrix.f16To(w, b, acc, 0); Matrix.f16To(w, b + 32, acc, 16);
+                FloatVector d0 = FloatVector.fromArray(F, acc, 0), d1 = FloatVector.fromArray(F, acc, 16);
                 for (int j = 0; j < 32; j++) {
                     long q = b + 64 + 32L * j;
                     FloatVector v = FloatVector.broadcast(F, x[xo + kb + j]);
-                    a0 = v.fma(Matrix.q8(w, q, d0), a0);
-                    a1 = v.fma(Matrix.q8(w, q + 16, d1), a1);
+                    a0 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d0), a0);
+                    a1 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 16, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d1), a1);
                 }
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, 16);
