@@ -108,13 +108,26 @@ public final class MatMul {
         Parallel.forChunks(panels, chunk, (g0, g1) -> {
             for (int i = 0; i < m; i++) {
                 int a = Math.max(g0, start[i]), b = Math.min(g1, start[i + 1]);
-                if (a < b) panelRange(xp, n, ws[i], pk[i], ys[i], 0, false, a - start[i], b - start[i]);
+                if (a < b) panelRange(xp, n, ws[i], pk[i], ys[i], 0, false, a - start[i], b - start[i], ws[i].rows, 0, ws[i].rows);
             }
         });
     }
 
+    /**
+     * Outputs [o0, o1) only: y[yOff + r·(o1 − o0) + (o − o0)] = Σ_i x[xOff + r·in + i] · W[o, i] (a block of the output head,
+     * without copying its rows); o0 must be a multiple of 32. Each value is bitwise the one {@link #xWt} computes.
+     */
+    public static void xWtRange(float[] x, int xOff, int n, Matrix w, int o0, int o1, float[] y, int yOff) {
+        if (o0 % P != 0 || o0 < 0 || o1 > w.rows || o1 < o0) throw new IllegalArgumentException("xWtRange: outputs [" + o0 + ", " + o1 + ") of " + w.rows + " (start a multiple of " + P + ")");
+        run(x, xOff, n, w, y, yOff, false, true, o0, o1);
+    }
+
     private static void run(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean acc, boolean parallel) {
-        final int in = w.cols, out = w.rows;
+        run(x, xOff, n, w, y, yOff, acc, parallel, 0, w.rows);
+    }
+
+    private static void run(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean acc, boolean parallel, int oLo, int oHi) {
+        final int in = w.cols, out = oHi - oLo, ys = out;
         if (n <= 0 || out == 0) return;
         if (x.length < xOff + (long) n * in || y.length < yOff + (long) n * out) throw new IllegalArgumentException("x or y too short for " + n + " rows of " + w.rows + "x" + w.cols);
         if (in == 0) {
@@ -122,14 +135,14 @@ public final class MatMul {
             return;
         }
         if (!VEC) {
-            scalar(x, xOff, n, w, y, yOff, acc);
+            scalar(x, xOff, n, w, y, yOff, acc, oLo, oHi);
             return;
         }
         Packed pk = w.onHeap() ? null : w.packed();
         float[] xp = SCRATCH.get().xp(n * in);
         pack(x, xOff, n, in, xp);
-        int panels = (out + P - 1) / P;
-        Parallel.RangeBody body = (p0, p1) -> panelRange(xp, n, w, pk, y, yOff, acc, p0, p1);
+        int pFirst = oLo / P, panels = (oHi + P - 1) / P - pFirst;
+        Parallel.RangeBody body = (p0, p1) -> panelRange(xp, n, w, pk, y, yOff, acc, p0 + pFirst, p1 + pFirst, ys, oLo, oHi);
         // about four chunks per thread, an even number of panels each (rows outside 8-row groups take panels in pairs)
         int chunk = Math.max(2, (panels + 8 * Parallel.threads() - 1) / (8 * Parallel.threads()) * 2);
         if (parallel) Parallel.forChunks(panels, chunk, body);
@@ -153,7 +166,8 @@ public final class MatMul {
     }
 
     /** All n rows against panels [p0, p1). */
-    private static void panelRange(float[] xp, int n, Matrix w, Packed pk, float[] y, int yOff, boolean acc, int p0, int p1) {
+    /** Outputs [oLo, oHi) of panels [p0, p1) go to y[yOff + r·ys + o − oLo]. */
+    private static void panelRange(float[] xp, int n, Matrix w, Packed pk, float[] y, int yOff, boolean acc, int p0, int p1, int ys, int oLo, int oHi) {
         Scratch s = SCRATCH.get();
         final int in = w.cols;
         if (pk == null) {   // heap weights: each panel packed once, all rows through it
@@ -162,7 +176,7 @@ public final class MatMul {
             for (int p = p0; p < p1; p++) {
                 int o0 = p * P;
                 Packed.heapPanel(w, o0, Math.min(P, w.rows - o0), s.tmp(P * in), ws);
-                rows(xp, 0, n, Packed.Kind.F32, ws, 0, 0, false, w, y, yOff, acc, o0, s.acc);
+                rows(xp, 0, n, Packed.Kind.F32, ws, 0, 0, false, w, y, yOff, acc, o0, s.acc, ys, oLo, oHi);
             }
             return;
         }
@@ -178,7 +192,7 @@ public final class MatMul {
                     // rows outside the 8-row groups (decoding is one such row) take two panels at once: four independent
                     // chains hide the FMA latency
                     boolean pair = r1 % R != 0 && p + 1 < g1;
-                    rows(xp, r0, r1, pk.kind, pk.seg, p * pk.panelBytes, pk.panelBytes, pair, w, y, yOff, acc, p * P, s.acc);
+                    rows(xp, r0, r1, pk.kind, pk.seg, p * pk.panelBytes, pk.panelBytes, pair, w, y, yOff, acc, p * P, s.acc, ys, oLo, oHi);
                     if (pair) p++;
                 }
             }
@@ -190,8 +204,8 @@ public final class MatMul {
 
     /** Rows [r0, r1) (r0 a multiple of R) against the panel at wo (and, if pair, the next one at wo + pb, for the tail rows). */
     private static void rows(float[] xp, int r0, int r1, Packed.Kind kind, MemorySegment ws, long wo, long pb, boolean pair, Matrix w,
-                             float[] y, int yOff, boolean acc, int o0, float[] a) {
-        final int in = w.cols, out = w.rows, no = Math.min(P, out - o0);
+                             float[] y, int yOff, boolean acc, int o0, float[] a, int ys, int oLo, int oHi) {
+        final int in = w.cols, no = Math.min(P, oHi - o0), col = o0 - oLo;
         int r = r0;
         for (; r + R <= r1; r += R) {
             for (int h = 0; h < (pair ? 2 : 1); h++) {
@@ -201,7 +215,7 @@ public final class MatMul {
                     case F32 -> Tiles.f32x8(xp, r * in, ws, o, in, a);
                     case Q8 -> Tiles.q8x8(xp, r * in, ws, o, in, a);
                 }
-                store(a, R, y, yOff + r * out + o0 + h * P, out, Math.min(P, out - o0 - h * P), acc);
+                store(a, R, y, yOff + r * ys + col + h * P, ys, Math.min(P, oHi - o0 - h * P), acc);
             }
         }
         for (; r < r1; r++) {
@@ -211,14 +225,14 @@ public final class MatMul {
                     case F32 -> Tiles.f32x1x2(xp, r * in, ws, wo, pb, in, a);
                     case Q8 -> Tiles.q8x1x2(xp, r * in, ws, wo, pb, in, a);
                 }
-                store2(a, y, yOff + r * out + o0, Math.min(2 * P, out - o0), acc);
+                store2(a, y, yOff + r * ys + col, Math.min(2 * P, oHi - o0), acc);
             } else {
                 switch (kind) {
                     case BF16 -> Tiles.bf16x1(xp, r * in, ws, wo, in, a);
                     case F32 -> Tiles.f32x1(xp, r * in, ws, wo, in, a);
                     case Q8 -> Tiles.q8x1(xp, r * in, ws, wo, in, a);
                 }
-                store(a, 1, y, yOff + r * out + o0, out, no, acc);
+                store(a, 1, y, yOff + r * ys + col, ys, no, acc);
             }
         }
     }
@@ -237,15 +251,15 @@ public final class MatMul {
     }
 
     /** The definition itself, one scalar fma at a time (used where vectors are not 16 lanes; the tests' reference). */
-    static void scalar(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean acc) {
-        int in = w.cols, out = w.rows;
+    static void scalar(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean acc, int oLo, int oHi) {
+        int in = w.cols, out = oHi - oLo;
         float[] row = new float[in];
-        for (int o = 0; o < out; o++) {
+        for (int o = oLo; o < oHi; o++) {
             w.rowsToFloat(o, 1, row, 0);
             for (int r = 0; r < n; r++) {
                 float s = 0f;
                 for (int k = 0; k < in; k++) s = Math.fma(x[xOff + r * in + k], row[k], s);
-                int yi = yOff + r * out + o;
+                int yi = yOff + r * out + o - oLo;
                 y[yi] = acc ? y[yi] + s : s;
             }
         }
