@@ -43,7 +43,13 @@ public final class BackMatMul {
      * 4 panel loads and 6 broadcasts per 24 FMAs, the panel read sequentially).
      */
     public static void dx(float[] dy, int n, Matrix w, float[] dx) {
-        final int in = w.cols, out = w.rows;
+        dx(dy, n, w, 0, w.rows, dx);
+    }
+
+    /** {@link #dx} against rows [wr0, wr0+out) of W only (dy [n, out]): a block of an output head, read in place. */
+    public static void dx(float[] dy, int n, Matrix w, int wr0, int out, float[] dx) {
+        final int in = w.cols;
+        if (wr0 < 0 || out < 0 || wr0 + out > w.rows) throw new IllegalArgumentException("dx: rows [" + wr0 + ", " + (wr0 + out) + ") of " + w.rows);
         if (n == 0 || in == 0 || out == 0) return;
         final int full = in / PW, tw = in - full * PW;
         final long panelBytes = 4L * out * PW;
@@ -53,7 +59,7 @@ public final class BackMatMul {
             float[] t = scratch(OBLOCK * in);
             for (int b = b0; b < b1; b++) {
                 int o0 = b * OBLOCK, ob = Math.min(OBLOCK, out - o0);
-                w.rowsToFloat(o0, ob, t, 0);
+                w.rowsToFloat(wr0 + o0, ob, t, 0);
                 for (int o = 0; o < ob; o++) {
                     for (int p = 0; p < full; p++) MemorySegment.copy(t, o * in + p * PW, wp, LE_FLOAT, p * panelBytes + 4L * (o0 + o) * PW, PW);
                     if (tw > 0) MemorySegment.copy(t, o * in + full * PW, wp, LE_FLOAT, full * panelBytes + 4L * (o0 + o) * tw, tw);

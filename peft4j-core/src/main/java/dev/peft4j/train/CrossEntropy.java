@@ -64,9 +64,14 @@ public final class CrossEntropy {
         for (int r = 0, m = 0; r < targets.length; r++) if (targets[r] != IGNORE) { rows[m] = r; tgt[m++] = targets[r]; }
         final float[] hs = new float[M * H];
         for (int m = 0; m < M; m++) System.arraycopy(hidden, rows[m] * H, hs, m * H, H);
-        final int C = Math.max(1, Math.min(V, Math.min(maxChunkFloats / M, 4 * maxChunkFloats / H)));
+        int cs = Math.max(1, Math.min(V, Math.min(maxChunkFloats / M, 4 * maxChunkFloats / H)));
+        // a mapped head is read in place (MatMul.xWtRange from its packed panels, BackMatMul.dx converting rows as it packs):
+        // chunks then start on multiples of 32 outputs
+        final boolean direct = !head.onHeap();
+        if (direct && cs < V) cs = Math.max(32, cs / 32 * 32);
+        final int C = Math.min(V, cs);
         final float[] logits = new float[M * C];
-        final float[] wbuf = new float[C * H];
+        final float[] wbuf = direct ? null : new float[C * H];
         final float cap = softcap == null ? 0f : softcap.floatValue();
         final float[] mx = new float[M], tl = new float[M];
         final double[] se = new double[M];
@@ -80,8 +85,10 @@ public final class CrossEntropy {
         // pass 1: online log-sum-exp
         for (int v0 = 0; v0 < V; v0 += C) {
             final int c = Math.min(C, V - v0), base = v0;
-            Matrix w = chunk(head, v0, c, wbuf);
-            MatMul.xWt(hs, 0, M, w, logits, 0, false);
+            Matrix w = direct ? head : chunk(head, v0, c, wbuf);
+            int w0 = direct ? v0 : 0;
+            if (direct) MatMul.xWtRange(hs, 0, M, head, v0, v0 + c, logits, 0);
+            else MatMul.xWt(hs, 0, M, w, logits, 0, false);
             Parallel.forRange(M, 8, (a, b) -> {
                 for (int m = a; m < b; m++) {
                     int lo = m * c;
@@ -99,7 +106,7 @@ public final class CrossEntropy {
                     if (t >= 0 && t < c) tl[m] = logits[lo + t];
                 }
             });
-            if (fused) BackMatMul.dx(ex, M, w, acc);
+            if (fused) BackMatMul.dx(ex, M, w, w0, c, acc);
         }
         final float[] lse = new float[M];
         double loss = 0;
@@ -126,8 +133,10 @@ public final class CrossEntropy {
         final float[] dw = dHead == null ? null : new float[C * H];
         for (int v0 = 0; v0 < V; v0 += C) {
             final int c = Math.min(C, V - v0), base = v0;
-            Matrix w = chunk(head, v0, c, wbuf);
-            MatMul.xWt(hs, 0, M, w, logits, 0, false);
+            Matrix w = direct ? head : chunk(head, v0, c, wbuf);
+            int w0 = direct ? v0 : 0;
+            if (direct) MatMul.xWtRange(hs, 0, M, head, v0, v0 + c, logits, 0);
+            else MatMul.xWt(hs, 0, M, w, logits, 0, false);
             Parallel.forRange(MM, 8, (a, b) -> {
                 for (int m = a; m < b; m++) {
                     int lo = m * c;
@@ -139,7 +148,7 @@ public final class CrossEntropy {
                     }
                 }
             });
-            if (dhs != null) BackMatMul.dx(logits, M, w, dhs);
+            if (dhs != null) BackMatMul.dx(logits, M, w, w0, c, dhs);
             if (dw != null) {
                 java.util.Arrays.fill(dw, 0, c * H, 0f);
                 BackMatMul.dW(logits, hs, M, c, H, dw);

@@ -411,6 +411,16 @@ class KernelsGradientTest {
                     assertClose(wdh, dh, 1e-5, "d hidden" + w);
                     assertClose(wdh, dh2, 1e-5, "d hidden, fused" + w);
                     assertClose(wdw, dw, 1e-5, "d head" + w);
+                    // a mapped head is read in place (chunks rounded to multiples of 32 rows)
+                    java.lang.foreign.MemorySegment seg = java.lang.foreign.Arena.ofAuto().allocate(4L * V * H, 64);
+                    for (int i = 0; i < V * H; i++) seg.setAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), i, head[i]);
+                    Matrix mapped = Matrix.mapped(V, H, dev.peft4j.tensor.DType.F32, seg);
+                    float[] dh3 = new float[N * H], dh4 = new float[N * H], dw4 = new float[V * H];
+                    assertEquals(want, CrossEntropy.lossAndGrad(hid, H, targets, mapped, cap, 0.5f, dh3, null), 1e-5 * want, "loss, mapped, fused" + w);
+                    assertEquals(want, CrossEntropy.lossAndGrad(hid, H, targets, mapped, cap, 0.5f, dh4, dw4), 1e-5 * want, "loss, mapped" + w);
+                    assertClose(wdh, dh3, 1e-5, "d hidden, mapped, fused" + w);
+                    assertClose(wdh, dh4, 1e-5, "d hidden, mapped" + w);
+                    assertClose(wdw, dw4, 1e-5, "d head, mapped" + w);
                 }
             }
         } finally {
