@@ -1,6 +1,7 @@
 package dev.peft4j.eval;
 
 import dev.peft4j.model.CausalLM;
+import dev.peft4j.model.LogitRows;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -105,15 +106,14 @@ public final class HarnessLM implements EvalLM {
         single.sort(longestFirst);
         multi.sort(longestFirst);
 
-        int vocab = lm.vocabSize();
         for (int b = 0; b < single.size(); b += batchSize) {
             List<Map.Entry<Key, List<Integer>>> batch = single.subList(b, Math.min(single.size(), b + batchSize));
             List<int[]> seqs = batch.stream().map(e -> e.getKey().ids()).toList();
             int[] from = seqs.stream().mapToInt(s -> s.length - 1).toArray();
-            List<float[]> rows = lm.logits(seqs, from);
+            LogitRows rows = lm.logitRows(seqs, from);
             int done = 0;
             for (int j = 0; j < batch.size(); j++) {
-                for (int i : batch.get(j).getValue()) { out[i] = score(rows.get(j), 0, vocab, conts[i]); done++; }
+                for (int i : batch.get(j).getValue()) { out[i] = score(rows, j, conts[i]); done++; }
             }
             progress.accept(done);
         }
@@ -147,8 +147,8 @@ public final class HarnessLM implements EvalLM {
                     fromList.add(ctx.length - 1);
                 }
             }
-            List<float[]> rows = lm.logits(seqs, fromList.stream().mapToInt(Integer::intValue).toArray());
-            for (int k = 0; k < seqs.size(); k++) out[who.get(k)] = score(rows.get(k), 0, vocab, conts[who.get(k)]);
+            LogitRows rows = lm.logitRows(seqs, fromList.stream().mapToInt(Integer::intValue).toArray());
+            for (int k = 0; k < seqs.size(); k++) out[who.get(k)] = score(rows, k, conts[who.get(k)]);
             progress.accept(seqs.size());
         }
 
@@ -161,8 +161,8 @@ public final class HarnessLM implements EvalLM {
             int start = Math.max(0, joined.length - (maxLength + 1));
             int[] inp = Arrays.copyOfRange(joined, start, joined.length - 1);
             int contLen = Math.min(cont.length, inp.length);
-            List<float[]> rows = lm.logits(List.of(inp), new int[]{inp.length - contLen});
-            out[i] = score(rows.get(0), 0, vocab, Arrays.copyOfRange(cont, cont.length - contLen, cont.length));
+            LogitRows rows = lm.logitRows(List.of(inp), new int[]{inp.length - contLen});
+            out[i] = score(rows, 0, Arrays.copyOfRange(cont, cont.length - contLen, cont.length));
             progress.accept(1);
         }
         return Arrays.asList(out);
@@ -176,6 +176,20 @@ public final class HarnessLM implements EvalLM {
             int base = off + k * vocab;
             sum += rows[base + cont[k]] - logSumExp(rows, base, vocab);
             if (greedy && !isArgmax(rows, base, vocab, cont[k])) greedy = false;
+        }
+        return new LL(sum, greedy);
+    }
+
+    /** {@link #score(float[], int, int, int[])} over the rows of sequence {@code seq}, read in place. */
+    static LL score(LogitRows rows, int seq, int[] cont) {
+        double sum = 0;
+        boolean greedy = true;
+        int vocab = rows.vocab();
+        for (int k = 0; k < cont.length; k++) {
+            float[] a = rows.array(seq, k);
+            int base = rows.offset(seq, k);
+            sum += a[base + cont[k]] - logSumExp(a, base, vocab);
+            if (greedy && !isArgmax(a, base, vocab, cont[k])) greedy = false;
         }
         return new LL(sum, greedy);
     }

@@ -324,7 +324,10 @@ public final class Gemma3Model {
                 int lo = sliding ? Math.max(kStart, pFirst - W + 1) : kStart;
                 int nk = pLast - lo + 1;
                 int rows = groups * nq;
-                float[] qb = new float[rows * D], kb = new float[nk * D], vt = new float[D * nk];
+                float[][] buf = BLOCK_BUFFERS.get();
+                float[] qb = grow(buf, 0, rows * D), sc = grow(buf, 1, rows * nk), ob = grow(buf, 2, rows * D);
+                // the products' weight operands must be exactly [nk, D] and [D, nk]
+                float[] kb = new float[nk * D], vt = new float[D * nk];
                 for (int h = 0; h < groups; h++)
                     for (int i = 0; i < nq; i++)
                         System.arraycopy(q, ((r0 + i) * nH + g * groups + h) * D, qb, (h * nq + i) * D, D);
@@ -333,7 +336,6 @@ public final class Gemma3Model {
                     System.arraycopy(K, src, kb, j * D, D);
                     for (int d = 0; d < D; d++) vt[d * nk + j] = V[src + d];
                 }
-                float[] sc = new float[rows * nk];
                 MatMul.xWtSerial(qb, 0, rows, dev.peft4j.tensor.Matrix.heap(nk, D, kb), sc, 0, false);
                 for (int h = 0; h < groups; h++) {
                     for (int i = 0; i < nq; i++) {
@@ -356,13 +358,20 @@ public final class Gemma3Model {
                         for (int j = 0; j < nk; j++) sc[ro + j] = j >= jlo && j <= jhi ? sc[ro + j] * inv : 0f;
                     }
                 }
-                float[] ob = new float[rows * D];
                 MatMul.xWtSerial(sc, 0, rows, dev.peft4j.tensor.Matrix.heap(D, nk, vt), ob, 0, false);
                 for (int h = 0; h < groups; h++)
                     for (int i = 0; i < nq; i++)
                         System.arraycopy(ob, (h * nq + i) * D, out, ((r0 + i) * nH + g * groups + h) * D, D);
             }
         });
+    }
+
+    /** Per-thread query, score and output buffers of {@link #blockAttention} (grown as needed, never shrunk). */
+    private static final ThreadLocal<float[][]> BLOCK_BUFFERS = ThreadLocal.withInitial(() -> new float[3][0]);
+
+    private static float[] grow(float[][] buf, int i, int n) {
+        if (buf[i].length < n) buf[i] = new float[Math.max(n, buf[i].length + buf[i].length / 2)];
+        return buf[i];
     }
 
     /** Logits [rows.length, V] for the given rows of {@code hidden} (the output of {@link #forward}), softcapped if configured. */
