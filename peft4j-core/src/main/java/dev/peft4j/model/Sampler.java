@@ -26,7 +26,24 @@ public final class Sampler {
         this.rng = new SplittableRandom(opt.seed());
     }
 
+    private static final jdk.incubator.vector.VectorSpecies<Float> F = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
+
+    /**
+     * Index (relative to {@code off}) of the largest of {@code n} values, the first one on ties; NaN is never chosen, and 0
+     * when nothing is above −∞. Vectorized: one pass for the maximum, then a scan for its first occurrence.
+     */
     public static int argmax(float[] logits, int off, int n) {
+        int L = F.length(), i = 0;
+        var mv = jdk.incubator.vector.FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+        for (; i + L <= n; i += L) mv = mv.max(jdk.incubator.vector.FloatVector.fromArray(F, logits, off + i));
+        float max = mv.reduceLanes(jdk.incubator.vector.VectorOperators.MAX);
+        for (; i < n; i++) max = Math.max(max, logits[off + i]);
+        if (Float.isNaN(max) || max == Float.NEGATIVE_INFINITY) return argmaxScalar(logits, off, n);
+        for (int j = 0; j < n; j++) if (logits[off + j] == max) return j;
+        return argmaxScalar(logits, off, n);
+    }
+
+    private static int argmaxScalar(float[] logits, int off, int n) {
         int best = 0;
         float bv = Float.NEGATIVE_INFINITY;
         for (int i = 0; i < n; i++) {
@@ -37,19 +54,38 @@ public final class Sampler {
 
     /** Picks the next token from a logits row (modified in place); {@code history} holds ids already in the sequence. */
     public int next(float[] logits, int[] history, int historyLen) {
-        int V = logits.length;
+        return next(logits, 0, logits.length, history, historyLen);
+    }
+
+    /** Reusable copy of a row for the sampling path (which works on a whole array). */
+    private float[] rowCopy;
+
+    /**
+     * As {@link #next(float[], int[], int)} for the row of {@code V} values at {@code off} of {@code logits} (a block of
+     * several sequences' rows): the row is modified in place; greedy decoding reads it there, without a copy.
+     */
+    public int next(float[] logits, int off, int V, int[] history, int historyLen) {
         if (opt.repetitionPenalty() != 1f) {
             if (seen == null || seen.length < V) seen = new boolean[V];
             for (int i = 0; i < historyLen; i++) {
                 int id = history[i];
                 if (id < 0 || id >= V || seen[id]) continue;
                 seen[id] = true;
-                float l = logits[id];
-                logits[id] = l < 0 ? l * opt.repetitionPenalty() : l / opt.repetitionPenalty();
+                float l = logits[off + id];
+                logits[off + id] = l < 0 ? l * opt.repetitionPenalty() : l / opt.repetitionPenalty();
             }
             for (int i = 0; i < historyLen; i++) if (history[i] >= 0 && history[i] < V) seen[history[i]] = false;
         }
-        if (opt.isGreedy()) return argmax(logits, 0, V);
+        if (opt.isGreedy()) return argmax(logits, off, V);
+        if (off != 0 || logits.length != V) {
+            if (rowCopy == null || rowCopy.length != V) rowCopy = new float[V];
+            System.arraycopy(logits, off, rowCopy, 0, V);
+            logits = rowCopy;
+        }
+        return draw(logits, V);
+    }
+
+    private int draw(float[] logits, int V) {
         float t = opt.temperature();
         for (int i = 0; i < V; i++) logits[i] /= t;
         // candidates sorted by logit, descending
