@@ -16,7 +16,9 @@ import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The serving engine: one scheduler thread owns the model and runs continuous batching. Each step it admits waiting requests
- * (up to {@code maxRunning} sequences and {@code maxKvTokens} positions of KV cache, reserved for prompt + max_tokens),
+ * (up to {@code maxRunning} sequences and {@code maxKvTokens} positions of KV cache: a sequence holds its prompt's positions
+ * when admitted and one more per generated token, as vLLM allocates as it goes; when the next step would not fit, the most
+ * recently admitted sequences are preempted and later recomputed from their tokens so far, first in the queue),
  * gives prefilling sequences their next prompt chunk ({@code prefillChunk} tokens per step in all, so a long prompt never
  * stalls running streams), and advances every decoding sequence by one token, all in ONE packed forward of the base model
  * (its weights are read once per step for every sequence). Sequences of different adapters share the step: virtual tokens
@@ -67,7 +69,7 @@ public final class Engine implements AutoCloseable {
     private final List<Gemma3Model.Input> stepInputs = new ArrayList<>();
     private final List<Seq> stepWho = new ArrayList<>(), stepBatch = new ArrayList<>();
     private int[] spanStart = new int[0], spanLen = new int[0], needRow = new int[0], needSeq = new int[0], needPos = new int[0];
-    private final AtomicLong steps = new AtomicLong(), cancelled = new AtomicLong();
+    private final AtomicLong steps = new AtomicLong(), cancelled = new AtomicLong(), preempted = new AtomicLong();
 
     public Engine(Gemma3Model model, Tokenizer tokenizer, int[] eosIds, Config cfg, Listener listener) {
         this.model = model;
@@ -110,8 +112,10 @@ public final class Engine implements AutoCloseable {
     public int running() { synchronized (lock) { return running.size(); } }
     public int waiting() { synchronized (lock) { return waiting.size(); } }
     public long stepsRun() { return steps.get(); }
-    /** KV-cache positions reserved by running sequences (0 when idle: every request gave back what it held). */
+    /** KV-cache positions held by running sequences (0 when idle: every request gave back what it held). */
     public long kvReserved() { synchronized (lock) { return kvUsed; } }
+    /** Times a running sequence was preempted (its cache dropped, recomputed later) because the KV cache was full. */
+    public long preemptions() { return preempted.get(); }
     /** Sequences ended early because their caller cancelled (a client went away). */
     public long cancelledSequences() { return cancelled.get(); }
     public boolean draining() { return draining; }
@@ -228,7 +232,9 @@ public final class Engine implements AutoCloseable {
         final int nVirtual;
         final int[] hist;
         int len;                 // prompt + generated tokens in hist
-        int prefilled;           // prompt tokens already in the cache
+        int prefilled;           // tokens of hist already in the cache
+        int target;              // tokens of hist the cache must hold before decoding: the prompt, or after a preemption all but the last
+        long held;               // KV positions held (virtual tokens and prefix included)
         int generated;
         /** The token fed back at the next decode step (reused: decoding allocates no per-token input arrays). */
         final int[] last = new int[1];
@@ -252,6 +258,7 @@ public final class Engine implements AutoCloseable {
             this.nVirtual = req.adapter() == null ? 0 : req.adapter().virtualCount(model.config.hidden());
             this.hist = Arrays.copyOf(req.prompt(), req.prompt().length + Math.max(0, maxNew));
             this.len = req.prompt().length;
+            this.target = len;
             this.text = new TextCheck(tokenizer == null ? null : ids -> decode(ids, true), p.stop());
             if (p.promptLogprobs()) {
                 promptLps = new ArrayList<>();
@@ -260,7 +267,8 @@ public final class Engine implements AutoCloseable {
         }
 
         int promptLen() { return req.prompt().length; }
-        boolean decoding() { return prefilled == promptLen(); }
+        boolean decoding() { return prefilled == target; }
+        int extra() { return req.adapter() == null ? 0 : nVirtual + req.adapter().prefixLength(); }
     }
 
     // ------------------------------------------------------------------ the scheduler thread
@@ -279,6 +287,8 @@ public final class Engine implements AutoCloseable {
                         admit();
                     }
                     if (stopped && running.isEmpty()) break;
+                    preemptIfFull();
+                    for (Seq s : running) if (s.decoding()) { s.held++; kvUsed++; }   // the position its next token takes
                     batch = stepBatch;
                     batch.clear();
                     batch.addAll(running);
@@ -320,17 +330,44 @@ public final class Engine implements AutoCloseable {
     }
 
     private void release(Seq s) {
-        kvUsed -= s.reserve;
+        kvUsed -= s.held;
+        s.held = 0;
         s.cache = null;
     }
 
+    /**
+     * Frees the running sequences admitted last until every decoding sequence can take its next position (vLLM's
+     * recompute preemption): each goes back to the front of the queue and, readmitted, rebuilds its cache from its prompt and
+     * the tokens it generated (already sent), then goes on. The first sequence is never preempted (the request check at
+     * submission guarantees it fits alone).
+     */
+    private void preemptIfFull() {
+        while (running.size() > 1) {
+            long grow = 0;
+            for (Seq s : running) if (s.decoding()) grow++;
+            if (kvUsed + grow <= cfg.maxKvTokens()) return;
+            Seq s = running.removeLast();
+            release(s);
+            s.prefilled = 0;
+            s.target = s.generated == 0 ? s.promptLen() : s.len - 1;
+            if (s.promptLps != null && !s.promptLpsSent) s.promptLps.subList(1, s.promptLps.size()).clear();
+            waiting.addFirst(s);
+            preempted.incrementAndGet();
+        }
+    }
+
     private void admit() {
-        while (!waiting.isEmpty() && running.size() < cfg.maxRunning() && kvUsed + waiting.peek().reserve <= cfg.maxKvTokens()) {
-            Seq s = waiting.poll();
+        while (!waiting.isEmpty() && running.size() < cfg.maxRunning()) {
+            Seq s = waiting.peek();
+            // its prompt (or tokens so far), plus room for every running sequence's next token
+            long need = s.extra() + s.target, grow = running.size() + 1;
+            if (!running.isEmpty() && kvUsed + need + grow > cfg.maxKvTokens()) break;
+            waiting.poll();
             AdapterRegistry.Entry a = s.req.adapter();
             s.cache = a != null && a.prefix() != null ? a.prefix().copy() : model.newCache();
-            s.admitted = System.nanoTime();
-            kvUsed += s.reserve;
+            if (s.admitted == 0) s.admitted = System.nanoTime();
+            s.held = need;
+            kvUsed += need;
             running.add(s);
         }
     }
@@ -358,11 +395,12 @@ public final class Engine implements AutoCloseable {
             } else {
                 // fixed chunk boundaries (multiples of prefillChunk), whatever else runs: a sequence gets its whole next
                 // chunk or waits for the next step (the first prefill of a step always goes)
-                int n = Math.min(cfg.prefillChunk(), s.promptLen() - s.prefilled);
+                int n = Math.min(cfg.prefillChunk(), s.target - s.prefilled);
                 if (prefillUsed > 0 && prefillUsed + n > cfg.prefillChunk()) continue;
                 prefillUsed += n;
                 float[] virt = s.prefilled == 0 && s.nVirtual > 0 ? a.virtualTokens() : null;
-                inputs.add(new Gemma3Model.Input(s.cache, virt, Arrays.copyOfRange(s.req.prompt(), s.prefilled, s.prefilled + n), per));
+                int[] src = s.prefilled + n <= s.promptLen() ? s.req.prompt() : s.hist;   // hist: prompt + generated (recompute)
+                inputs.add(new Gemma3Model.Input(s.cache, virt, Arrays.copyOfRange(src, s.prefilled, s.prefilled + n), per));
                 spanStart[k] = s.prefilled;
                 spanLen[k] = n;
                 rows += n + (virt == null ? 0 : s.nVirtual);
@@ -382,11 +420,12 @@ public final class Engine implements AutoCloseable {
             if (spanStart[i] < 0) {
                 nNeed = need(nNeed, base, i, -1);
             } else {
-                boolean ends = spanStart[i] + spanLen[i] == s.promptLen();
+                boolean ends = spanStart[i] + spanLen[i] == s.target;
+                boolean lps = s.promptLps != null && !s.promptLpsSent, first = s.generated == 0 && s.maxNew > 0;
                 for (int t = 0; t < spanLen[i]; t++) {
                     int p = spanStart[i] + t;             // prompt index of this row; it predicts token p + 1
                     boolean last = p == s.promptLen() - 1;
-                    if ((s.promptLps != null && !last) || (last && ends && s.maxNew > 0)) nNeed = need(nNeed, base + virt + t, i, p);
+                    if ((lps && p < s.promptLen() - 1) || (last && ends && first)) nNeed = need(nNeed, base + virt + t, i, p);
                 }
             }
             base += virt + spanLen[i];
