@@ -159,6 +159,7 @@ public final class Gemma3LM implements CausalLM {
         KVCache[] gcache = new KVCache[ng];
         int[] reused = new int[ng], runStart = new int[ng];
         List<Gemma3Model.Input> prefixes = new ArrayList<>();
+        int[] keep = new int[ng];
         int rows = 0;
         for (int g = 0; g < ng; g++) {
             int[] gr = groups.get(g);
@@ -178,12 +179,13 @@ public final class Gemma3LM implements CausalLM {
             if (p > lcp) {
                 float[] v = lcp == 0 ? virtual : null;
                 runStart[g] = rows + (v == null ? 0 : nVirtual);
+                keep[prefixes.size()] = (v == null ? 0 : nVirtual) + Math.min(p, Math.max(minFrom, lcp)) - lcp;
                 prefixes.add(new Gemma3Model.Input(c, v, java.util.Arrays.copyOfRange(s, lcp, p)));
                 rows += (v == null ? 0 : nVirtual) + p - lcp;
             }
         }
         if (!prefixes.isEmpty()) {
-            float[] hidden = model.forward(prefixes, null);
+            float[] hidden = model.forward(prefixes, null, java.util.Arrays.copyOf(keep, prefixes.size()));
             rowsComputed += rows;
             for (int g = 0; g < ng; g++) {
                 int[] gr = groups.get(g);
@@ -224,7 +226,12 @@ public final class Gemma3LM implements CausalLM {
         for (int a = 0; a < rest.size(); ) {
             int b = a, r = 0;
             while (b < rest.size() && (b == a || r + rest.get(b).ids().length <= maxRowsPerBatch)) r += rest.get(b++).ids().length;
-            float[] hidden = model.forward(rest.subList(a, b), null);
+            int[] keepRest = new int[b - a];
+            for (int k = a; k < b; k++) {
+                int i = who.get(k), p = seqs.get(i).length - rest.get(k).ids().length;
+                keepRest[k - a] = Math.max(from[i], p) - p;
+            }
+            float[] hidden = model.forward(rest.subList(a, b), null, keepRest);
             rowsComputed += r;
             for (int k = a, at = 0; k < b; k++) {
                 int i = who.get(k);
