@@ -112,9 +112,11 @@ public final class HarnessLM implements EvalLM {
             int[] from = seqs.stream().mapToInt(s -> s.length - 1).toArray();
             LogitRows rows = lm.logitRows(seqs, from);
             int done = 0;
+            List<int[]> jobs = new ArrayList<>();
             for (int j = 0; j < batch.size(); j++) {
-                for (int i : batch.get(j).getValue()) { out[i] = score(rows, j, conts[i]); done++; }
+                for (int i : batch.get(j).getValue()) { jobs.add(new int[]{i, j}); done++; }
             }
+            scoreAll(rows, jobs, conts, out);
             progress.accept(done);
         }
 
@@ -148,7 +150,9 @@ public final class HarnessLM implements EvalLM {
                 }
             }
             LogitRows rows = lm.logitRows(seqs, fromList.stream().mapToInt(Integer::intValue).toArray());
-            for (int k = 0; k < seqs.size(); k++) out[who.get(k)] = score(rows, k, conts[who.get(k)]);
+            List<int[]> jobs = new ArrayList<>();
+            for (int k = 0; k < seqs.size(); k++) jobs.add(new int[]{who.get(k), k});
+            scoreAll(rows, jobs, conts, out);
             progress.accept(seqs.size());
         }
 
@@ -188,10 +192,37 @@ public final class HarnessLM implements EvalLM {
         for (int k = 0; k < cont.length; k++) {
             float[] a = rows.array(seq, k);
             int base = rows.offset(seq, k);
-            sum += a[base + cont[k]] - logSumExp(a, base, vocab);
-            if (greedy && !isArgmax(a, base, vocab, cont[k])) greedy = false;
+            float max = max(a, base, vocab);
+            sum += a[base + cont[k]] - logSumExp(a, base, vocab, max);
+            if (greedy && !isArgmax(a, base, cont[k], max)) greedy = false;
         }
         return new LL(sum, greedy);
+    }
+
+    /** out[job[0]] = the score of continuation conts[job[0]] on sequence job[1] of {@code rows}, the jobs spread over the cores. */
+    private static void scoreAll(LogitRows rows, List<int[]> jobs, int[][] conts, LL[] out) {
+        dev.peft4j.tensor.Parallel.forRange(jobs.size(), 1, (a, b) -> {
+            for (int q = a; q < b; q++) out[jobs.get(q)[0]] = score(rows, jobs.get(q)[1], conts[jobs.get(q)[0]]);
+        });
+    }
+
+    /** The largest of a[off..off+n) as {@link #logSumExp(float[], int, int)} finds it (vector maximum, then the tail). */
+    static float max(float[] a, int off, int n) {
+        var sp = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
+        int L = sp.length(), i = 0;
+        var mv = jdk.incubator.vector.FloatVector.broadcast(sp, Float.NEGATIVE_INFINITY);
+        for (; i + L <= n; i += L) mv = mv.max(jdk.incubator.vector.FloatVector.fromArray(sp, a, off + i));
+        float max = mv.reduceLanes(jdk.incubator.vector.VectorOperators.MAX);
+        for (; i < n; i++) max = Math.max(max, a[off + i]);
+        return max;
+    }
+
+    /** {@link #isArgmax(float[], int, int, int)} given the row's {@link #max}. */
+    private static boolean isArgmax(float[] a, int off, int t, float max) {
+        float v = a[off + t];
+        if (!(v >= max)) return false;
+        for (int j = 0; j < t; j++) if (a[off + j] >= v) return false;
+        return true;
     }
 
     /**
@@ -213,15 +244,15 @@ public final class HarnessLM implements EvalLM {
 
     /** log Σ exp(a[off..off+n)), vectorized (the vocabulary is 262,144 wide, scored for every continuation token); {@code peft4j serve} uses it too, so its log-probabilities are the same numbers. */
     public static double logSumExp(float[] a, int off, int n) {
+        return logSumExp(a, off, n, max(a, off, n));
+    }
+
+    /** {@link #logSumExp(float[], int, int)} given the row's {@link #max}. */
+    static double logSumExp(float[] a, int off, int n, float max) {
         var sp = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
         int L = sp.length(), i = 0;
-        var mv = jdk.incubator.vector.FloatVector.broadcast(sp, Float.NEGATIVE_INFINITY);
-        for (; i + L <= n; i += L) mv = mv.max(jdk.incubator.vector.FloatVector.fromArray(sp, a, off + i));
-        float max = mv.reduceLanes(jdk.incubator.vector.VectorOperators.MAX);
-        for (; i < n; i++) max = Math.max(max, a[off + i]);
         var acc = jdk.incubator.vector.FloatVector.zero(sp);
         double s = 0;
-        i = 0;
         for (; i + L <= n; i += L) {
             acc = acc.add(dev.peft4j.tensor.Ops.exp(jdk.incubator.vector.FloatVector.fromArray(sp, a, off + i).sub(max)));
             if ((i / L) % 256 == 255) { s += dev.peft4j.tensor.Ops.hsum(acc); acc = jdk.incubator.vector.FloatVector.zero(sp); }
