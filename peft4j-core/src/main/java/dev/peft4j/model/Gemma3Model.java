@@ -40,6 +40,7 @@ public final class Gemma3Model {
         Gemma3Config c = Gemma3Config.read(dir.resolve("config.json"));
         Gemma3Weights w = Gemma3Weights.load(dir, c);
         if (quant == Quantization.Q8) w.quantizeQ8();
+        w.prepare();
         return new Gemma3Model(c, w, dir);
     }
 
@@ -187,9 +188,13 @@ public final class Gemma3Model {
             }
             // attention block
             Ops.rmsNorm(x, 0, h, 0, N, H, w.inputNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdIn, 0);
-            project(w.q, l, 0, h, N, q, lt, tape, perSeq);
-            project(w.k, l, 1, h, N, k, lt, tape, perSeq);
-            project(w.v, l, 2, h, N, v, lt, tape, perSeq);
+            if (perSeq == null && plain(w.q) && plain(w.k) && plain(w.v)) {
+                MatMul.xWtMany(h, N, new dev.peft4j.tensor.Matrix[]{w.q.weight, w.k.weight, w.v.weight}, new float[][]{q, k, v});
+            } else {
+                project(w.q, l, 0, h, N, q, lt, tape, perSeq);
+                project(w.k, l, 1, h, N, k, lt, tape, perSeq);
+                project(w.v, l, 2, h, N, v, lt, tape, perSeq);
+            }
             if (lt != null) {
                 lt.qPre = q.clone();
                 lt.kPre = k.clone();
@@ -216,8 +221,12 @@ public final class Gemma3Model {
             // MLP block
             if (lt != null) lt.xMid = x.clone();
             Ops.rmsNorm(x, 0, h, 0, N, H, w.preFfNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPreFf, 0);
-            project(w.gate, l, 4, h, N, g, lt, tape, perSeq);
-            project(w.up, l, 5, h, N, u, lt, tape, perSeq);
+            if (perSeq == null && plain(w.gate) && plain(w.up)) {
+                MatMul.xWtMany(h, N, new dev.peft4j.tensor.Matrix[]{w.gate.weight, w.up.weight}, new float[][]{g, u});
+            } else {
+                project(w.gate, l, 4, h, N, g, lt, tape, perSeq);
+                project(w.up, l, 5, h, N, u, lt, tape, perSeq);
+            }
             if (lt != null) {
                 lt.gate = g.clone();
                 lt.up = u.clone();
@@ -237,6 +246,11 @@ public final class Gemma3Model {
         Ops.rmsNorm(x, 0, x, 0, N, H, weights.finalNorm, (float) c.rmsEps(), tape == null ? null : tape.finalRstd, 0);
         if (tape != null) tape.finalOut = x.clone();
         return x;
+    }
+
+    /** A module whose forward is its base product alone (no unmerged adapter): several of them can share one dispatch. */
+    private static boolean plain(Linear lin) {
+        return lin.merged || (lin.lora == null && lin.ia3 == null);
     }
 
     /** One linear module of layer l (index m in {@link Gemma3Weights.Layer#linears()}), with per-sequence adapters if any. */
@@ -275,38 +289,30 @@ public final class Gemma3Model {
             for (int t = 0; t < rowCount[s]; t++) seqOf[rowStart[s] + t] = s;
             if (!block[s]) for (int t = qFrom == null ? 0 : qFrom[s]; t < rowCount[s]; t++) rowOf[at++] = rowStart[s] + t;
         }
-        Parallel.forRange(nRows * nH, 4, (a, b) -> {
+        // one work item = a row's heads that share a KV head (their keys and values are read once for all of them); when
+        // there are fewer such groups than threads (decoding one sequence) the group's heads are split over the threads.
+        // Each head's result is computed the same way whatever the split.
+        final int split = nRows * nKV < Parallel.threads() ? Math.min(groups, Parallel.threads()) : 1;
+        final int per = (groups + split - 1) / split;
+        Parallel.forChunks(nRows * nKV * split, 1, (a, b) -> {
             float[][] hold = SCORES.get();
             for (int item = a; item < b; item++) {
-                int r = rowOf[item / nH], hd = item % nH, kvh = hd / groups;
+                int r = rowOf[item / (nKV * split)], kvh = item / split % nKV, part = item % split;
+                int h0 = kvh * groups + part * per, m = Math.min(per, groups - part * per);
+                if (m <= 0) continue;
                 KVCache kv = inputs.get(seqOf[r]).cache();
                 float[] K = kv.k[l], V = kv.v[l];
                 int kStart = kv.start[l];
                 int p = pos[r];
                 int lo = sliding ? Math.max(kStart, p - W + 1) : kStart;
                 int nk = p - lo + 1;
-                if (hold[0].length < nk) hold[0] = new float[Math.max(nk, 2 * hold[0].length)];
+                if (hold[0].length < m * nk) hold[0] = new float[Math.max(m * nk, 2 * hold[0].length)];
                 float[] sc = hold[0];
-                int qo = (r * nH + hd) * D;
-                float max = Float.NEGATIVE_INFINITY;
-                for (int j = 0; j < nk; j++) {
-                    int row = lo - kStart + j;
-                    float sv = Ops.dot(q, qo, K, (row * nKV + kvh) * D, D) * attnScale;
-                    sc[j] = sv;
-                    if (sv > max) max = sv;
-                }
-                float sum = 0f;
-                for (int j = 0; j < nk; j++) {
-                    float e = (float) Math.exp(sc[j] - max);
-                    sc[j] = e;
-                    sum += e;
-                }
-                float inv = 1f / sum;
-                java.util.Arrays.fill(out, qo, qo + D, 0f);
-                for (int j = 0; j < nk; j++) {
-                    int row = lo - kStart + j;
-                    Ops.axpy(sc[j] * inv, V, (row * nKV + kvh) * D, out, qo, D);
-                }
+                int qo = (r * nH + h0) * D;
+                int ko = ((lo - kStart) * nKV + kvh) * D;
+                for (int j = 0; j < nk; j++) Ops.dots(m, q, qo, D, K, ko + j * nKV * D, D, sc, j, nk);
+                for (int h = 0; h < m; h++) Ops.softmaxScaled(sc, h * nk, nk, attnScale);
+                Ops.weightedRows(m, sc, 0, nk, nk, V, ko, nKV * D, D, out, qo, D);
             }
         });
     }

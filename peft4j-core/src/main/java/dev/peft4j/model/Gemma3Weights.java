@@ -212,6 +212,15 @@ public final class Gemma3Weights implements AutoCloseable {
         for (Linear l : linears()) l.weight = q.getOrDefault(l.weight, l.weight);
     }
 
+    /**
+     * Builds the panel-packed copies the matrix products stream ({@link Matrix#prepare}) for every linear and the output head,
+     * so that the first request does not pay for them.
+     */
+    public void prepare() {
+        for (Linear l : linears()) l.weight.prepare();
+        lmHead.prepare();
+    }
+
     /** The matrices that 8-bit quantization covers: the embedding, the output head (when separate) and every linear. */
     private List<Matrix> quantizable() {
         List<Matrix> m = new ArrayList<>();

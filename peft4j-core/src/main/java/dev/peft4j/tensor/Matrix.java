@@ -72,6 +72,33 @@ public final class Matrix {
     /** The stored bytes (mapped matrices only). */
     MemorySegment segment() { return seg; }
 
+    private volatile Packed packed;
+
+    /** The panel-packed copy {@link MatMul} reads (mapped matrices only), built on first use. */
+    Packed packed() {
+        Packed p = packed;
+        if (p == null) {
+            synchronized (this) {
+                if ((p = packed) == null) packed = p = Packed.of(this);
+            }
+        }
+        return p;
+    }
+
+    /**
+     * Builds now what the first product against this matrix would otherwise build: the off-heap panel-packed copy of a
+     * mapped matrix that {@link MatMul} streams (same precision, about the stored size). No-op on the heap.
+     */
+    public void prepare() {
+        if (data == null) packed();
+    }
+
+    /** Off-heap bytes of the packed copy (0 when not built or on the heap). */
+    public long packedBytes() {
+        Packed p = packed;
+        return p == null ? 0 : p.bytes();
+    }
+
     /** The heap array (only for heap matrices). */
     public float[] array() {
         if (data == null) throw new IllegalStateException("mapped matrix has no heap array");
@@ -141,6 +168,28 @@ public final class Matrix {
         return ((FloatVector) bv.convertShape(VectorOperators.B2F, F, 0)).mul(d);
     }
 
+    /**
+     * L fp16 values at a byte offset, widened to float32 exactly (the same values as {@link Float#float16ToFloat}: normal,
+     * subnormal, zero, infinite and NaN), with integer lane operations.
+     */
+    static FloatVector f16(MemorySegment s, long byteOffset) {
+        ShortVector sv = ShortVector.fromMemorySegment(S_HALF, s, byteOffset, ByteOrder.LITTLE_ENDIAN);
+        IntVector h = ((IntVector) sv.convertShape(VectorOperators.S2I, I, 0)).and(0xFFFF);
+        IntVector em = h.and(0x7FFF);
+        IntVector sign = h.and(0x8000).lanewise(VectorOperators.LSHL, 16);
+        IntVector bits = em.add(112 << 10).lanewise(VectorOperators.LSHL, 13);                          // normal numbers
+        IntVector sub = ((FloatVector) em.convert(VectorOperators.I2F, 0)).mul(0x1p-24f).reinterpretAsInts();  // subnormals, zero
+        bits = bits.blend(sub, em.compare(VectorOperators.LT, 0x400));
+        bits = bits.blend(em.lanewise(VectorOperators.LSHL, 13).or(0x7F800000), em.compare(VectorOperators.GE, 0x7C00));
+        return bits.or(sign).reinterpretAsFloats();
+    }
+
+    /** L int8 values at a byte offset times per-lane scales d (the same products as {@link #q8(MemorySegment, long, float)}). */
+    static FloatVector q8(MemorySegment s, long byteOffset, FloatVector d) {
+        ByteVector bv = ByteVector.fromMemorySegment(B_QUARTER, s, byteOffset, ByteOrder.LITTLE_ENDIAN);
+        return ((FloatVector) bv.convertShape(VectorOperators.B2F, F, 0)).mul(d);
+    }
+
     /** The whole matrix as a new float32 array. */
     public float[] toFloatArray() {
         float[] out = new float[rows * cols];
@@ -156,7 +205,7 @@ public final class Matrix {
      */
     public static MemorySegment quantizeQ8(Matrix src, Arena arena) {
         if (src.cols % QB != 0) throw new IllegalArgumentException("Q8_0 needs cols a multiple of " + QB + ", got " + src.cols);
-        MemorySegment out = arena.allocate(DType.Q8_0.storageBytes((long) src.rows * src.cols), 64);
+        MemorySegment out = NativeMemory.allocate(DType.Q8_0.storageBytes((long) src.rows * src.cols), arena);
         float[] row = new float[src.cols];
         long o = 0;
         for (int r = 0; r < src.rows; r++) {

@@ -194,4 +194,89 @@ public final class Ops {
         for (; i < bound; i += L) av.fma(FloatVector.fromArray(F, x, xo + i), FloatVector.fromArray(F, y, yo + i)).intoArray(y, yo + i);
         for (; i < len; i++) y[yo + i] += a * x[xo + i];
     }
+
+    /**
+     * Scores of m query rows (a[ao + h·as ...], h < m) against one key b[bo ...]: out[oo + h·os] = {@link #dot}(a row, b) bit for
+     * bit, with the key read once for all of them (heads sharing a KV head).
+     */
+    public static void dots(int m, float[] a, int ao, int as, float[] b, int bo, int len, float[] out, int oo, int os) {
+        int h = 0;
+        for (; h + 4 <= m; h += 4) dot4(a, ao + h * as, as, b, bo, len, out, oo + h * os, os);
+        for (; h < m; h++) out[oo + h * os] = dot(a, ao + h * as, b, bo, len);
+    }
+
+    private static void dot4(float[] a, int ao, int as, float[] b, int bo, int len, float[] out, int oo, int os) {
+        FloatVector c0 = FloatVector.zero(F), c1 = c0, c2 = c0, c3 = c0;
+        int i = 0;
+        int bound = F.loopBound(len);
+        int a1 = ao + as, a2 = a1 + as, a3 = a2 + as;
+        for (; i < bound; i += L) {
+            FloatVector bv = FloatVector.fromArray(F, b, bo + i);
+            c0 = FloatVector.fromArray(F, a, ao + i).fma(bv, c0);
+            c1 = FloatVector.fromArray(F, a, a1 + i).fma(bv, c1);
+            c2 = FloatVector.fromArray(F, a, a2 + i).fma(bv, c2);
+            c3 = FloatVector.fromArray(F, a, a3 + i).fma(bv, c3);
+        }
+        float s0 = hsum(c0), s1 = hsum(c1), s2 = hsum(c2), s3 = hsum(c3);
+        for (; i < len; i++) {
+            s0 += a[ao + i] * b[bo + i]; s1 += a[a1 + i] * b[bo + i]; s2 += a[a2 + i] * b[bo + i]; s3 += a[a3 + i] * b[bo + i];
+        }
+        out[oo] = s0; out[oo + os] = s1; out[oo + 2 * os] = s2; out[oo + 3 * os] = s3;
+    }
+
+    /**
+     * Weighted sums of m heads over nk value rows: y[yo + h·ys + d] = Σ_j p[po + h·ps + j] · v[vo + j·vs + d] for d < len,
+     * accumulated in j order exactly as {@link #axpy} from zero would, with each value row read once for all heads.
+     */
+    public static void weightedRows(int m, float[] p, int po, int ps, int nk, float[] v, int vo, int vs, int len, float[] y, int yo, int ys) {
+        int h = 0;
+        for (; h + 4 <= m; h += 4) {
+            int d = 0;
+            for (; d + L <= len; d += L) pv4(p, po + h * ps, ps, nk, v, vo + d, vs, y, yo + h * ys + d, ys);
+            for (; d < len; d++) for (int hh = h; hh < h + 4; hh++) y[yo + hh * ys + d] = tail(p, po + hh * ps, nk, v, vo + d, vs);
+        }
+        for (; h < m; h++) {
+            java.util.Arrays.fill(y, yo + h * ys, yo + h * ys + len, 0f);
+            for (int j = 0; j < nk; j++) axpy(p[po + h * ps + j], v, vo + j * vs, y, yo + h * ys, len);
+        }
+    }
+
+    private static float tail(float[] p, int po, int nk, float[] v, int vo, int vs) {
+        float y = 0f;
+        for (int j = 0; j < nk; j++) y += p[po + j] * v[vo + j * vs];
+        return y;
+    }
+
+    private static void pv4(float[] p, int po, int ps, int nk, float[] v, int vo, int vs, float[] y, int yo, int ys) {
+        FloatVector c0 = FloatVector.zero(F), c1 = c0, c2 = c0, c3 = c0;
+        int p1 = po + ps, p2 = p1 + ps, p3 = p2 + ps;
+        for (int j = 0; j < nk; j++) {
+            FloatVector x = FloatVector.fromArray(F, v, vo + j * vs);
+            c0 = FloatVector.broadcast(F, p[po + j]).fma(x, c0);
+            c1 = FloatVector.broadcast(F, p[p1 + j]).fma(x, c1);
+            c2 = FloatVector.broadcast(F, p[p2 + j]).fma(x, c2);
+            c3 = FloatVector.broadcast(F, p[p3 + j]).fma(x, c3);
+        }
+        c0.intoArray(y, yo); c1.intoArray(y, yo + ys); c2.intoArray(y, yo + 2 * ys); c3.intoArray(y, yo + 3 * ys);
+    }
+
+    /**
+     * In place: x[o..o+n) ← softmax(scale·x): scaled, max subtracted, exponentiated (vector exp), normalized by the sum taken in
+     * index order.
+     */
+    public static void softmaxScaled(float[] x, int o, int n, float scale) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j < n; j++) {
+            float v = x[o + j] * scale;
+            x[o + j] = v;
+            if (v > max) max = v;
+        }
+        int j = 0, bound = F.loopBound(n);
+        for (; j < bound; j += L) FloatVector.fromArray(F, x, o + j).sub(max).lanewise(jdk.incubator.vector.VectorOperators.EXP).intoArray(x, o + j);
+        for (; j < n; j++) x[o + j] = (float) Math.exp(x[o + j] - max);
+        float sum = 0f;
+        for (j = 0; j < n; j++) sum += x[o + j];
+        float inv = 1f / sum;
+        for (j = 0; j < n; j++) x[o + j] *= inv;
+    }
 }

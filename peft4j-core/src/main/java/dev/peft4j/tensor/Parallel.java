@@ -17,8 +17,8 @@ public final class Parallel {
 
     static {
         for (int i = 0; i < WORKERS.length; i++) {
-            WORKERS[i] = new Worker();
-            Thread t = new Thread(WORKERS[i], "peft4j-kernel-" + (i + 1));
+            WORKERS[i] = new Worker(i);
+            Thread t = new KernelThread(WORKERS[i], "peft4j-kernel-" + (i + 1));
             t.setDaemon(true);
             WORKERS[i].thread = t;
             t.start();
@@ -46,61 +46,134 @@ public final class Parallel {
     /** Runs body over [0, n) split into contiguous parts of at least {@code grain} items, one per thread. */
     public static void forRange(int n, int grain, RangeBody body) {
         int parts = Math.min(THREADS, Math.max(1, n / Math.max(1, grain)));
-        if (parts <= 1 || Thread.currentThread().getName().startsWith("peft4j-kernel")) {
+        if (parts <= 1 || Thread.currentThread() instanceof KernelThread) {
             body.run(0, n);
             return;
         }
+        run(new Job(body, n, parts, 0));
+    }
+
+    /**
+     * Runs body over [0, n) in chunks of {@code chunk} items (the last may be shorter) that the threads claim as they go: for
+     * bodies whose items are independent (a chunk's result must not depend on which thread runs it or on the other chunks).
+     * A thread that the system does not schedule then delays the call by at most the chunk it holds, instead of half the
+     * work.
+     */
+    public static void forChunks(int n, int chunk, RangeBody body) {
+        chunk = Math.max(1, chunk);
+        if (n <= chunk || THREADS == 1 || Thread.currentThread() instanceof KernelThread) {
+            body.run(0, n);
+            return;
+        }
+        run(new Job(body, n, THREADS, chunk));
+    }
+
+    private static void run(Job j) {
         synchronized (LOCK) {
-            AtomicInteger pending = new AtomicInteger(parts - 1);
-            Thread caller = Thread.currentThread();
-            RuntimeException[] failure = new RuntimeException[1];
-            for (int p = 1; p < parts; p++) {
-                int from = (int) ((long) n * p / parts), to = (int) ((long) n * (p + 1) / parts);
-                WORKERS[p - 1].submit(() -> {
-                    try {
-                        body.run(from, to);
-                    } catch (RuntimeException | Error e) {
-                        synchronized (failure) { if (failure[0] == null) failure[0] = e instanceof RuntimeException r ? r : new RuntimeException(e); }
-                    } finally {
-                        if (pending.decrementAndGet() == 0) LockSupport.unpark(caller);
-                    }
-                });
+            job = j;   // volatile: publishes the job to the workers
+            for (int p = 1; p < j.parts; p++) {
+                Worker w = WORKERS[p - 1];
+                if (w.parked) LockSupport.unpark(w.thread);
             }
             try {
-                body.run(0, (int) ((long) n / parts));
+                j.work(0);
             } finally {   // also when the caller's part throws: no worker may still be writing once this returns
-                while (pending.get() > 0) {
-                    LockSupport.parkNanos(20_000);
+                int spins = 0;
+                while (!j.finished()) {   // spin briefly, then give the core away (another process may need it)
+                    if (++spins < 1 << 12) Thread.onSpinWait();
+                    else if (spins < 1 << 14) Thread.yield();
+                    else LockSupport.parkNanos(20_000);
                 }
+                job = null;
             }
-            if (failure[0] != null) throw failure[0];
+            if (j.failure != null) throw j.failure;
         }
     }
 
+    /** One call: static parts (chunk 0, part p of parts run by thread p) or claimed chunks. */
+    private static final class Job {
+        final RangeBody body;
+        final int n, parts, chunk, chunks;
+        final AtomicInteger next = new AtomicInteger(), done = new AtomicInteger();
+        volatile RuntimeException failure;
+
+        Job(RangeBody body, int n, int parts, int chunk) {
+            this.body = body;
+            this.n = n;
+            this.parts = parts;
+            this.chunk = chunk;
+            this.chunks = chunk == 0 ? parts : (n + chunk - 1) / chunk;
+        }
+
+        /** Thread p's share: its static part, or chunks until none is left. */
+        void work(int p) {
+            if (chunk == 0) {
+                if (p >= parts) return;
+                try {
+                    body.run((int) ((long) n * p / parts), (int) ((long) n * (p + 1) / parts));
+                } catch (RuntimeException | Error e) {
+                    fail(e);
+                } finally {
+                    done.incrementAndGet();
+                }
+                return;
+            }
+            for (int c; (c = next.getAndIncrement()) < chunks; ) {
+                try {
+                    if (failure == null) body.run(c * chunk, Math.min(n, (c + 1) * chunk));
+                } catch (RuntimeException | Error e) {
+                    fail(e);
+                } finally {
+                    done.incrementAndGet();
+                }
+            }
+        }
+
+        boolean finished() { return done.get() >= chunks; }
+
+        private synchronized void fail(Throwable e) {
+            if (failure == null) failure = e instanceof RuntimeException r ? r : new RuntimeException(e);
+        }
+    }
+
+    /** The current job (a new object each time; null when none). */
+    private static volatile Job job;
+
+    /** Kernel threads run nested parallel loops inline. */
+    private static final class KernelThread extends Thread {
+        KernelThread(Runnable r, String name) { super(r, name); }
+    }
+
+    /**
+     * A worker spins on the job epoch for a while after each job (decoding dispatches a few hundred jobs per token, a few
+     * microseconds apart), then parks until the next one unparks it.
+     */
     private static final class Worker implements Runnable {
-        volatile Runnable task;
+        final int index;   // runs part index + 1
+        volatile boolean parked;
         Thread thread;
 
-        void submit(Runnable r) {
-            task = r;
-            LockSupport.unpark(thread);
-        }
+        Worker(int index) { this.index = index; }
 
         @Override
         public void run() {
-            int spins = 0;
+            Job seen = null;
             while (true) {
-                Runnable r = task;
-                if (r != null) {
-                    task = null;
-                    r.run();
-                    spins = 0;
-                } else if (spins < 20_000) {
-                    spins++;
-                    Thread.onSpinWait();
-                } else {
-                    LockSupport.parkNanos(200_000);
+                Job j = job;
+                int spins = 0;
+                while (j == seen || j == null) {
+                    if (++spins < 50_000) {
+                        Thread.onSpinWait();
+                    } else {
+                        parked = true;
+                        if (job == j) LockSupport.park(this);
+                        parked = false;
+                        spins = 0;
+                    }
+                    j = job;
                 }
+                seen = j;
+                j.work(index + 1);
             }
         }
     }

@@ -69,16 +69,61 @@ class RowInvarianceTest {
         }
     }
 
+    /**
+     * The order is the documented one: each output is the sequential chain s = fma(x[k], w[o][k], s) over k, bit for bit, for
+     * every layout and row count (checked against a plain scalar loop written here, not the kernel's own fallback).
+     */
     @Test
-    void laneSumsFollowOneTree() {
+    void everyOutputIsOneSequentialFmaChain() {
         SplittableRandom r = new SplittableRandom(3);
-        float[] acc = rand(16 * Dot.L, r);
-        for (int i = 0; i < acc.length; i++) acc[i] *= (float) Math.pow(10, r.nextInt(9) - 4);   // sums that depend on their order
-        float[] a = new float[16], b = new float[16], c = new float[4];
-        Dot.reduce16(acc, a, 0);
-        Dot.scalar(acc, 0, 16, b, 0);
-        Dot.reduce4(acc, 0, c, 0);
-        for (int j = 0; j < 16; j++) assertEquals(Float.floatToRawIntBits(b[j]), Float.floatToRawIntBits(a[j]), "lane sum " + j);
-        for (int j = 0; j < 4; j++) assertEquals(Float.floatToRawIntBits(b[j]), Float.floatToRawIntBits(c[j]), "lane sum " + j);
+        int[][] shapes = {{64, 40}, {96, 33}, {640, 64}};
+        for (int[] sh : shapes) {
+            int in = sh[0], out = sh[1];
+            float[] w = rand(out * in, r);
+            for (int i = 0; i < w.length; i++) w[i] *= (float) Math.pow(10, r.nextInt(7) - 3);   // sums that depend on their order
+            for (Matrix m : layouts(w, out, in)) {
+                if (m == null) continue;
+                float[] wf = m.toFloatArray();
+                for (int n : new int[]{1, 8, 11}) {
+                    float[] x = rand(n * in, r);
+                    float[] y = new float[n * out];
+                    MatMul.xWt(x, 0, n, m, y, 0, false);
+                    for (int i = 0; i < n; i++) {
+                        for (int o = 0; o < out; o++) {
+                            float s = 0f;
+                            for (int k = 0; k < in; k++) s = Math.fma(x[i * in + k], wf[o * in + k], s);
+                            assertEquals(Float.floatToRawIntBits(s), Float.floatToRawIntBits(y[i * out + o]),
+                                    m.dtype + (m.onHeap() ? " heap" : " mapped") + " in=" + in + " n=" + n + " row " + i + " out " + o);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /** Several products in one dispatch equal each product alone, bit for bit. */
+    @Test
+    void manyProductsInOneDispatchEqualEachAlone() {
+        SplittableRandom r = new SplittableRandom(5);
+        int in = 96;
+        int[] outs = {64, 40, 200};
+        for (int n : new int[]{1, 3, 8, 19}) {
+            Matrix[] ws = new Matrix[outs.length];
+            float[][] ys = new float[outs.length][];
+            for (int i = 0; i < outs.length; i++) {
+                Matrix[] l = layouts(rand(outs[i] * in, r), outs[i], in);
+                ws[i] = l[i % 3 == 0 ? 2 : i % 3 == 1 ? 0 : 4];   // bf16 mapped, heap, q8
+                ys[i] = new float[n * outs[i]];
+            }
+            float[] x = rand(n * in, r);
+            MatMul.xWtMany(x, n, ws, ys);
+            for (int i = 0; i < outs.length; i++) {
+                float[] alone = new float[n * outs[i]];
+                MatMul.xWt(x, 0, n, ws[i], alone, 0, false);
+                for (int j = 0; j < alone.length; j++) {
+                    assertEquals(Float.floatToRawIntBits(alone[j]), Float.floatToRawIntBits(ys[i][j]), "matrix " + i + " n=" + n + " value " + j);
+                }
+            }
+        }
     }
 }
