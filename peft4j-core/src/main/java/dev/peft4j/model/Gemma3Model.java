@@ -403,9 +403,13 @@ public final class Gemma3Model {
         for (int s = 0; s < S; s++) N += rowCount[s];
         SeqAdapter.Batch perSeq = SeqAdapter.Batch.of(inputs, rowStart, rowCount);
         Ops.rmsNorm(x, 0, h, 0, N, H, w.inputNorm, eps, null, 0);
-        project(w.q, l, 0, h, N, q, null, null, perSeq);
-        project(w.k, l, 1, h, N, k, null, null, perSeq);
-        project(w.v, l, 2, h, N, v, null, null, perSeq);
+        if (perSeq == null && plain(w.q) && plain(w.k) && plain(w.v)) {
+            MatMul.xWtMany(h, N, new Matrix[]{w.q.weight, w.k.weight, w.v.weight}, new float[][]{q, k, v});
+        } else {
+            project(w.q, l, 0, h, N, q, null, null, perSeq);
+            project(w.k, l, 1, h, N, k, null, null, perSeq);
+            project(w.v, l, 2, h, N, v, null, null, perSeq);
+        }
         Ops.rmsNorm(q, 0, q, 0, N * nH, D, w.qNorm, eps, null, 0);
         Ops.rmsNorm(k, 0, k, 0, N * nKV, D, w.kNorm, eps, null, 0);
         boolean sl = c.isSliding(l);
@@ -440,8 +444,12 @@ public final class Gemma3Model {
         for (int i = 0; i < M * H; i++) xc[i] += oc[i];
         Ops.rmsNorm(xc, 0, hc, 0, M, H, w.preFfNorm, eps, null, 0);
         float[] gc = new float[M * I], uc = new float[M * I];
-        project(w.gate, l, 4, hc, M, gc, null, null, perC);
-        project(w.up, l, 5, hc, M, uc, null, null, perC);
+        if (perC == null && plain(w.gate) && plain(w.up)) {
+            MatMul.xWtMany(hc, M, new Matrix[]{w.gate.weight, w.up.weight}, new float[][]{gc, uc});
+        } else {
+            project(w.gate, l, 4, hc, M, gc, null, null, perC);
+            project(w.up, l, 5, hc, M, uc, null, null, perC);
+        }
         Parallel.forRange(M * I, 16384, (a, b) -> Ops.geluMul(gc, uc, gc, a, b));
         project(w.down, l, 6, gc, M, oc, null, null, perC);
         Ops.rmsNorm(oc, 0, oc, 0, M, H, w.postFfNorm, eps, null, 0);
