@@ -16,9 +16,11 @@ import java.util.function.IntConsumer;
  * lm-eval's {@code HFLM} request types on top of a {@link CausalLM}: {@code loglikelihood} (REFERENCE 3.4) and
  * {@code generate_until} (REFERENCE 3.6).
  *
- * <p>Requests are grouped by their context tokens. A context whose continuations are all one token long is scored by a
- * single batched forward of the context (one logits row gives every choice); other contexts are run once in a KV-cached
- * session that is forked for each multi-token continuation, so a context is never recomputed for its choices.
+ * <p>Requests are grouped by their context tokens, longest first, {@code batchSize} contexts per model call. A context whose
+ * continuations are all one token long is scored from one logits row (every choice reads it); for the others each choice
+ * is scored as context + continuation[:-1], and the model ({@link CausalLM#logitRows}) computes the shared context once and
+ * each choice's own tokens from its cache, running the output head only for the rows scored. Rows are read in place and
+ * scored on every core.
  */
 public final class HarnessLM implements EvalLM {
     public record LLRequest(String context, String continuation) {}
@@ -121,8 +123,7 @@ public final class HarnessLM implements EvalLM {
         }
 
         // Multi-token continuations: each choice is scored as context + continuation[:-1] in one batched call per group of
-        // contexts; the model reuses the cache of the shared context (it runs the first choice alone, the others only their
-        // continuation tokens), so every context is computed once and the choices share one forward pass.
+        // contexts; the model computes each shared context once (its choices are consecutive), then only their own tokens.
         // A call returns vocab floats per continuation token (1 MB for Gemma 3): a batch also stops at the heap's row budget.
         for (int b = 0; b < multi.size(); ) {
             int e0 = b, rowsHeld = 0;
