@@ -83,6 +83,7 @@ public final class BenchCommand implements Callable<Integer> {
             s = null;
             // decode from a short context so the measurement is the per-token cost at batch 1
             CausalLM.Session d = lm.newSession();
+            d.reserve(4 + decodeTokens);
             logits = d.append(new int[]{prompt[0], prompt[1], prompt[2], prompt[3]});
             long gc0 = gcCount();
             long al0 = allocatedBytes();

@@ -47,5 +47,11 @@ public interface CausalLM {
 
         /** An independent copy sharing nothing mutable (for scoring several continuations of one context). */
         Session fork();
+
+        /**
+         * Sizes the session's caches for {@code tokens} caller tokens in all, so that appending up to that many allocates no
+         * cache memory on the way (a hint; appending more still works).
+         */
+        default void reserve(int tokens) {}
     }
 }

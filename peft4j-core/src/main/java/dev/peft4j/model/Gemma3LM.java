@@ -290,5 +290,6 @@ public final class Gemma3LM implements CausalLM {
         @Override public float[] appendAll(int[] tokens) { return run(tokens, true); }
         @Override public int length() { return length; }
         @Override public Session fork() { return new Sess(cache.copy(), length); }
+        @Override public void reserve(int tokens) { cache.ensureCapacity(nVirtual + tokens); }
     }
 }

@@ -26,6 +26,7 @@ public final class Generator {
             maxNew = Math.max(0, lm.maxPositions() - prompt.length + 1);
         }
         CausalLM.Session s = lm.newSession();
+        s.reserve(prompt.length + maxNew);
         int[] hist = Arrays.copyOf(prompt, prompt.length + Math.max(maxNew, 0));
         int len = prompt.length;
         if (maxNew == 0) return new Result(new int[0], "length");

@@ -102,6 +102,20 @@ public final class KVCache {
         return count[l];
     }
 
+    /**
+     * Grows every layer to hold {@code positions} positions in all (a sliding layer at most its window plus a chunk), so that
+     * filling them allocates nothing.
+     */
+    public void ensureCapacity(int positions) {
+        for (int l = 0; l < layers; l++) {
+            int rows = sliding[l] ? Math.min(positions, window + 256) : positions;
+            if (k[l].length < rows * width) {
+                k[l] = Arrays.copyOf(k[l], rows * width);
+                v[l] = Arrays.copyOf(v[l], rows * width);
+            }
+        }
+    }
+
     /** Memory held, in bytes. */
     public long bytes() {
         long b = 0;

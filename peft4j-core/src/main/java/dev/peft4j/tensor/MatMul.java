@@ -4,7 +4,11 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 import static dev.peft4j.tensor.Packed.P;
@@ -29,6 +33,9 @@ import static dev.peft4j.tensor.Packed.P;
 public final class MatMul {
     static final VectorSpecies<Float> F = Matrix.F;
     static final int L = F.length();
+    private static final VectorSpecies<Short> SH = Matrix.S_HALF;
+    private static final VectorSpecies<Byte> BQ = Matrix.B_QUARTER;
+    private static final VectorSpecies<Integer> I = Matrix.I;
     /** Rows per register tile. */
     static final int R = 8;
     private static final boolean VEC = L == 16;
@@ -101,13 +108,26 @@ public final class MatMul {
         Parallel.forChunks(panels, chunk, (g0, g1) -> {
             for (int i = 0; i < m; i++) {
                 int a = Math.max(g0, start[i]), b = Math.min(g1, start[i + 1]);
-                if (a < b) panelRange(xp, n, ws[i], pk[i], ys[i], 0, false, a - start[i], b - start[i]);
+                if (a < b) panelRange(xp, n, ws[i], pk[i], ys[i], 0, false, a - start[i], b - start[i], ws[i].rows, 0, ws[i].rows);
             }
         });
     }
 
+    /**
+     * Outputs [o0, o1) only: y[yOff + r·(o1 − o0) + (o − o0)] = Σ_i x[xOff + r·in + i] · W[o, i] (a block of the output head,
+     * without copying its rows); o0 must be a multiple of 32. Each value is bitwise the one {@link #xWt} computes.
+     */
+    public static void xWtRange(float[] x, int xOff, int n, Matrix w, int o0, int o1, float[] y, int yOff) {
+        if (o0 % P != 0 || o0 < 0 || o1 > w.rows || o1 < o0) throw new IllegalArgumentException("xWtRange: outputs [" + o0 + ", " + o1 + ") of " + w.rows + " (start a multiple of " + P + ")");
+        run(x, xOff, n, w, y, yOff, false, true, o0, o1);
+    }
+
     private static void run(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean acc, boolean parallel) {
-        final int in = w.cols, out = w.rows;
+        run(x, xOff, n, w, y, yOff, acc, parallel, 0, w.rows);
+    }
+
+    private static void run(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean acc, boolean parallel, int oLo, int oHi) {
+        final int in = w.cols, out = oHi - oLo, ys = out;
         if (n <= 0 || out == 0) return;
         if (x.length < xOff + (long) n * in || y.length < yOff + (long) n * out) throw new IllegalArgumentException("x or y too short for " + n + " rows of " + w.rows + "x" + w.cols);
         if (in == 0) {
@@ -115,14 +135,14 @@ public final class MatMul {
             return;
         }
         if (!VEC) {
-            scalar(x, xOff, n, w, y, yOff, acc);
+            scalar(x, xOff, n, w, y, yOff, acc, oLo, oHi);
             return;
         }
         Packed pk = w.onHeap() ? null : w.packed();
         float[] xp = SCRATCH.get().xp(n * in);
         pack(x, xOff, n, in, xp);
-        int panels = (out + P - 1) / P;
-        Parallel.RangeBody body = (p0, p1) -> panelRange(xp, n, w, pk, y, yOff, acc, p0, p1);
+        int pFirst = oLo / P, panels = (oHi + P - 1) / P - pFirst;
+        Parallel.RangeBody body = (p0, p1) -> panelRange(xp, n, w, pk, y, yOff, acc, p0 + pFirst, p1 + pFirst, ys, oLo, oHi);
         // about four chunks per thread, an even number of panels each (rows outside 8-row groups take panels in pairs)
         int chunk = Math.max(2, (panels + 8 * Parallel.threads() - 1) / (8 * Parallel.threads()) * 2);
         if (parallel) Parallel.forChunks(panels, chunk, body);
@@ -146,69 +166,73 @@ public final class MatMul {
     }
 
     /** All n rows against panels [p0, p1). */
-    private static void panelRange(float[] xp, int n, Matrix w, Packed pk, float[] y, int yOff, boolean acc, int p0, int p1) {
+    /** Outputs [oLo, oHi) of panels [p0, p1) go to y[yOff + r·ys + o − oLo]. */
+    private static void panelRange(float[] xp, int n, Matrix w, Packed pk, float[] y, int yOff, boolean acc, int p0, int p1, int ys, int oLo, int oHi) {
         Scratch s = SCRATCH.get();
-        float[] a = s.acc;
-        final int in = w.cols, out = w.rows;
-        MemorySegment ws;
-        long pb;
-        Packed.Kind kind;
-        if (pk != null) {
-            ws = pk.seg;
-            pb = pk.panelBytes;
-            kind = pk.kind;
-        } else {
-            pb = Packed.panelBytes(Packed.Kind.F32, in);
-            ws = s.panel(pb);
-            kind = Packed.Kind.F32;
+        final int in = w.cols;
+        if (pk == null) {   // heap weights: each panel packed once, all rows through it
+            long pb = Packed.panelBytes(Packed.Kind.F32, in);
+            MemorySegment ws = s.panel(pb);
+            for (int p = p0; p < p1; p++) {
+                int o0 = p * P;
+                Packed.heapPanel(w, o0, Math.min(P, w.rows - o0), s.tmp(P * in), ws);
+                rows(xp, 0, n, Packed.Kind.F32, ws, 0, 0, false, w, y, yOff, acc, o0, s.acc, ys, oLo, oHi);
+            }
+            return;
         }
-        int tail = n % R;
-        for (int p = p0; p < p1; p++) {
-            int o0 = p * P, no = Math.min(P, out - o0);
-            if (pk != null && kind != Packed.Kind.F32 && tail > 0 && p + 1 < p1) {
-                // two panels at once for the rows outside the 8-row groups: four independent chains hide the FMA latency
-                // (decoding is one such row); the 8-row groups go through each panel as usual
-                long wo = p * pb;
-                int r = 0;
-                for (; r + R <= n; r += R) {
-                    if (kind == Packed.Kind.BF16) Tiles.bf16x8(xp, r * in, ws, wo, in, a);
-                    else Tiles.q8x8(xp, r * in, ws, wo, in, a);
-                    store(a, R, y, yOff + r * out + o0, out, no, acc);
-                    if (kind == Packed.Kind.BF16) Tiles.bf16x8(xp, r * in, ws, wo + pb, in, a);
-                    else Tiles.q8x8(xp, r * in, ws, wo + pb, in, a);
-                    store(a, R, y, yOff + r * out + o0 + P, out, Math.min(P, out - o0 - P), acc);
+        // packed weights: a group of panels (read from memory once, then from the L2 cache) against blocks of rows (their
+        // packed input read from the L2 cache too)
+        int rb = Math.max(R, BLOCK_BYTES / (4 * in) / R * R);
+        int pg = (int) Math.max(2, BLOCK_BYTES / pk.panelBytes / 2 * 2);
+        for (int g0 = p0; g0 < p1; g0 += pg) {
+            int g1 = Math.min(p1, g0 + pg);
+            for (int r0 = 0; r0 < n; r0 += rb) {
+                int r1 = Math.min(n, r0 + rb);
+                for (int p = g0; p < g1; p++) {
+                    // rows outside the 8-row groups (decoding is one such row) take two panels at once: four independent
+                    // chains hide the FMA latency
+                    boolean pair = r1 % R != 0 && p + 1 < g1;
+                    rows(xp, r0, r1, pk.kind, pk.seg, p * pk.panelBytes, pk.panelBytes, pair, w, y, yOff, acc, p * P, s.acc, ys, oLo, oHi);
+                    if (pair) p++;
                 }
-                for (; r < n; r++) {
-                    if (kind == Packed.Kind.BF16) Tiles.bf16x1x2(xp, r * in, ws, wo, pb, in, a);
-                    else Tiles.q8x1x2(xp, r * in, ws, wo, pb, in, a);
-                    store2(a, y, yOff + r * out + o0, Math.min(2 * P, out - o0), acc);
-                }
-                p++;
-                continue;
             }
-            long wo;
-            if (pk != null) {
-                wo = p * pb;
-            } else {
-                Packed.heapPanel(w, o0, no, s.tmp(P * in), ws);
-                wo = 0;
-            }
-            int r = 0;
-            for (; r + R <= n; r += R) {
+        }
+    }
+
+    /** Bytes of a block of packed input rows, and of a group of panels: together well inside the L2 cache. */
+    static final int BLOCK_BYTES = 384 * 1024;
+
+    /** Rows [r0, r1) (r0 a multiple of R) against the panel at wo (and, if pair, the next one at wo + pb, for the tail rows). */
+    private static void rows(float[] xp, int r0, int r1, Packed.Kind kind, MemorySegment ws, long wo, long pb, boolean pair, Matrix w,
+                             float[] y, int yOff, boolean acc, int o0, float[] a, int ys, int oLo, int oHi) {
+        final int in = w.cols, no = Math.min(P, oHi - o0), col = o0 - oLo;
+        int r = r0;
+        for (; r + R <= r1; r += R) {
+            for (int h = 0; h < (pair ? 2 : 1); h++) {
+                long o = wo + h * pb;
                 switch (kind) {
-                    case BF16 -> Tiles.bf16x8(xp, r * in, ws, wo, in, a);
-                    case F32 -> Tiles.f32x8(xp, r * in, ws, wo, in, a);
-                    case Q8 -> Tiles.q8x8(xp, r * in, ws, wo, in, a);
+                    case BF16 -> Tiles.bf16x8(xp, r * in, ws, o, in, a);
+                    case F32 -> Tiles.f32x8(xp, r * in, ws, o, in, a);
+                    case Q8 -> Tiles.q8x8(xp, r * in, ws, o, in, a);
                 }
-                store(a, R, y, yOff + r * out + o0, out, no, acc);
+                store(a, R, y, yOff + r * ys + col + h * P, ys, Math.min(P, oHi - o0 - h * P), acc);
             }
-            for (; r < n; r++) {
+        }
+        for (; r < r1; r++) {
+            if (pair) {
+                switch (kind) {
+                    case BF16 -> Tiles.bf16x1x2(xp, r * in, ws, wo, pb, in, a);
+                    case F32 -> Tiles.f32x1x2(xp, r * in, ws, wo, pb, in, a);
+                    case Q8 -> Tiles.q8x1x2(xp, r * in, ws, wo, pb, in, a);
+                }
+                store2(a, y, yOff + r * ys + col, Math.min(2 * P, oHi - o0), acc);
+            } else {
                 switch (kind) {
                     case BF16 -> Tiles.bf16x1(xp, r * in, ws, wo, in, a);
                     case F32 -> Tiles.f32x1(xp, r * in, ws, wo, in, a);
                     case Q8 -> Tiles.q8x1(xp, r * in, ws, wo, in, a);
                 }
-                store(a, 1, y, yOff + r * out + o0, out, no, acc);
+                store(a, 1, y, yOff + r * ys + col, ys, no, acc);
             }
         }
     }
@@ -227,15 +251,15 @@ public final class MatMul {
     }
 
     /** The definition itself, one scalar fma at a time (used where vectors are not 16 lanes; the tests' reference). */
-    static void scalar(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean acc) {
-        int in = w.cols, out = w.rows;
+    static void scalar(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean acc, int oLo, int oHi) {
+        int in = w.cols, out = oHi - oLo;
         float[] row = new float[in];
-        for (int o = 0; o < out; o++) {
+        for (int o = oLo; o < oHi; o++) {
             w.rowsToFloat(o, 1, row, 0);
             for (int r = 0; r < n; r++) {
                 float s = 0f;
                 for (int k = 0; k < in; k++) s = Math.fma(x[xOff + r * in + k], row[k], s);
-                int yi = yOff + r * out + o;
+                int yi = yOff + r * out + o - oLo;
                 y[yi] = acc ? y[yi] + s : s;
             }
         }
@@ -243,7 +267,10 @@ public final class MatMul {
 
     /**
      * The register tiles: {@code x8} kernels take a packed group of 8 rows (input-major) and leave acc[i·32 + j] for row i,
-     * output j of the panel; {@code x1} kernels take one row. Vectors never leave a kernel (C2 compiles each on its own).
+     * output j of the panel; {@code x1} kernels take one row. Vectors never leave a kernel (C2 compiles each on its own), and
+     * the weight conversions are written out in each kernel rather than called: a call C2 declines to inline in a large
+     * kernel ("callee uses too much stack") would box a vector per weight load, 6x slower. Q8 kernels widen a block's
+     * fp16 scales through acc (written with the results only at the end).
      */
     static final class Tiles {
         private Tiles() {}
@@ -253,7 +280,7 @@ public final class MatMul {
             FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
             for (int k = 0; k < in; k++) {
                 long b = wo + 64L * k;
-                FloatVector w0 = Matrix.bf16(w, b), w1 = Matrix.bf16(w, b + 32);
+                FloatVector w0 = ((IntVector) ShortVector.fromMemorySegment(SH, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), w1 = ((IntVector) ShortVector.fromMemorySegment(SH, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
                 int xk = xo + R * k;
                 FloatVector v = FloatVector.broadcast(F, x[xk]);
                 a00 = v.fma(w0, a00); a01 = v.fma(w1, a01);
@@ -313,10 +340,11 @@ public final class MatMul {
             FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
-                FloatVector d0 = Matrix.f16(w, b), d1 = Matrix.f16(w, b + 32);
+                Matrix.f16To(w, b, acc, 0); Matrix.f16To(w, b + 32, acc, 16);
+                FloatVector d0 = FloatVector.fromArray(F, acc, 0), d1 = FloatVector.fromArray(F, acc, 16);
                 for (int j = 0; j < 32; j++) {
                     long q = b + 64 + 32L * j;
-                    FloatVector w0 = Matrix.q8(w, q, d0), w1 = Matrix.q8(w, q + 16, d1);
+                    FloatVector w0 = ((FloatVector) ByteVector.fromMemorySegment(BQ, w, q, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d0), w1 = ((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 16, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d1);
                     int xk = xo + R * (kb + j);
                     FloatVector v = FloatVector.broadcast(F, x[xk]);
                     a00 = v.fma(w0, a00); a01 = v.fma(w1, a01);
@@ -347,8 +375,8 @@ public final class MatMul {
             for (int k = 0; k < in; k++) {
                 long b = wo + 64L * k;
                 FloatVector v = FloatVector.broadcast(F, x[xo + k]);
-                a0 = v.fma(Matrix.bf16(w, b), a0);
-                a1 = v.fma(Matrix.bf16(w, b + 32), a1);
+                a0 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a0);
+                a1 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a1);
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, 16);
         }
@@ -360,10 +388,25 @@ public final class MatMul {
             for (int k = 0; k < in; k++) {
                 long b = wo + 64L * k, b2 = wo2 + 64L * k;
                 FloatVector v = FloatVector.broadcast(F, x[xo + k]);
-                a0 = v.fma(Matrix.bf16(w, b), a0);
-                a1 = v.fma(Matrix.bf16(w, b + 32), a1);
-                a2 = v.fma(Matrix.bf16(w, b2), a2);
-                a3 = v.fma(Matrix.bf16(w, b2 + 32), a3);
+                a0 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a0);
+                a1 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a1);
+                a2 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b2, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a2);
+                a3 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b2 + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a3);
+            }
+            a0.intoArray(acc, 0); a1.intoArray(acc, 16); a2.intoArray(acc, 32); a3.intoArray(acc, 48);
+        }
+
+        /** One row against two consecutive float32 panels: acc[0, 64). */
+        static void f32x1x2(float[] x, int xo, MemorySegment w, long wo, long pb, int in, float[] acc) {
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            long wo2 = wo + pb;
+            for (int k = 0; k < in; k++) {
+                long b = wo + 128L * k, b2 = wo2 + 128L * k;
+                FloatVector v = FloatVector.broadcast(F, x[xo + k]);
+                a0 = v.fma(FloatVector.fromMemorySegment(F, w, b, LE), a0);
+                a1 = v.fma(FloatVector.fromMemorySegment(F, w, b + 64, LE), a1);
+                a2 = v.fma(FloatVector.fromMemorySegment(F, w, b2, LE), a2);
+                a3 = v.fma(FloatVector.fromMemorySegment(F, w, b2 + 64, LE), a3);
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, 16); a2.intoArray(acc, 32); a3.intoArray(acc, 48);
         }
@@ -373,15 +416,17 @@ public final class MatMul {
             FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES, b2 = b + pb;
-                FloatVector d0 = Matrix.f16(w, b), d1 = Matrix.f16(w, b + 32);
-                FloatVector d2 = Matrix.f16(w, b2), d3 = Matrix.f16(w, b2 + 32);
+                Matrix.f16To(w, b, acc, 0); Matrix.f16To(w, b + 32, acc, 16);
+                FloatVector d0 = FloatVector.fromArray(F, acc, 0), d1 = FloatVector.fromArray(F, acc, 16);
+                Matrix.f16To(w, b2, acc, 32); Matrix.f16To(w, b2 + 32, acc, 48);
+                FloatVector d2 = FloatVector.fromArray(F, acc, 32), d3 = FloatVector.fromArray(F, acc, 48);
                 for (int j = 0; j < 32; j++) {
                     long q = b + 64 + 32L * j, q2 = b2 + 64 + 32L * j;
                     FloatVector v = FloatVector.broadcast(F, x[xo + kb + j]);
-                    a0 = v.fma(Matrix.q8(w, q, d0), a0);
-                    a1 = v.fma(Matrix.q8(w, q + 16, d1), a1);
-                    a2 = v.fma(Matrix.q8(w, q2, d2), a2);
-                    a3 = v.fma(Matrix.q8(w, q2 + 16, d3), a3);
+                    a0 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d0), a0);
+                    a1 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 16, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d1), a1);
+                    a2 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q2, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d2), a2);
+                    a3 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q2 + 16, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d3), a3);
                 }
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, 16); a2.intoArray(acc, 32); a3.intoArray(acc, 48);
@@ -402,12 +447,13 @@ public final class MatMul {
             FloatVector a0 = FloatVector.zero(F), a1 = a0;
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
-                FloatVector d0 = Matrix.f16(w, b), d1 = Matrix.f16(w, b + 32);
+                Matrix.f16To(w, b, acc, 0); Matrix.f16To(w, b + 32, acc, 16);
+                FloatVector d0 = FloatVector.fromArray(F, acc, 0), d1 = FloatVector.fromArray(F, acc, 16);
                 for (int j = 0; j < 32; j++) {
                     long q = b + 64 + 32L * j;
                     FloatVector v = FloatVector.broadcast(F, x[xo + kb + j]);
-                    a0 = v.fma(Matrix.q8(w, q, d0), a0);
-                    a1 = v.fma(Matrix.q8(w, q + 16, d1), a1);
+                    a0 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d0), a0);
+                    a1 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 16, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d1), a1);
                 }
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, 16);

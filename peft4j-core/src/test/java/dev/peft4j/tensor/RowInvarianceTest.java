@@ -126,4 +126,28 @@ class RowInvarianceTest {
             }
         }
     }
+
+    /** A block of outputs (a slice of the output head) equals the same columns of the whole product, bit for bit. */
+    @Test
+    void outputRangeEqualsTheSameColumnsOfTheWholeProduct() {
+        SplittableRandom r = new SplittableRandom(9);
+        int in = 64, out = 150;
+        for (Matrix m : layouts(rand(out * in, r), out, in)) {
+            if (m == null) continue;
+            for (int n : new int[]{1, 9, 20}) {
+                float[] x = rand(n * in, r), full = new float[n * out];
+                MatMul.xWt(x, 0, n, m, full, 0, false);
+                for (int[] rg : new int[][]{{0, 150}, {32, 100}, {64, 150}, {96, 97}}) {
+                    int o0 = rg[0], o1 = rg[1], w = o1 - o0;
+                    float[] y = new float[3 + n * w];
+                    MatMul.xWtRange(x, 0, n, m, o0, o1, y, 3);
+                    for (int i = 0; i < n; i++)
+                        for (int o = o0; o < o1; o++)
+                            assertEquals(Float.floatToRawIntBits(full[i * out + o]), Float.floatToRawIntBits(y[3 + i * w + o - o0]),
+                                    m.dtype + (m.onHeap() ? " heap" : " mapped") + " n=" + n + " range " + o0 + ".." + o1 + " row " + i + " out " + o);
+                }
+            }
+        }
+        assertThrows(IllegalArgumentException.class, () -> MatMul.xWtRange(new float[64], 0, 1, Matrix.heap(40, 64, new float[40 * 64]), 5, 20, new float[15], 0));
+    }
 }
