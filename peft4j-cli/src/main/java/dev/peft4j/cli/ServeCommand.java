@@ -33,7 +33,7 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--allow-runtime-adapters", paramLabel = "DIR", description = "allow /v1/load_lora_adapter and /v1/unload_lora_adapter for adapters under DIR") Path runtimeRoot;
     @Option(names = "--max-running", defaultValue = "16", description = "sequences decoded together (default ${DEFAULT-VALUE})") int maxRunning;
     @Option(names = "--max-waiting", defaultValue = "256", description = "queued sequences before 503 (default ${DEFAULT-VALUE})") int maxWaiting;
-    @Option(names = "--max-kv-tokens", defaultValue = "131072", description = "KV-cache positions reserved (prompt + max_tokens) by running sequences (default ${DEFAULT-VALUE})") int maxKv;
+    @Option(names = "--max-kv-tokens", defaultValue = "131072", description = "KV-cache positions held by running sequences: a prompt's when admitted, one more per token; when full, the last admitted are preempted and recomputed later (default ${DEFAULT-VALUE})") int maxKv;
     @Option(names = "--prefill-chunk", defaultValue = "256", description = "prompt tokens prefilled per scheduler step (default ${DEFAULT-VALUE})") int prefillChunk;
     @Option(names = "--max-body-bytes", defaultValue = "4194304", description = "largest request body (default ${DEFAULT-VALUE})") long maxBody;
     @Option(names = "--drain-seconds", defaultValue = "60", description = "on SIGTERM, wait this long for running requests (default ${DEFAULT-VALUE})") int drainSeconds;

@@ -1,6 +1,7 @@
 package dev.peft4j.eval;
 
 import dev.peft4j.model.CausalLM;
+import dev.peft4j.model.LogitRows;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -15,9 +16,11 @@ import java.util.function.IntConsumer;
  * lm-eval's {@code HFLM} request types on top of a {@link CausalLM}: {@code loglikelihood} (REFERENCE 3.4) and
  * {@code generate_until} (REFERENCE 3.6).
  *
- * <p>Requests are grouped by their context tokens. A context whose continuations are all one token long is scored by a
- * single batched forward of the context (one logits row gives every choice); other contexts are run once in a KV-cached
- * session that is forked for each multi-token continuation, so a context is never recomputed for its choices.
+ * <p>Requests are grouped by their context tokens, longest first, {@code batchSize} contexts per model call. A context whose
+ * continuations are all one token long is scored from one logits row (every choice reads it); for the others each choice
+ * is scored as context + continuation[:-1], and the model ({@link CausalLM#logitRows}) computes the shared context once and
+ * each choice's own tokens from its cache, running the output head only for the rows scored. Rows are read in place and
+ * scored on every core.
  */
 public final class HarnessLM implements EvalLM {
     public record LLRequest(String context, String continuation) {}
@@ -105,22 +108,22 @@ public final class HarnessLM implements EvalLM {
         single.sort(longestFirst);
         multi.sort(longestFirst);
 
-        int vocab = lm.vocabSize();
         for (int b = 0; b < single.size(); b += batchSize) {
             List<Map.Entry<Key, List<Integer>>> batch = single.subList(b, Math.min(single.size(), b + batchSize));
             List<int[]> seqs = batch.stream().map(e -> e.getKey().ids()).toList();
             int[] from = seqs.stream().mapToInt(s -> s.length - 1).toArray();
-            List<float[]> rows = lm.logits(seqs, from);
+            LogitRows rows = lm.logitRows(seqs, from);
             int done = 0;
+            List<int[]> jobs = new ArrayList<>();
             for (int j = 0; j < batch.size(); j++) {
-                for (int i : batch.get(j).getValue()) { out[i] = score(rows.get(j), 0, vocab, conts[i]); done++; }
+                for (int i : batch.get(j).getValue()) { jobs.add(new int[]{i, j}); done++; }
             }
+            scoreAll(rows, jobs, conts, out);
             progress.accept(done);
         }
 
         // Multi-token continuations: each choice is scored as context + continuation[:-1] in one batched call per group of
-        // contexts; the model reuses the cache of the shared context (it runs the first choice alone, the others only their
-        // continuation tokens), so every context is computed once and the choices share one forward pass.
+        // contexts; the model computes each shared context once (its choices are consecutive), then only their own tokens.
         // A call returns vocab floats per continuation token (1 MB for Gemma 3): a batch also stops at the heap's row budget.
         for (int b = 0; b < multi.size(); ) {
             int e0 = b, rowsHeld = 0;
@@ -147,8 +150,10 @@ public final class HarnessLM implements EvalLM {
                     fromList.add(ctx.length - 1);
                 }
             }
-            List<float[]> rows = lm.logits(seqs, fromList.stream().mapToInt(Integer::intValue).toArray());
-            for (int k = 0; k < seqs.size(); k++) out[who.get(k)] = score(rows.get(k), 0, vocab, conts[who.get(k)]);
+            LogitRows rows = lm.logitRows(seqs, fromList.stream().mapToInt(Integer::intValue).toArray());
+            List<int[]> jobs = new ArrayList<>();
+            for (int k = 0; k < seqs.size(); k++) jobs.add(new int[]{who.get(k), k});
+            scoreAll(rows, jobs, conts, out);
             progress.accept(seqs.size());
         }
 
@@ -161,8 +166,8 @@ public final class HarnessLM implements EvalLM {
             int start = Math.max(0, joined.length - (maxLength + 1));
             int[] inp = Arrays.copyOfRange(joined, start, joined.length - 1);
             int contLen = Math.min(cont.length, inp.length);
-            List<float[]> rows = lm.logits(List.of(inp), new int[]{inp.length - contLen});
-            out[i] = score(rows.get(0), 0, vocab, Arrays.copyOfRange(cont, cont.length - contLen, cont.length));
+            LogitRows rows = lm.logitRows(List.of(inp), new int[]{inp.length - contLen});
+            out[i] = score(rows, 0, Arrays.copyOfRange(cont, cont.length - contLen, cont.length));
             progress.accept(1);
         }
         return Arrays.asList(out);
@@ -178,6 +183,47 @@ public final class HarnessLM implements EvalLM {
             if (greedy && !isArgmax(rows, base, vocab, cont[k])) greedy = false;
         }
         return new LL(sum, greedy);
+    }
+
+    /** {@link #score(float[], int, int, int[])} over the rows of sequence {@code seq}, read in place. */
+    static LL score(LogitRows rows, int seq, int[] cont) {
+        double sum = 0;
+        boolean greedy = true;
+        int vocab = rows.vocab();
+        for (int k = 0; k < cont.length; k++) {
+            float[] a = rows.array(seq, k);
+            int base = rows.offset(seq, k);
+            float max = max(a, base, vocab);
+            sum += a[base + cont[k]] - logSumExp(a, base, vocab, max);
+            if (greedy && !isArgmax(a, base, cont[k], max)) greedy = false;
+        }
+        return new LL(sum, greedy);
+    }
+
+    /** out[job[0]] = the score of continuation conts[job[0]] on sequence job[1] of {@code rows}, the jobs spread over the cores. */
+    private static void scoreAll(LogitRows rows, List<int[]> jobs, int[][] conts, LL[] out) {
+        dev.peft4j.tensor.Parallel.forRange(jobs.size(), 1, (a, b) -> {
+            for (int q = a; q < b; q++) out[jobs.get(q)[0]] = score(rows, jobs.get(q)[1], conts[jobs.get(q)[0]]);
+        });
+    }
+
+    /** The largest of a[off..off+n) as {@link #logSumExp(float[], int, int)} finds it (vector maximum, then the tail). */
+    static float max(float[] a, int off, int n) {
+        var sp = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
+        int L = sp.length(), i = 0;
+        var mv = jdk.incubator.vector.FloatVector.broadcast(sp, Float.NEGATIVE_INFINITY);
+        for (; i + L <= n; i += L) mv = mv.max(jdk.incubator.vector.FloatVector.fromArray(sp, a, off + i));
+        float max = mv.reduceLanes(jdk.incubator.vector.VectorOperators.MAX);
+        for (; i < n; i++) max = Math.max(max, a[off + i]);
+        return max;
+    }
+
+    /** {@link #isArgmax(float[], int, int, int)} given the row's {@link #max}. */
+    private static boolean isArgmax(float[] a, int off, int t, float max) {
+        float v = a[off + t];
+        if (!(v >= max)) return false;
+        for (int j = 0; j < t; j++) if (a[off + j] >= v) return false;
+        return true;
     }
 
     /**
@@ -199,15 +245,15 @@ public final class HarnessLM implements EvalLM {
 
     /** log Σ exp(a[off..off+n)), vectorized (the vocabulary is 262,144 wide, scored for every continuation token); {@code peft4j serve} uses it too, so its log-probabilities are the same numbers. */
     public static double logSumExp(float[] a, int off, int n) {
+        return logSumExp(a, off, n, max(a, off, n));
+    }
+
+    /** {@link #logSumExp(float[], int, int)} given the row's {@link #max}. */
+    static double logSumExp(float[] a, int off, int n, float max) {
         var sp = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
         int L = sp.length(), i = 0;
-        var mv = jdk.incubator.vector.FloatVector.broadcast(sp, Float.NEGATIVE_INFINITY);
-        for (; i + L <= n; i += L) mv = mv.max(jdk.incubator.vector.FloatVector.fromArray(sp, a, off + i));
-        float max = mv.reduceLanes(jdk.incubator.vector.VectorOperators.MAX);
-        for (; i < n; i++) max = Math.max(max, a[off + i]);
         var acc = jdk.incubator.vector.FloatVector.zero(sp);
         double s = 0;
-        i = 0;
         for (; i + L <= n; i += L) {
             acc = acc.add(dev.peft4j.tensor.Ops.exp(jdk.incubator.vector.FloatVector.fromArray(sp, a, off + i).sub(max)));
             if ((i / L) % 256 == 255) { s += dev.peft4j.tensor.Ops.hsum(acc); acc = jdk.incubator.vector.FloatVector.zero(sp); }

@@ -21,6 +21,14 @@ public interface CausalLM {
      */
     List<float[]> logits(List<int[]> sequences, int[] from);
 
+    /**
+     * The rows {@link #logits} returns, without a copy per sequence: sequences sharing a prefix may share its rows. The default
+     * wraps {@link #logits}; a model overrides it to compute each shared row once and hand out large blocks.
+     */
+    default LogitRows logitRows(List<int[]> sequences, int[] from) {
+        return LogitRows.of(vocabSize(), logits(sequences, from));
+    }
+
     /** A fresh KV-cached session for incremental decoding. */
     Session newSession();
 

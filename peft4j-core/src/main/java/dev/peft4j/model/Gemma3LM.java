@@ -43,79 +43,209 @@ public final class Gemma3LM implements CausalLM {
     @Override
     public int maxPositions() { return model.config.maxPositions() - nVirtual - prefixLength(); }
 
-    /** Shared prefixes shorter than this are recomputed rather than copied from the previous batch's cache. */
+    /** Shared prefixes shorter than this are recomputed rather than shared or copied from the previous call's cache. */
     private static final int MIN_SHARED_PREFIX = 16;
-    /** The tokens and cache of the longest sequence of the previous {@link #logits} batch, for prefix reuse. */
+    /** The tokens and cache of the longest sequence of the previous {@link #logitRows} chunk, for prefix reuse across calls. */
     private int[] anchorTokens;
     /** Rows run through the model by {@link #logits} (tests check that shared prefixes are not recomputed). */
     long rowsComputed;
     private KVCache anchorCache;
 
+    /** Copies of {@link #logitRows}' rows, one array per sequence. */
+    @Override
+    public List<float[]> logits(List<int[]> sequences, int[] from) {
+        LogitRows r = logitRows(sequences, from);
+        List<float[]> out = new ArrayList<>(sequences.size());
+        for (int i = 0; i < sequences.size(); i++) out.add(r.copy(i));
+        return out;
+    }
+
     /**
-     * Scores full sequences. Consecutive requests often share a long prefix (a few-shot preamble, the context of several
-     * choices): the cache of the previous batch's longest sequence is kept, and a sequence that starts with at least
-     * {@value #MIN_SHARED_PREFIX} of its tokens only runs the rest. The shared tokens are identical, so results are unchanged.
+     * Scores full sequences, computing every shared token once. Consecutive sequences that share at least
+     * {@value #MIN_SHARED_PREFIX} leading tokens with the first of their group (the choices of one question, a common few-shot
+     * preamble) form a group: the group's common prefix runs once, then each member runs only its own remaining tokens from a
+     * copy of the prefix's cache, all groups' prefixes in one batched forward and all remainders in another. A group's
+     * prefix also starts from the previous call's cache when it shares at least {@value #MIN_SHARED_PREFIX} tokens with it.
+     * Only the rows asked for go through the output head, gathered into blocks of up to {@link #headBlockRows} rows per
+     * head product; a row of a shared prefix is computed once and shared by the sequences that need it. Every token sees
+     * exactly the same keys and values as in a separate run of its sequence, so results do not depend on the grouping.
      */
     @Override
-    public synchronized List<float[]> logits(List<int[]> sequences, int[] from) {
-        List<float[]> out = new ArrayList<>(sequences.size());
-        int V = vocabSize();
-        int i = 0;
-        while (i < sequences.size()) {
-            int j = i, rows = 0;
-            List<Gemma3Model.Input> batch = new ArrayList<>();
-            int[] skip = new int[sequences.size()];      // caller tokens not run (reused from the anchor)
-            int[] offset = new int[sequences.size()];    // rows before the caller's first run token (virtual tokens)
-            // a sequence that starts a new shared prefix runs alone first, so the rest of its batch can reuse its cache
-            int[] first = sequences.get(i);
-            boolean firstFresh = anchorTokens == null || commonPrefix(anchorTokens, first, Math.min(from[i], first.length - 1)) < MIN_SHARED_PREFIX;
-            boolean sharesWithNext = i + 1 < sequences.size()
-                    && commonPrefix(first, sequences.get(i + 1), Math.min(from[i + 1], sequences.get(i + 1).length - 1)) >= MIN_SHARED_PREFIX;
-            int limit = firstFresh && sharesWithNext ? i + 1 : sequences.size();
-            while (j < limit && (j == i || rows + sequences.get(j).length + nVirtual <= maxRowsPerBatch)) {
-                int[] seq = sequences.get(j);
-                int lcp = anchorTokens == null ? 0 : commonPrefix(anchorTokens, seq, Math.min(from[j], seq.length - 1));
-                KVCache reuse = lcp >= MIN_SHARED_PREFIX ? anchorCache.truncatedCopy(nVirtual + prefixLength() + lcp) : null;
-                if (reuse != null) {
-                    batch.add(new Gemma3Model.Input(reuse, null, java.util.Arrays.copyOfRange(seq, lcp, seq.length)));
-                    skip[j] = lcp;
-                    rows += seq.length - lcp;
-                } else {
-                    batch.add(new Gemma3Model.Input(newCache(), virtual, seq));
-                    offset[j] = nVirtual;
-                    rows += seq.length + nVirtual;
-                }
-                j++;
-            }
-            float[] hidden = model.forward(batch, null);
-            rowsComputed += rows;
-            int base = 0;
-            List<Integer> want = new ArrayList<>();
-            int longest = i;
-            for (int s = i; s < j; s++) {
-                int len = sequences.get(s).length;
-                for (int t = from[s]; t < len; t++) want.add(base + offset[s] + t - skip[s]);
-                base += offset[s] + len - skip[s];
-                if (len > sequences.get(longest).length) longest = s;
-            }
-            anchorTokens = sequences.get(longest);
-            anchorCache = batch.get(longest - i).cache();
-            // each sequence's rows are consecutive in hidden: its logits go straight into its own array
-            int at = 0;
-            for (int s = i; s < j; s++) {
-                int n = Math.max(0, sequences.get(s).length - from[s]);
-                float[] part = new float[n * V];
-                if (n > 0) {
-                    int[] rowsOf = new int[n];
-                    for (int t = 0; t < n; t++) rowsOf[t] = want.get(at + t);
-                    model.logits(hidden, rowsOf, part);
-                }
-                at += n;
-                out.add(part);
-            }
-            i = j;
+    public synchronized LogitRows logitRows(List<int[]> sequences, int[] from) {
+        final int n = sequences.size();
+        if (from.length != n) throw new IllegalArgumentException(n + " sequences but " + from.length + " start positions");
+        int[] fromC = new int[n];
+        int[][] block = new int[n][], row = new int[n][];
+        long wanted = 0;
+        for (int i = 0; i < n; i++) {
+            int len = sequences.get(i).length;
+            fromC[i] = Math.max(0, Math.min(from[i], len));
+            block[i] = new int[len - fromC[i]];
+            row[i] = new int[len - fromC[i]];
+            wanted += len - fromC[i];
         }
-        return out;
+        // groups of consecutive sequences sharing a prefix with the group's first: {first, end (exclusive), prefix length}
+        List<int[]> groups = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            int[] s = sequences.get(i);
+            if (!groups.isEmpty()) {
+                int[] g = groups.getLast();
+                int lcp = commonPrefix(sequences.get(g[0]), s, s.length);
+                if (lcp >= MIN_SHARED_PREFIX) {
+                    g[1] = i + 1;
+                    g[2] = Math.min(g[2], lcp);
+                    continue;
+                }
+            }
+            groups.add(new int[]{i, i + 1, s.length});
+        }
+        Head head = new Head((int) Math.min(wanted, headBlockRows()));
+        for (int gi = 0; gi < groups.size(); ) {
+            int ge = gi, rows = 0;
+            while (ge < groups.size()) {
+                int[] g = groups.get(ge);
+                int r = nVirtual + g[2];
+                for (int i = g[0]; i < g[1]; i++) r += sequences.get(i).length - g[2];
+                if (ge > gi && rows + r > maxRowsPerBatch) break;
+                rows += r;
+                ge++;
+            }
+            runChunk(sequences, fromC, groups.subList(gi, ge), head, block, row);
+            gi = ge;
+        }
+        head.flush();
+        return new LogitRows(vocabSize(), head.blocks.toArray(new float[0][]), block, row);
+    }
+
+    /** Rows per output-head product (and per logits block): 1024, fewer for a vocabulary so large a block would not fit an array. */
+    private int headBlockRows() { return Math.max(1, Math.min(1024, Integer.MAX_VALUE / Math.max(1, vocabSize()))); }
+
+    /** Hidden rows waiting for the output head, and the logits blocks made so far; row g of the call is row g % cap of block g / cap. */
+    private final class Head {
+        final int cap, H = model.config.hidden();
+        final float[] pending;
+        final List<float[]> blocks = new ArrayList<>();
+        int count;
+
+        Head(int cap) {
+            this.cap = Math.max(1, cap);
+            this.pending = new float[this.cap * H];
+        }
+
+        /** Queues row r of {@code hidden}; returns its index among the call's rows. */
+        int add(float[] hidden, int r) {
+            if (count == cap) flush();
+            System.arraycopy(hidden, r * H, pending, count * H, H);
+            return blocks.size() * cap + count++;
+        }
+
+        void flush() {
+            if (count == 0) return;
+            int[] rows = new int[count];
+            for (int i = 0; i < count; i++) rows[i] = i;
+            blocks.add(model.logits(pending, rows, new float[count * vocabSize()]));
+            count = 0;
+        }
+
+        void assign(int global, int[] block, int[] row, int t) {
+            block[t] = global / cap;
+            row[t] = global % cap;
+        }
+    }
+
+    /** One chunk of groups: their prefixes in one forward, then their members' remaining tokens; wanted rows go to the head. */
+    private void runChunk(List<int[]> seqs, int[] from, List<int[]> groups, Head head, int[][] block, int[][] row) {
+        final int ng = groups.size();
+        KVCache[] gcache = new KVCache[ng];
+        int[] reused = new int[ng], runStart = new int[ng];
+        List<Gemma3Model.Input> prefixes = new ArrayList<>();
+        int[] keep = new int[ng];
+        int rows = 0;
+        for (int g = 0; g < ng; g++) {
+            int[] gr = groups.get(g);
+            int[] s = seqs.get(gr[0]);
+            int p = gr[2], minFrom = p;
+            for (int i = gr[0]; i < gr[1]; i++) minFrom = Math.min(minFrom, from[i]);
+            // rows at or after the first wanted position are computed, not reused
+            int lcp = anchorTokens == null ? 0 : commonPrefix(anchorTokens, s, minFrom);
+            KVCache c = lcp >= MIN_SHARED_PREFIX ? anchorCache.truncatedCopy(nVirtual + prefixLength() + lcp) : null;
+            if (c == null) {
+                c = newCache();
+                lcp = 0;
+            }
+            gcache[g] = c;
+            reused[g] = lcp;
+            runStart[g] = -1;
+            if (p > lcp) {
+                float[] v = lcp == 0 ? virtual : null;
+                runStart[g] = rows + (v == null ? 0 : nVirtual);
+                keep[prefixes.size()] = (v == null ? 0 : nVirtual) + Math.min(p, Math.max(minFrom, lcp)) - lcp;
+                prefixes.add(new Gemma3Model.Input(c, v, java.util.Arrays.copyOfRange(s, lcp, p)));
+                rows += (v == null ? 0 : nVirtual) + p - lcp;
+            }
+        }
+        if (!prefixes.isEmpty()) {
+            float[] hidden = model.forward(prefixes, null, java.util.Arrays.copyOf(keep, prefixes.size()));
+            rowsComputed += rows;
+            for (int g = 0; g < ng; g++) {
+                int[] gr = groups.get(g);
+                int p = gr[2];
+                for (int t = reused[g]; t < p && runStart[g] >= 0; t++) {
+                    int global = -1;
+                    for (int i = gr[0]; i < gr[1]; i++) {
+                        if (t < from[i]) continue;
+                        if (global < 0) global = head.add(hidden, runStart[g] + t - reused[g]);
+                        head.assign(global, block[i], row[i], t - from[i]);
+                    }
+                }
+            }
+        }
+        // members' own tokens after their group's prefix, from copies of the prefix cache
+        List<Gemma3Model.Input> rest = new ArrayList<>();
+        List<Integer> who = new ArrayList<>();
+        int[] bestTokens = null;
+        KVCache bestCache = null;
+        for (int g = 0; g < ng; g++) {
+            int[] gr = groups.get(g);
+            int p = gr[2], last = -1;
+            for (int i = gr[0]; i < gr[1]; i++) if (seqs.get(i).length > p) last = i;
+            if (last < 0) {
+                int[] s = seqs.get(gr[0]);
+                if (bestTokens == null || p > bestTokens.length) { bestTokens = java.util.Arrays.copyOf(s, p); bestCache = gcache[g]; }
+                continue;
+            }
+            for (int i = gr[0]; i <= last; i++) {
+                int[] s = seqs.get(i);
+                if (s.length <= p) continue;
+                KVCache c = i == last ? gcache[g] : gcache[g].copy();
+                rest.add(new Gemma3Model.Input(c, null, java.util.Arrays.copyOfRange(s, p, s.length)));
+                who.add(i);
+                if (bestTokens == null || s.length > bestTokens.length) { bestTokens = s; bestCache = c; }
+            }
+        }
+        for (int a = 0; a < rest.size(); ) {
+            int b = a, r = 0;
+            while (b < rest.size() && (b == a || r + rest.get(b).ids().length <= maxRowsPerBatch)) r += rest.get(b++).ids().length;
+            int[] keepRest = new int[b - a];
+            for (int k = a; k < b; k++) {
+                int i = who.get(k), p = seqs.get(i).length - rest.get(k).ids().length;
+                keepRest[k - a] = Math.max(from[i], p) - p;
+            }
+            float[] hidden = model.forward(rest.subList(a, b), null, keepRest);
+            rowsComputed += r;
+            for (int k = a, at = 0; k < b; k++) {
+                int i = who.get(k);
+                int[] s = seqs.get(i);
+                int p = s.length - rest.get(k).ids().length;
+                for (int t = Math.max(p, from[i]); t < s.length; t++) head.assign(head.add(hidden, at + t - p), block[i], row[i], t - from[i]);
+                at += s.length - p;
+            }
+            a = b;
+        }
+        if (bestTokens != null) {
+            anchorTokens = bestTokens;
+            anchorCache = bestCache;
+        }
     }
 
     private static int commonPrefix(int[] a, int[] b, int max) {

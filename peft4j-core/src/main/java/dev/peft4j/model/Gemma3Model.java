@@ -99,6 +99,18 @@ public final class Gemma3Model {
      * preallocated workspace: the array returned then belongs to that cache and is overwritten by its next such step.
      */
     public float[] forward(List<Input> inputs, Tape tape) {
+        return forward(inputs, tape, null);
+    }
+
+    /**
+     * As {@link #forward(List, Tape)}, where only the rows of input s from {@code keepFrom[s]} on (its own rows, virtual ones
+     * included) are needed in the result: the last layer then runs its queries, attention, output projection and MLP for
+     * those rows only (keys and values still for every row, so the caches are complete). The kept rows are bitwise the same
+     * as without it (attention runs the same blocks, the products are row-invariant); the other rows of the result are
+     * left unfinished. Inference only (no tape).
+     */
+    public float[] forward(List<Input> inputs, Tape tape, int[] keepFrom) {
+        if (keepFrom != null && (tape != null || keepFrom.length != inputs.size())) throw new IllegalArgumentException("keepFrom: one start per input, inference only");
         final Gemma3Config c = config;
         final int H = c.hidden(), D = c.headDim(), nH = c.heads(), nKV = c.kvHeads(), I = c.intermediate();
         final int S = inputs.size();
@@ -158,6 +170,10 @@ public final class Gemma3Model {
         float[] g = ws != null ? ws.g : new float[N * I], u = ws != null ? ws.u : new float[N * I];
         for (int l = 0; l < c.layers(); l++) {
             Gemma3Weights.Layer w = weights.layers[l];
+            if (keepFrom != null && l == c.layers() - 1) {
+                lastLayerKept(inputs, l, rowStart, rowCount, pos, keepFrom, x, h, q, k, v, att);
+                break;
+            }
             Tape.LayerTape lt = null;
             if (tape != null) {
                 lt = new Tape.LayerTape();
@@ -196,7 +212,7 @@ public final class Gemma3Model {
                 System.arraycopy(v, rowStart[s] * nKV * D, kv.v[l], at * nKV * D, rowCount[s] * nKV * D);
                 kv.count[l] += rowCount[s];
             }
-            attention(inputs, l, rowStart, rowCount, pos, q, att, sl);
+            attention(inputs, l, rowStart, rowCount, pos, q, att, sl, null);
             if (lt != null && tape.keepAttn) lt.attn = att.clone();
             project(w.o, l, 3, att, N, o, lt, tape, perSeq);
             if (lt != null) lt.oOut = o.clone();
@@ -255,23 +271,23 @@ public final class Gemma3Model {
     private static final ThreadLocal<float[][]> SCORES = ThreadLocal.withInitial(() -> new float[1][0]);
 
     /** Causal (and sliding-window) attention of every new row against its own sequence's cache. */
-    private void attention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding) {
+    private void attention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding, int[] qFrom) {
         // the path is chosen per sequence (not per batch), so a sequence's result does not depend on what it is batched with
         boolean[] block = new boolean[rowCount.length];
         int manyRows = 0;
         for (int s = 0; s < rowCount.length; s++) if (block[s] = rowCount[s] >= BLOCK_ATTENTION_MIN_ROWS) manyRows++;
-        if (manyRows > 0) blockAttention(inputs, l, rowStart, rowCount, pos, q, out, sliding, block);
+        if (manyRows > 0) blockAttention(inputs, l, rowStart, rowCount, pos, q, out, sliding, block, qFrom);
         if (manyRows == rowCount.length) return;
         final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads(), groups = nH / nKV;
         final int W = config.slidingWindow();
         final int N = q.length / (nH * D);
         final int[] seqOf = new int[N];
         int nRows = 0;
-        for (int s = 0; s < rowStart.length; s++) if (!block[s]) nRows += rowCount[s];
+        for (int s = 0; s < rowStart.length; s++) if (!block[s]) nRows += rowCount[s] - (qFrom == null ? 0 : Math.min(rowCount[s], qFrom[s]));
         final int[] rowOf = new int[nRows];
         for (int s = 0, at = 0; s < rowStart.length; s++) {
             for (int t = 0; t < rowCount[s]; t++) seqOf[rowStart[s] + t] = s;
-            if (!block[s]) for (int t = 0; t < rowCount[s]; t++) rowOf[at++] = rowStart[s] + t;
+            if (!block[s]) for (int t = qFrom == null ? 0 : qFrom[s]; t < rowCount[s]; t++) rowOf[at++] = rowStart[s] + t;
         }
         // one work item = a row's heads that share a KV head (their keys and values are read once for all of them); when
         // there are fewer such groups than threads (decoding one sequence) the group's heads are split over the threads.
@@ -311,13 +327,13 @@ public final class Gemma3Model {
      * of them can see, masked (causal, sliding window) and softmaxed row by row, then O = P·V. Both products run on the
      * outer-product kernel.
      */
-    private void blockAttention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding, boolean[] only) {
+    private void blockAttention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding, boolean[] only, int[] qFrom) {
         final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads(), groups = nH / nKV;
         final int W = config.slidingWindow();
         List<int[]> work = new java.util.ArrayList<>();   // (sequence, kv head, first row of the block)
         for (int s = 0; s < rowStart.length; s++)
-            if (only[s]) for (int g = 0; g < nKV; g++)
-                for (int t = 0; t < rowCount[s]; t += QBLOCK) work.add(new int[]{s, g, t});
+            if (only[s]) for (int g = 0; g < nKV; g++)      // blocks from the one holding the first wanted row (same blocks as for all rows)
+                for (int t = qFrom == null ? 0 : qFrom[s] / QBLOCK * QBLOCK; t < rowCount[s]; t += QBLOCK) work.add(new int[]{s, g, t});
         Parallel.forRange(work.size(), 1, (a, b) -> {
             for (int wi = a; wi < b; wi++) {
                 int s = work.get(wi)[0], g = work.get(wi)[1], t0 = work.get(wi)[2];
@@ -330,7 +346,10 @@ public final class Gemma3Model {
                 int lo = sliding ? Math.max(kStart, pFirst - W + 1) : kStart;
                 int nk = pLast - lo + 1;
                 int rows = groups * nq;
-                float[] qb = new float[rows * D], kb = new float[nk * D], vt = new float[D * nk];
+                float[][] buf = BLOCK_BUFFERS.get();
+                float[] qb = grow(buf, 0, rows * D), sc = grow(buf, 1, rows * nk), ob = grow(buf, 2, rows * D);
+                // the products' weight operands must be exactly [nk, D] and [D, nk]
+                float[] kb = new float[nk * D], vt = new float[D * nk];
                 for (int h = 0; h < groups; h++)
                     for (int i = 0; i < nq; i++)
                         System.arraycopy(q, ((r0 + i) * nH + g * groups + h) * D, qb, (h * nq + i) * D, D);
@@ -339,7 +358,6 @@ public final class Gemma3Model {
                     System.arraycopy(K, src, kb, j * D, D);
                     for (int d = 0; d < D; d++) vt[d * nk + j] = V[src + d];
                 }
-                float[] sc = new float[rows * nk];
                 MatMul.xWtSerial(qb, 0, rows, dev.peft4j.tensor.Matrix.heap(nk, D, kb), sc, 0, false);
                 for (int h = 0; h < groups; h++) {
                     for (int i = 0; i < nq; i++) {
@@ -362,13 +380,89 @@ public final class Gemma3Model {
                         for (int j = 0; j < nk; j++) sc[ro + j] = j >= jlo && j <= jhi ? sc[ro + j] * inv : 0f;
                     }
                 }
-                float[] ob = new float[rows * D];
                 MatMul.xWtSerial(sc, 0, rows, dev.peft4j.tensor.Matrix.heap(D, nk, vt), ob, 0, false);
                 for (int h = 0; h < groups; h++)
                     for (int i = 0; i < nq; i++)
                         System.arraycopy(ob, (h * nq + i) * D, out, ((r0 + i) * nH + g * groups + h) * D, D);
             }
         });
+    }
+
+    /**
+     * The last layer for the kept rows only (see {@link #forward(List, Tape, int[])}): keys and values of every row go to the
+     * caches; attention for the kept rows (whole query blocks on the block path); output projection, norms and MLP for the
+     * kept rows gathered into a compact batch (the products are row-invariant), then scattered back into x.
+     */
+    private void lastLayerKept(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, int[] keepFrom,
+                               float[] x, float[] h, float[] q, float[] k, float[] v, float[] att) {
+        final Gemma3Config c = config;
+        final int H = c.hidden(), D = c.headDim(), nH = c.heads(), nKV = c.kvHeads(), I = c.intermediate(), S = inputs.size();
+        final float eps = (float) c.rmsEps();
+        Gemma3Weights.Layer w = weights.layers[l];
+        int N = 0;
+        for (int s = 0; s < S; s++) N += rowCount[s];
+        SeqAdapter.Batch perSeq = SeqAdapter.Batch.of(inputs, rowStart, rowCount);
+        Ops.rmsNorm(x, 0, h, 0, N, H, w.inputNorm, eps, null, 0);
+        if (perSeq == null && plain(w.q) && plain(w.k) && plain(w.v)) {
+            MatMul.xWtMany(h, N, new Matrix[]{w.q.weight, w.k.weight, w.v.weight}, new float[][]{q, k, v});
+        } else {
+            project(w.q, l, 0, h, N, q, null, null, perSeq);
+            project(w.k, l, 1, h, N, k, null, null, perSeq);
+            project(w.v, l, 2, h, N, v, null, null, perSeq);
+        }
+        Ops.rmsNorm(q, 0, q, 0, N * nH, D, w.qNorm, eps, null, 0);
+        Ops.rmsNorm(k, 0, k, 0, N * nKV, D, w.kNorm, eps, null, 0);
+        boolean sl = c.isSliding(l);
+        Ops.rope(q, N, nH, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
+        Ops.rope(k, N, nKV, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
+        for (int s = 0; s < S; s++) {
+            KVCache kv = inputs.get(s).cache();
+            int at = kv.reserve(l, rowCount[s]);
+            System.arraycopy(k, rowStart[s] * nKV * D, kv.k[l], at * nKV * D, rowCount[s] * nKV * D);
+            System.arraycopy(v, rowStart[s] * nKV * D, kv.v[l], at * nKV * D, rowCount[s] * nKV * D);
+            kv.count[l] += rowCount[s];
+        }
+        int[] from = new int[S], cStart = new int[S], cCount = new int[S];
+        int M = 0;
+        for (int s = 0; s < S; s++) {
+            from[s] = Math.max(0, Math.min(rowCount[s], keepFrom[s]));
+            cStart[s] = M;
+            cCount[s] = rowCount[s] - from[s];
+            M += cCount[s];
+        }
+        attention(inputs, l, rowStart, rowCount, pos, q, att, sl, from);
+        if (M == 0) return;
+        final int A = nH * D;
+        float[] ac = new float[M * A], xc = new float[M * H], hc = new float[M * H], oc = new float[M * H];
+        for (int s = 0; s < S; s++) {
+            System.arraycopy(att, (rowStart[s] + from[s]) * A, ac, cStart[s] * A, cCount[s] * A);
+            System.arraycopy(x, (rowStart[s] + from[s]) * H, xc, cStart[s] * H, cCount[s] * H);
+        }
+        SeqAdapter.Batch perC = perSeq == null ? null : SeqAdapter.Batch.of(inputs, cStart, cCount);
+        project(w.o, l, 3, ac, M, oc, null, null, perC);
+        Ops.rmsNorm(oc, 0, oc, 0, M, H, w.postAttnNorm, eps, null, 0);
+        for (int i = 0; i < M * H; i++) xc[i] += oc[i];
+        Ops.rmsNorm(xc, 0, hc, 0, M, H, w.preFfNorm, eps, null, 0);
+        float[] gc = new float[M * I], uc = new float[M * I];
+        if (perC == null && plain(w.gate) && plain(w.up)) {
+            MatMul.xWtMany(hc, M, new Matrix[]{w.gate.weight, w.up.weight}, new float[][]{gc, uc});
+        } else {
+            project(w.gate, l, 4, hc, M, gc, null, null, perC);
+            project(w.up, l, 5, hc, M, uc, null, null, perC);
+        }
+        Parallel.forRange(M * I, 16384, (a, b) -> Ops.geluMul(gc, uc, gc, a, b));
+        project(w.down, l, 6, gc, M, oc, null, null, perC);
+        Ops.rmsNorm(oc, 0, oc, 0, M, H, w.postFfNorm, eps, null, 0);
+        for (int i = 0; i < M * H; i++) xc[i] += oc[i];
+        for (int s = 0; s < S; s++) System.arraycopy(xc, cStart[s] * H, x, (rowStart[s] + from[s]) * H, cCount[s] * H);
+    }
+
+    /** Per-thread query, score and output buffers of {@link #blockAttention} (grown as needed, never shrunk). */
+    private static final ThreadLocal<float[][]> BLOCK_BUFFERS = ThreadLocal.withInitial(() -> new float[3][0]);
+
+    private static float[] grow(float[][] buf, int i, int n) {
+        if (buf[i].length < n) buf[i] = new float[Math.max(n, buf[i].length + buf[i].length / 2)];
+        return buf[i];
     }
 
     /** Logits [rows.length, V] for the given rows of {@code hidden} (the output of {@link #forward}), softcapped if configured. */

@@ -90,10 +90,19 @@ public final class Linear {
                 xl = new float[n * in()];
                 dropout(x, xl, n * in(), lora.dropout, dropoutSeed);
             }
-            MatMul.xWt(xl, 0, n, lora.a, t, 0, false);
+            product(xl, n, lora.a, t, false);
             if (lora.scale != 1f) for (int i = 0; i < n * lora.r; i++) t[i] *= lora.scale;
-            MatMul.xWt(t, 0, n, lora.b, y, 0, true);
+            product(t, n, lora.b, y, true);
         }
+    }
+
+    /** Products smaller than this many multiply-adds run on the calling thread: handing them to the pool costs more. */
+    static final long SERIAL_WORK = 1L << 19;
+
+    /** y (=|+=) x·Wᵀ for an adapter's small factor: on the calling thread when small (decoding), else on every core. Same results either way. */
+    static void product(float[] x, int n, Matrix w, float[] y, boolean accumulate) {
+        if ((long) n * w.rows * w.cols < SERIAL_WORK) MatMul.xWtSerial(x, 0, n, w, y, 0, accumulate);
+        else MatMul.xWt(x, 0, n, w, y, 0, accumulate);
     }
 
     private void ia3Forward(float[] x, int n, float[] y, float[] mid) {

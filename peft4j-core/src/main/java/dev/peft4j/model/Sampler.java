@@ -26,6 +26,9 @@ public final class Sampler {
         this.rng = new SplittableRandom(opt.seed());
     }
 
+    private static final jdk.incubator.vector.VectorSpecies<Float> F = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
+
+    /** Index (relative to {@code off}) of the largest of {@code n} values, the first one on ties; NaN is never chosen. */
     public static int argmax(float[] logits, int off, int n) {
         int best = 0;
         float bv = Float.NEGATIVE_INFINITY;
@@ -37,19 +40,38 @@ public final class Sampler {
 
     /** Picks the next token from a logits row (modified in place); {@code history} holds ids already in the sequence. */
     public int next(float[] logits, int[] history, int historyLen) {
-        int V = logits.length;
+        return next(logits, 0, logits.length, history, historyLen);
+    }
+
+    /** Reusable copy of a row for the sampling path (which works on a whole array). */
+    private float[] rowCopy;
+
+    /**
+     * As {@link #next(float[], int[], int)} for the row of {@code V} values at {@code off} of {@code logits} (a block of
+     * several sequences' rows): the row is modified in place; greedy decoding reads it there, without a copy.
+     */
+    public int next(float[] logits, int off, int V, int[] history, int historyLen) {
         if (opt.repetitionPenalty() != 1f) {
             if (seen == null || seen.length < V) seen = new boolean[V];
             for (int i = 0; i < historyLen; i++) {
                 int id = history[i];
                 if (id < 0 || id >= V || seen[id]) continue;
                 seen[id] = true;
-                float l = logits[id];
-                logits[id] = l < 0 ? l * opt.repetitionPenalty() : l / opt.repetitionPenalty();
+                float l = logits[off + id];
+                logits[off + id] = l < 0 ? l * opt.repetitionPenalty() : l / opt.repetitionPenalty();
             }
             for (int i = 0; i < historyLen; i++) if (history[i] >= 0 && history[i] < V) seen[history[i]] = false;
         }
-        if (opt.isGreedy()) return argmax(logits, 0, V);
+        if (opt.isGreedy()) return argmax(logits, off, V);
+        if (off != 0 || logits.length != V) {
+            if (rowCopy == null || rowCopy.length != V) rowCopy = new float[V];
+            System.arraycopy(logits, off, rowCopy, 0, V);
+            logits = rowCopy;
+        }
+        return draw(logits, V);
+    }
+
+    private int draw(float[] logits, int V) {
         float t = opt.temperature();
         for (int i = 0; i < V; i++) logits[i] /= t;
         // candidates sorted by logit, descending
@@ -102,8 +124,7 @@ public final class Sampler {
      * packed primitive keys (order-preserving logit bits, then the index) allocates nothing per token.
      */
     private int sortedCandidates(float[] v) {
-        float max = Float.NEGATIVE_INFINITY;
-        for (float x : v) max = Math.max(max, x);
+        float max = maxOf(v);
         if (keys == null || keys.length < v.length) { keys = new long[v.length]; cand = new int[v.length]; }
         int n = 0;
         for (int i = 0; i < v.length; i++) {
@@ -113,9 +134,45 @@ public final class Sampler {
                 keys[n++] = ((long) ~ordered << 32) | i;            // ascending key = descending value, then index
             }
         }
-        java.util.Arrays.sort(keys, 0, n);
+        if (sortTmp == null || sortTmp.length < n) sortTmp = new long[keys.length];
+        sortKeys(keys, n, sortTmp, sortCount);
         for (int i = 0; i < n; i++) cand[i] = (int) keys[i];
         return n;
+    }
+
+    /** The largest value (NaN if any is NaN), as a scalar {@code Math.max} loop finds it, vectorized. */
+    private static float maxOf(float[] v) {
+        int L = F.length(), i = 0;
+        var mv = jdk.incubator.vector.FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+        for (; i + L <= v.length; i += L) mv = mv.max(jdk.incubator.vector.FloatVector.fromArray(F, v, i));
+        float max = mv.reduceLanes(jdk.incubator.vector.VectorOperators.MAX);
+        for (; i < v.length; i++) max = Math.max(max, v[i]);
+        return max;
+    }
+
+    private long[] sortTmp;
+    private final int[] sortCount = new int[257];
+
+    /**
+     * Sorts keys[0, n) ascending (as signed longs), where the low 32 bits are the ascending positions the keys were made in:
+     * a stable radix sort on the high 32 bits (the same order as {@link Arrays#sort(long[], int, int)}, several times
+     * faster on a vocabulary of candidates), a comparison sort for few keys.
+     */
+    static void sortKeys(long[] k, int n, long[] tmp, int[] count) {
+        if (n < 4096) {
+            Arrays.sort(k, 0, n);
+            return;
+        }
+        long[] src = k, dst = tmp;
+        for (int shift = 32; shift < 64; shift += 8) {
+            Arrays.fill(count, 0);
+            for (int i = 0; i < n; i++) count[(int) (((src[i] ^ Long.MIN_VALUE) >>> shift) & 0xFF) + 1]++;
+            if (count[(int) (((src[0] ^ Long.MIN_VALUE) >>> shift) & 0xFF) + 1] == n) continue;   // one bucket: the pass would copy
+            for (int b = 0; b < 256; b++) count[b + 1] += count[b];
+            for (int i = 0; i < n; i++) dst[count[(int) (((src[i] ^ Long.MIN_VALUE) >>> shift) & 0xFF)]++] = src[i];
+            long[] t = src; src = dst; dst = t;
+        }
+        if (src != k) System.arraycopy(src, 0, k, 0, n);
     }
 
     /** Indices of the k largest values, descending (ties by lower index). */
@@ -131,15 +188,43 @@ public final class Sampler {
             Arrays.sort(all, (a, b) -> v[b] != v[a] ? Float.compare(v[b], v[a]) : Integer.compare(a, b));
             return Arrays.stream(all).mapToInt(Integer::intValue).toArray();
         }
-        // partial selection with a small heap
-        java.util.PriorityQueue<Integer> pq = new java.util.PriorityQueue<>(k + 1,
-                (a, b) -> v[a] != v[b] ? Float.compare(v[a], v[b]) : Integer.compare(b, a));
+        // partial selection with a small heap of indices, the smallest (value, then higher index first) on top
+        int[] heap = new int[k];
+        int size = 0;
         for (int i = 0; i < v.length; i++) {
-            if (pq.size() < k) pq.add(i);
-            else if (v[i] > v[pq.peek()]) { pq.poll(); pq.add(i); }
+            if (size < k) {
+                int at = size++;
+                while (at > 0 && below(v, i, heap[(at - 1) / 2])) { heap[at] = heap[(at - 1) / 2]; at = (at - 1) / 2; }
+                heap[at] = i;
+            } else if (v[i] > v[heap[0]]) {
+                siftDown(v, heap, size, i);
+            }
         }
-        int[] out = new int[pq.size()];
-        for (int i = out.length - 1; i >= 0; i--) out[i] = pq.poll();
+        int[] out = new int[size];
+        for (int i = size - 1; i >= 0; i--) {
+            out[i] = heap[0];
+            int last = heap[--size];
+            if (size > 0) siftDown(v, heap, size, last);
+        }
         return out;
+    }
+
+    /** The heap order: a below b when its value is smaller, or equal with a higher index. */
+    private static boolean below(float[] v, int a, int b) {
+        return v[a] != v[b] ? Float.compare(v[a], v[b]) < 0 : a > b;
+    }
+
+    /** Replaces the top of the heap [0, size) with x and restores the order. */
+    private static void siftDown(float[] v, int[] heap, int size, int x) {
+        int at = 0;
+        while (true) {
+            int c = 2 * at + 1;
+            if (c >= size) break;
+            if (c + 1 < size && below(v, heap[c + 1], heap[c])) c++;
+            if (!below(v, heap[c], x)) break;
+            heap[at] = heap[c];
+            at = c;
+        }
+        heap[at] = x;
     }
 }

@@ -1,7 +1,5 @@
 package dev.peft4j.model;
 
-import dev.peft4j.tensor.MatMul;
-
 import java.util.ArrayList;
 import java.util.IdentityHashMap;
 import java.util.List;
@@ -107,10 +105,10 @@ public final class SeqAdapter {
                     for (int[] r : rs) { System.arraycopy(x, r[0] * in, xg, at * in, r[1] * in); at += r[1]; }
                 }
                 float[] t = new float[rows * lo.r];
-                MatMul.xWt(xg, 0, rows, lo.a, t, 0, false);
+                Linear.product(xg, rows, lo.a, t, false);
                 if (lo.scale != 1f) for (int i = 0; i < t.length; i++) t[i] *= lo.scale;
                 yg = new float[rows * out];
-                MatMul.xWt(t, 0, rows, lo.b, yg, 0, false);
+                Linear.product(t, rows, lo.b, yg, false);
                 int at = 0;
                 for (int[] r : rs) {                        // scatter-add
                     for (int i = 0; i < r[1] * out; i++) y[r[0] * out + i] += yg[at * out + i];

@@ -53,4 +53,39 @@ class SamplerTest {
         assertEquals(1.5f, l[1]);
         assertEquals(-2f, l[3]);
     }
+
+    @Test
+    void radixSortAndPrimitiveHeapGiveTheComparisonSortAndPriorityQueueOrders() {
+        java.util.Random r = new java.util.Random(3);
+        for (int n : new int[]{10, 5000, 70000}) {
+            float[] v = new float[n];
+            for (int i = 0; i < n; i++) v[i] = r.nextInt(4) == 0 ? (float) r.nextInt(50) : (float) (r.nextGaussian() * 10);   // many ties
+            v[n / 2] = -0.0f;
+            v[n / 3] = 0.0f;
+            long[] keys = new long[n];
+            for (int i = 0; i < n; i++) {
+                int b = Float.floatToIntBits(v[i]);
+                keys[i] = ((long) ~(b ^ ((b >> 31) & 0x7fffffff)) << 32) | i;
+            }
+            long[] want = keys.clone();
+            java.util.Arrays.sort(want);
+            Sampler.sortKeys(keys, n, new long[n], new int[257]);
+            assertArrayEquals(want, keys, "n " + n);
+            for (int k : new int[]{1, 7, 40, 1000}) {
+                if (k >= n) continue;
+                java.util.PriorityQueue<Integer> pq = new java.util.PriorityQueue<>(k + 1,
+                        (a, b) -> v[a] != v[b] ? Float.compare(v[a], v[b]) : Integer.compare(b, a));
+                for (int i = 0; i < n; i++) {
+                    if (pq.size() < k) pq.add(i);
+                    else if (v[i] > v[pq.peek()]) { pq.poll(); pq.add(i); }
+                }
+                int[] ref = new int[pq.size()];
+                for (int i = ref.length - 1; i >= 0; i--) ref[i] = pq.poll();
+                assertArrayEquals(ref, Sampler.topIndices(v, k), "n " + n + " k " + k);
+            }
+            int best = 0;
+            for (int i = 1; i < n; i++) if (v[i] > v[best]) best = i;
+            assertEquals(best, Sampler.argmax(v, 0, n));
+        }
+    }
 }

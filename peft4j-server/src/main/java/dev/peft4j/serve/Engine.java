@@ -16,7 +16,9 @@ import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The serving engine: one scheduler thread owns the model and runs continuous batching. Each step it admits waiting requests
- * (up to {@code maxRunning} sequences and {@code maxKvTokens} positions of KV cache, reserved for prompt + max_tokens),
+ * (up to {@code maxRunning} sequences and {@code maxKvTokens} positions of KV cache: a sequence holds its prompt's positions
+ * when admitted and one more per generated token, as vLLM allocates as it goes; when the next step would not fit, the most
+ * recently admitted sequences are preempted and later recomputed from their tokens so far, first in the queue),
  * gives prefilling sequences their next prompt chunk ({@code prefillChunk} tokens per step in all, so a long prompt never
  * stalls running streams), and advances every decoding sequence by one token, all in ONE packed forward of the base model
  * (its weights are read once per step for every sequence). Sequences of different adapters share the step: virtual tokens
@@ -60,7 +62,14 @@ public final class Engine implements AutoCloseable {
     private volatile boolean draining, stopped;
     private final CountDownLatch done = new CountDownLatch(1);
     private long kvUsed;
-    private final AtomicLong steps = new AtomicLong(), cancelled = new AtomicLong();
+    /** The scheduler's logits block and row selection, reused by every step (decoding allocates no per-step vocabulary rows). */
+    private float[] logitsBuf = new float[0];
+    private int[] sel = new int[0];
+    /** Per-step bookkeeping, reused: the step's inputs and sequences, their chunks, the rows that need a distribution. */
+    private final List<Gemma3Model.Input> stepInputs = new ArrayList<>();
+    private final List<Seq> stepWho = new ArrayList<>(), stepBatch = new ArrayList<>();
+    private int[] spanStart = new int[0], spanLen = new int[0], needRow = new int[0], needSeq = new int[0], needPos = new int[0];
+    private final AtomicLong steps = new AtomicLong(), cancelled = new AtomicLong(), preempted = new AtomicLong();
 
     public Engine(Gemma3Model model, Tokenizer tokenizer, int[] eosIds, Config cfg, Listener listener) {
         this.model = model;
@@ -103,8 +112,10 @@ public final class Engine implements AutoCloseable {
     public int running() { synchronized (lock) { return running.size(); } }
     public int waiting() { synchronized (lock) { return waiting.size(); } }
     public long stepsRun() { return steps.get(); }
-    /** KV-cache positions reserved by running sequences (0 when idle: every request gave back what it held). */
+    /** KV-cache positions held by running sequences (0 when idle: every request gave back what it held). */
     public long kvReserved() { synchronized (lock) { return kvUsed; } }
+    /** Times a running sequence was preempted (its cache dropped, recomputed later) because the KV cache was full. */
+    public long preemptions() { return preempted.get(); }
     /** Sequences ended early because their caller cancelled (a client went away). */
     public long cancelledSequences() { return cancelled.get(); }
     public boolean draining() { return draining; }
@@ -221,8 +232,12 @@ public final class Engine implements AutoCloseable {
         final int nVirtual;
         final int[] hist;
         int len;                 // prompt + generated tokens in hist
-        int prefilled;           // prompt tokens already in the cache
+        int prefilled;           // tokens of hist already in the cache
+        int target;              // tokens of hist the cache must hold before decoding: the prompt, or after a preemption all but the last
+        long held;               // KV positions held (virtual tokens and prefix included)
         int generated;
+        /** The token fed back at the next decode step (reused: decoding allocates no per-token input arrays). */
+        final int[] last = new int[1];
         KVCache cache;
         volatile boolean cancelled;
         final long arrived = System.nanoTime();
@@ -243,6 +258,7 @@ public final class Engine implements AutoCloseable {
             this.nVirtual = req.adapter() == null ? 0 : req.adapter().virtualCount(model.config.hidden());
             this.hist = Arrays.copyOf(req.prompt(), req.prompt().length + Math.max(0, maxNew));
             this.len = req.prompt().length;
+            this.target = len;
             this.text = new TextCheck(tokenizer == null ? null : ids -> decode(ids, true), p.stop());
             if (p.promptLogprobs()) {
                 promptLps = new ArrayList<>();
@@ -251,7 +267,8 @@ public final class Engine implements AutoCloseable {
         }
 
         int promptLen() { return req.prompt().length; }
-        boolean decoding() { return prefilled == promptLen(); }
+        boolean decoding() { return prefilled == target; }
+        int extra() { return req.adapter() == null ? 0 : nVirtual + req.adapter().prefixLength(); }
     }
 
     // ------------------------------------------------------------------ the scheduler thread
@@ -270,7 +287,11 @@ public final class Engine implements AutoCloseable {
                         admit();
                     }
                     if (stopped && running.isEmpty()) break;
-                    batch = new ArrayList<>(running);
+                    preemptIfFull();
+                    for (Seq s : running) if (s.decoding()) { s.held++; kvUsed++; }   // the position its next token takes
+                    batch = stepBatch;
+                    batch.clear();
+                    batch.addAll(running);
                 }
                 try {
                     step(batch);
@@ -309,17 +330,44 @@ public final class Engine implements AutoCloseable {
     }
 
     private void release(Seq s) {
-        kvUsed -= s.reserve;
+        kvUsed -= s.held;
+        s.held = 0;
         s.cache = null;
     }
 
+    /**
+     * Frees the running sequences admitted last until every decoding sequence can take its next position (vLLM's
+     * recompute preemption): each goes back to the front of the queue and, readmitted, rebuilds its cache from its prompt and
+     * the tokens it generated (already sent), then goes on. The first sequence is never preempted (the request check at
+     * submission guarantees it fits alone).
+     */
+    private void preemptIfFull() {
+        while (running.size() > 1) {
+            long grow = 0;
+            for (Seq s : running) if (s.decoding()) grow++;
+            if (kvUsed + grow <= cfg.maxKvTokens()) return;
+            Seq s = running.removeLast();
+            release(s);
+            s.prefilled = 0;
+            s.target = s.generated == 0 ? s.promptLen() : s.len - 1;
+            if (s.promptLps != null && !s.promptLpsSent) s.promptLps.subList(1, s.promptLps.size()).clear();
+            waiting.addFirst(s);
+            preempted.incrementAndGet();
+        }
+    }
+
     private void admit() {
-        while (!waiting.isEmpty() && running.size() < cfg.maxRunning() && kvUsed + waiting.peek().reserve <= cfg.maxKvTokens()) {
-            Seq s = waiting.poll();
+        while (!waiting.isEmpty() && running.size() < cfg.maxRunning()) {
+            Seq s = waiting.peek();
+            // its prompt (or tokens so far), plus room for every running sequence's next token
+            long need = s.extra() + s.target, grow = running.size() + 1;
+            if (!running.isEmpty() && kvUsed + need + grow > cfg.maxKvTokens()) break;
+            waiting.poll();
             AdapterRegistry.Entry a = s.req.adapter();
             s.cache = a != null && a.prefix() != null ? a.prefix().copy() : model.newCache();
-            s.admitted = System.nanoTime();
-            kvUsed += s.reserve;
+            if (s.admitted == 0) s.admitted = System.nanoTime();
+            s.held = need;
+            kvUsed += need;
             running.add(s);
         }
     }
@@ -328,26 +376,33 @@ public final class Engine implements AutoCloseable {
     private void step(List<Seq> batch) {
         long t0 = System.nanoTime();
         final int H = model.config.hidden(), V = model.config.vocabSize();
-        List<Gemma3Model.Input> inputs = new ArrayList<>();
-        List<Seq> who = new ArrayList<>();
-        List<int[]> span = new ArrayList<>();          // [first prompt index of the chunk, tokens] (decode: [-1, 1])
+        List<Gemma3Model.Input> inputs = stepInputs;
+        List<Seq> who = stepWho;
+        inputs.clear();
+        who.clear();
+        if (spanStart.length < batch.size()) { spanStart = new int[batch.size()]; spanLen = new int[batch.size()]; }
         int prefillUsed = 0, rows = 0;
         for (Seq s : batch) {
             AdapterRegistry.Entry a = s.req.adapter();
             var per = a == null ? null : a.perSequence();
+            int k = who.size();
             if (s.decoding()) {
-                inputs.add(new Gemma3Model.Input(s.cache, null, new int[]{s.hist[s.len - 1]}, per));
-                span.add(new int[]{-1, 1});
+                s.last[0] = s.hist[s.len - 1];
+                inputs.add(new Gemma3Model.Input(s.cache, null, s.last, per));
+                spanStart[k] = -1;                        // [first prompt index of the chunk, tokens] (decode: [-1, 1])
+                spanLen[k] = 1;
                 rows += 1;
             } else {
                 // fixed chunk boundaries (multiples of prefillChunk), whatever else runs: a sequence gets its whole next
                 // chunk or waits for the next step (the first prefill of a step always goes)
-                int n = Math.min(cfg.prefillChunk(), s.promptLen() - s.prefilled);
+                int n = Math.min(cfg.prefillChunk(), s.target - s.prefilled);
                 if (prefillUsed > 0 && prefillUsed + n > cfg.prefillChunk()) continue;
                 prefillUsed += n;
                 float[] virt = s.prefilled == 0 && s.nVirtual > 0 ? a.virtualTokens() : null;
-                inputs.add(new Gemma3Model.Input(s.cache, virt, Arrays.copyOfRange(s.req.prompt(), s.prefilled, s.prefilled + n), per));
-                span.add(new int[]{s.prefilled, n});
+                int[] src = s.prefilled + n <= s.promptLen() ? s.req.prompt() : s.hist;   // hist: prompt + generated (recompute)
+                inputs.add(new Gemma3Model.Input(s.cache, virt, Arrays.copyOfRange(src, s.prefilled, s.prefilled + n), per));
+                spanStart[k] = s.prefilled;
+                spanLen[k] = n;
                 rows += n + (virt == null ? 0 : s.nVirtual);
             }
             who.add(s);
@@ -357,42 +412,38 @@ public final class Engine implements AutoCloseable {
         steps.incrementAndGet();
         // rows that need a distribution: the last row of a chunk that ends the prompt, a decode row; every prompt row of
         // a request that asked for prompt log-probabilities
-        List<Integer> need = new ArrayList<>();
-        List<int[]> use = new ArrayList<>();              // [sequence index in who, prompt index of the row or -1]
+        int nNeed = 0;
         int base = 0;
         for (int i = 0; i < who.size(); i++) {
             Seq s = who.get(i);
-            int[] sp = span.get(i);
             int virt = inputs.get(i).virtual() == null ? 0 : s.nVirtual;
-            if (sp[0] < 0) {
-                need.add(base);
-                use.add(new int[]{i, -1});
+            if (spanStart[i] < 0) {
+                nNeed = need(nNeed, base, i, -1);
             } else {
-                boolean ends = sp[0] + sp[1] == s.promptLen();
-                for (int t = 0; t < sp[1]; t++) {
-                    int p = sp[0] + t;                    // prompt index of this row; it predicts token p + 1
+                boolean ends = spanStart[i] + spanLen[i] == s.target;
+                boolean lps = s.promptLps != null && !s.promptLpsSent, first = s.generated == 0 && s.maxNew > 0;
+                for (int t = 0; t < spanLen[i]; t++) {
+                    int p = spanStart[i] + t;             // prompt index of this row; it predicts token p + 1
                     boolean last = p == s.promptLen() - 1;
-                    if ((s.promptLps != null && !last) || (last && ends && s.maxNew > 0)) {
-                        need.add(base + virt + t);
-                        use.add(new int[]{i, p});
-                    }
+                    if ((lps && p < s.promptLen() - 1) || (last && ends && first)) nNeed = need(nNeed, base + virt + t, i, p);
                 }
             }
-            base += virt + sp[1];
+            base += virt + spanLen[i];
         }
         final int BLOCK = Math.max(1, (1 << 24) / V);     // at most 64 MB of logits at a time
-        for (int b = 0; b < need.size(); b += BLOCK) {
-            int e = Math.min(need.size(), b + BLOCK);
-            int[] sel = need.subList(b, e).stream().mapToInt(Integer::intValue).toArray();
-            float[] lg = model.logits(hidden, sel);
+        for (int b = 0; b < nNeed; b += BLOCK) {
+            int e = Math.min(nNeed, b + BLOCK);
+            if (sel.length != e - b) sel = new int[e - b];
+            System.arraycopy(needRow, b, sel, 0, e - b);
+            if (logitsBuf.length < sel.length * V) logitsBuf = new float[sel.length * V];
+            float[] lg = model.logits(hidden, sel, logitsBuf);
             for (int j = b; j < e; j++) {
-                int[] u = use.get(j);
-                Seq s = who.get(u[0]);
-                float[] row = Arrays.copyOfRange(lg, (j - b) * V, (j - b + 1) * V);
-                if (u[1] >= 0 && u[1] < s.promptLen() - 1) {
-                    s.promptLps.add(logprob(row, s.req.prompt()[u[1] + 1], s.req.params().logprobs()));
+                Seq s = who.get(needSeq[j]);
+                int off = (j - b) * V, p = needPos[j];
+                if (p >= 0 && p < s.promptLen() - 1) {
+                    s.promptLps.add(logprob(lg, off, V, s.req.prompt()[p + 1], s.req.params().logprobs()));
                 } else {
-                    next(s, row);
+                    next(s, lg, off, V);
                 }
             }
         }
@@ -400,9 +451,8 @@ public final class Engine implements AutoCloseable {
         synchronized (lock) {
             for (int i = 0; i < who.size(); i++) {
                 Seq s = who.get(i);
-                int[] sp = span.get(i);
-                if (sp[0] >= 0) {
-                    s.prefilled += sp[1];
+                if (spanStart[i] >= 0) {
+                    s.prefilled += spanLen[i];
                     if (s.decoding()) {
                         sendPromptLogprobs(s);
                         if (s.maxNew == 0) finish(s, "length", true);
@@ -413,20 +463,37 @@ public final class Engine implements AutoCloseable {
         listener.step(who.size(), rows, (now - t0) / 1e9);
     }
 
+    /** Appends a row that needs a distribution: its row in the step's hidden states, its sequence in the step, its prompt index (−1: decode). */
+    private int need(int n, int row, int seq, int pos) {
+        if (n == needRow.length) {
+            int c = Math.max(16, 2 * n);
+            needRow = Arrays.copyOf(needRow, c);
+            needSeq = Arrays.copyOf(needSeq, c);
+            needPos = Arrays.copyOf(needPos, c);
+        }
+        needRow[n] = row;
+        needSeq[n] = seq;
+        needPos[n] = pos;
+        return n + 1;
+    }
+
     private static void sendPromptLogprobs(Seq s) {
         if (s.promptLps == null || s.promptLpsSent) return;
         s.promptLpsSent = true;
         s.stream.emit(new PromptLogprobs(s.choice, List.copyOf(s.promptLps)));
     }
 
-    /** Samples the next token of {@code s} from its logits row and hands it out; finishes the sequence when due. */
-    private void next(Seq s, float[] row) {
+    /**
+     * Samples the next token of {@code s} from its logits row (V values at {@code off} of the step's logits block, used in
+     * place) and hands it out; finishes the sequence when due.
+     */
+    private void next(Seq s, float[] lg, int off, int V) {
         SamplingParams p = s.req.params();
         sendPromptLogprobs(s);
         TokenLogprob lp = null;
-        float[] raw = p.logprobs() != null ? row.clone() : null;
-        int tok = s.sampler.next(row, s.hist, s.len);
-        if (raw != null) lp = logprob(raw, tok, p.logprobs());
+        float[] raw = p.logprobs() != null ? Arrays.copyOfRange(lg, off, off + V) : null;
+        int tok = s.sampler.next(lg, off, V, s.hist, s.len);
+        if (raw != null) lp = logprob(raw, 0, V, tok, p.logprobs());
         s.hist[s.len++] = tok;
         s.generated++;
         long now = System.nanoTime();
@@ -468,23 +535,27 @@ public final class Engine implements AutoCloseable {
 
     /** log-softmax of {@code row} at {@code token}, and the {@code top} best (ties: lower id first). */
     static TokenLogprob logprob(float[] row, int token, Integer top) {
-        int V = row.length;
-        double lse = dev.peft4j.eval.HarnessLM.logSumExp(row, 0, V);     // the same numbers as peft4j eval
+        return logprob(row, 0, row.length, token, top);
+    }
+
+    /** {@link #logprob(float[], int, Integer)} of the row of V values at {@code off} of {@code lg}. */
+    static TokenLogprob logprob(float[] lg, int off, int V, int token, Integer top) {
+        double lse = dev.peft4j.eval.HarnessLM.logSumExp(lg, off, V);     // the same numbers as peft4j eval
         int k = top == null ? 0 : Math.min(top, V);
         int[] ids = new int[k];
         float[] lps = new float[k];
         if (k > 0) {
             int filled = 0;
             for (int i = 0; i < V; i++) {
-                float x = row[i];
-                if (filled == k && x <= row[ids[k - 1]]) continue;
+                float x = lg[off + i];
+                if (filled == k && x <= lg[off + ids[k - 1]]) continue;
                 int at = filled < k ? filled++ : k - 1;
-                while (at > 0 && row[ids[at - 1]] < x) { ids[at] = ids[at - 1]; at--; }
+                while (at > 0 && lg[off + ids[at - 1]] < x) { ids[at] = ids[at - 1]; at--; }
                 ids[at] = i;
             }
-            for (int i = 0; i < k; i++) lps[i] = (float) (row[ids[i]] - lse);
+            for (int i = 0; i < k; i++) lps[i] = (float) (lg[off + ids[i]] - lse);
         }
-        return new TokenLogprob(token, (float) (row[token] - lse), ids, lps);
+        return new TokenLogprob(token, (float) (lg[off + token] - lse), ids, lps);
     }
 
     // ------------------------------------------------------------------ shutdown

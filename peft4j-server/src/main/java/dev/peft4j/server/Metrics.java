@@ -33,6 +33,16 @@ public final class Metrics implements Engine.Listener {
     private final Gauge running = Gauge.builder().name("peft4j_sequences_running").help("sequences being prefilled or decoded").register(registry);
     private final Gauge waiting = Gauge.builder().name("peft4j_sequences_waiting").help("sequences waiting for admission").register(registry);
     private IntSupplier runningNow = () -> 0, waitingNow = () -> 0;
+    private volatile java.util.function.LongSupplier preemptedNow = () -> 0;
+
+    {
+        io.prometheus.metrics.core.metrics.CounterWithCallback.builder().name("peft4j_preemptions_total")
+                .help("sequences preempted because the KV cache was full (recomputed later)")
+                .callback(cb -> cb.call(preemptedNow.getAsLong())).register(registry);
+    }
+
+    /** Where the preemption count is read at scrape time. */
+    public void watchPreemptions(java.util.function.LongSupplier preempted) { this.preemptedNow = preempted; }
 
     /** Where the running / waiting gauges are read at scrape time. */
     public void watch(IntSupplier running, IntSupplier waiting) {

@@ -64,6 +64,7 @@ public final class OpenAiServer implements AutoCloseable {
         this.metrics = metrics;
         this.opt = opt;
         metrics.watch(engine::running, engine::waiting);
+        metrics.watchPreemptions(engine::preemptions);
     }
 
     /** Starts listening; returns the port (an ephemeral one when {@code port} is 0). */

@@ -95,6 +95,25 @@ class EngineTest {
     }
 
     @Test
+    void aFullKvCacheAdmitsByPromptAndPreemptsInsteadOfReservingMaxTokens() throws Exception {
+        int[][] prompts = new int[6][];
+        for (int i = 0; i < prompts.length; i++) prompts[i] = prompt(20 + i, 12);
+        int[][] alone = new int[prompts.length][];
+        try (Engine e = engine(16)) {
+            for (int i = 0; i < prompts.length; i++) alone[i] = tokens(e.submit(req(e, null, prompts[i], 40)));
+        }
+        // 120 positions: each request alone needs 12 + 40 (max_tokens reserved up front, only two could run at once); all six
+        // prompts are admitted together, and as they grow the last admitted are preempted and recomputed later
+        try (Engine e = new Engine(model, tok, new int[]{1}, new Engine.Config(16, 64, 120, 16), null)) {
+            List<Engine.Stream> all = new ArrayList<>();
+            for (int[] p : prompts) all.add(e.submit(req(e, null, p, 40)));
+            for (int i = 0; i < prompts.length; i++) assertArrayEquals(alone[i], tokens(all.get(i)), "request " + i + " after preemption");
+            assertTrue(e.preemptions() > 0, "the cache was full at some point");
+            assertEquals(0, e.kvReserved(), "every sequence gave back what it held");
+        }
+    }
+
+    @Test
     void aFailingStepEndsItsSequencesWithAnErrorAndTheEngineKeepsServing() throws Exception {
         try (Engine e = new Engine(model, tok, new int[]{1}, new Engine.Config(1, 8, 1 << 16, 16), null)) {
             Engine.Stream first = e.submit(req(e, null, prompt(1, 5), 100));

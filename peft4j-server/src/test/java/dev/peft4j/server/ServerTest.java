@@ -300,6 +300,7 @@ class ServerTest {
         assertTrue(metrics.contains("peft4j_batch_sequences_bucket"), metrics);
         assertTrue(metrics.contains("peft4j_sequences_running"), metrics);
         assertTrue(metrics.contains("peft4j_sequences_waiting"), metrics);
+        assertTrue(metrics.contains("peft4j_preemptions_total 0"), metrics);
         assertTrue(metrics.contains("peft4j_prompt_tokens_total"), metrics);
         assertTrue(metrics.contains("peft4j_generation_tokens_total"), metrics);
     }
