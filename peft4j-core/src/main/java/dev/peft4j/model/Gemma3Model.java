@@ -268,7 +268,7 @@ public final class Gemma3Model {
         return lt.adapterMid[idx] = new float[n * lin.midWidth()];
     }
 
-    private static final ThreadLocal<float[][]> SCORES = ThreadLocal.withInitial(() -> new float[1][0]);
+    private static final ThreadLocal<float[][]> SCORES = ThreadLocal.withInitial(() -> new float[][]{new float[0], new float[64]});
 
     /** Causal (and sliding-window) attention of every new row against its own sequence's cache. */
     private void attention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding, int[] qFrom) {
@@ -310,7 +310,7 @@ public final class Gemma3Model {
                 float[] sc = hold[0];
                 int qo = (r * nH + h0) * D;
                 int ko = ((lo - kStart) * nKV + kvh) * D;
-                for (int j = 0; j < nk; j++) Ops.dots(m, q, qo, D, K, ko + j * nKV * D, D, sc, j, nk);
+                for (int j = 0; j < nk; j++) Ops.dots(m, q, qo, D, K, ko + j * nKV * D, D, sc, j, nk, hold[1]);
                 for (int h = 0; h < m; h++) Ops.softmaxScaled(sc, h * nk, nk, attnScale);
                 Ops.weightedRows(m, sc, 0, nk, nk, V, ko, nKV * D, D, out, qo, D);
             }

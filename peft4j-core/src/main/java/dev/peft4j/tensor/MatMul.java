@@ -143,7 +143,7 @@ public final class MatMul {
         pack(x, xOff, n, in, xp);
         int pFirst = oLo / P, panels = (oHi + P - 1) / P - pFirst;
         Parallel.RangeBody body = (p0, p1) -> panelRange(xp, n, w, pk, y, yOff, acc, p0 + pFirst, p1 + pFirst, ys, oLo, oHi);
-        // about four chunks per thread, an even number of panels each (rows outside 8-row groups take panels in pairs)
+        // about four chunks per thread
         int chunk = Math.max(2, (panels + 8 * Parallel.threads() - 1) / (8 * Parallel.threads()) * 2);
         if (parallel) Parallel.forChunks(panels, chunk, body);
         else body.run(0, panels);
@@ -176,7 +176,7 @@ public final class MatMul {
             for (int p = p0; p < p1; p++) {
                 int o0 = p * P;
                 Packed.heapPanel(w, o0, Math.min(P, w.rows - o0), s.tmp(P * in), ws);
-                rows(xp, 0, n, Packed.Kind.F32, ws, 0, 0, false, w, y, yOff, acc, o0, s.acc, ys, oLo, oHi);
+                rows(xp, 0, n, Packed.Kind.F32, ws, 0, w, y, yOff, acc, o0, s.acc, ys, oLo, oHi);
             }
             return;
         }
@@ -189,11 +189,7 @@ public final class MatMul {
             for (int r0 = 0; r0 < n; r0 += rb) {
                 int r1 = Math.min(n, r0 + rb);
                 for (int p = g0; p < g1; p++) {
-                    // rows outside the 8-row groups (decoding is one such row) take two panels at once: four independent
-                    // chains hide the FMA latency
-                    boolean pair = r1 % R != 0 && p + 1 < g1;
-                    rows(xp, r0, r1, pk.kind, pk.seg, p * pk.panelBytes, pk.panelBytes, pair, w, y, yOff, acc, p * P, s.acc, ys, oLo, oHi);
-                    if (pair) p++;
+                    rows(xp, r0, r1, pk.kind, pk.seg, p * pk.panelBytes, w, y, yOff, acc, p * P, s.acc, ys, oLo, oHi);
                 }
             }
         }
@@ -202,38 +198,26 @@ public final class MatMul {
     /** Bytes of a block of packed input rows, and of a group of panels: together well inside the L2 cache. */
     static final int BLOCK_BYTES = 384 * 1024;
 
-    /** Rows [r0, r1) (r0 a multiple of R) against the panel at wo (and, if pair, the next one at wo + pb, for the tail rows). */
-    private static void rows(float[] xp, int r0, int r1, Packed.Kind kind, MemorySegment ws, long wo, long pb, boolean pair, Matrix w,
+    /** Rows [r0, r1) (r0 a multiple of R) against the panel at wo. */
+    private static void rows(float[] xp, int r0, int r1, Packed.Kind kind, MemorySegment ws, long wo, Matrix w,
                              float[] y, int yOff, boolean acc, int o0, float[] a, int ys, int oLo, int oHi) {
         final int in = w.cols, no = Math.min(P, oHi - o0), col = o0 - oLo;
         int r = r0;
         for (; r + R <= r1; r += R) {
-            for (int h = 0; h < (pair ? 2 : 1); h++) {
-                long o = wo + h * pb;
-                switch (kind) {
-                    case BF16 -> Tiles.bf16x8(xp, r * in, ws, o, in, a);
-                    case F32 -> Tiles.f32x8(xp, r * in, ws, o, in, a);
-                    case Q8 -> Tiles.q8x8(xp, r * in, ws, o, in, a);
-                }
-                store(a, R, y, yOff + r * ys + col + h * P, ys, Math.min(P, oHi - o0 - h * P), acc);
+            switch (kind) {
+                case BF16 -> Tiles.bf16x8(xp, r * in, ws, wo, in, a);
+                case F32 -> Tiles.f32x8(xp, r * in, ws, wo, in, a);
+                case Q8 -> Tiles.q8x8(xp, r * in, ws, wo, in, a);
             }
+            store(a, R, y, yOff + r * ys + col, ys, no, acc);
         }
         for (; r < r1; r++) {
-            if (pair) {
-                switch (kind) {
-                    case BF16 -> Tiles.bf16x1x2(xp, r * in, ws, wo, pb, in, a);
-                    case F32 -> Tiles.f32x1x2(xp, r * in, ws, wo, pb, in, a);
-                    case Q8 -> Tiles.q8x1x2(xp, r * in, ws, wo, pb, in, a);
-                }
-                store2(a, y, yOff + r * ys + col, Math.min(2 * P, oHi - o0), acc);
-            } else {
-                switch (kind) {
-                    case BF16 -> Tiles.bf16x1(xp, r * in, ws, wo, in, a);
-                    case F32 -> Tiles.f32x1(xp, r * in, ws, wo, in, a);
-                    case Q8 -> Tiles.q8x1(xp, r * in, ws, wo, in, a);
-                }
-                store(a, 1, y, yOff + r * ys + col, ys, no, acc);
+            switch (kind) {
+                case BF16 -> Tiles.bf16x1(xp, r * in, ws, wo, in, a);
+                case F32 -> Tiles.f32x1(xp, r * in, ws, wo, in, a);
+                case Q8 -> Tiles.q8x1(xp, r * in, ws, wo, in, a);
             }
+            store(a, 1, y, yOff + r * ys + col, ys, no, acc);
         }
     }
 
@@ -242,12 +226,6 @@ public final class MatMul {
             if (acc) for (int j = 0; j < no; j++) y[yo + j] += a[i * P + j];
             else System.arraycopy(a, i * P, y, yo, no);
         }
-    }
-
-    /** One row's 64 outputs of two panels (acc[0, 64)). */
-    private static void store2(float[] a, float[] y, int yo, int no, boolean acc) {
-        if (acc) for (int j = 0; j < no; j++) y[yo + j] += a[j];
-        else System.arraycopy(a, 0, y, yo, no);
     }
 
     /** The definition itself, one scalar fma at a time (used where vectors are not 16 lanes; the tests' reference). */
@@ -379,57 +357,6 @@ public final class MatMul {
                 a1 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a1);
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, 16);
-        }
-
-        /** One row against two consecutive panels (wo and wo + pb): acc[0, 64). */
-        static void bf16x1x2(float[] x, int xo, MemorySegment w, long wo, long pb, int in, float[] acc) {
-            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-            long wo2 = wo + pb;
-            for (int k = 0; k < in; k++) {
-                long b = wo + 64L * k, b2 = wo2 + 64L * k;
-                FloatVector v = FloatVector.broadcast(F, x[xo + k]);
-                a0 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a0);
-                a1 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a1);
-                a2 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b2, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a2);
-                a3 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b2 + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a3);
-            }
-            a0.intoArray(acc, 0); a1.intoArray(acc, 16); a2.intoArray(acc, 32); a3.intoArray(acc, 48);
-        }
-
-        /** One row against two consecutive float32 panels: acc[0, 64). */
-        static void f32x1x2(float[] x, int xo, MemorySegment w, long wo, long pb, int in, float[] acc) {
-            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-            long wo2 = wo + pb;
-            for (int k = 0; k < in; k++) {
-                long b = wo + 128L * k, b2 = wo2 + 128L * k;
-                FloatVector v = FloatVector.broadcast(F, x[xo + k]);
-                a0 = v.fma(FloatVector.fromMemorySegment(F, w, b, LE), a0);
-                a1 = v.fma(FloatVector.fromMemorySegment(F, w, b + 64, LE), a1);
-                a2 = v.fma(FloatVector.fromMemorySegment(F, w, b2, LE), a2);
-                a3 = v.fma(FloatVector.fromMemorySegment(F, w, b2 + 64, LE), a3);
-            }
-            a0.intoArray(acc, 0); a1.intoArray(acc, 16); a2.intoArray(acc, 32); a3.intoArray(acc, 48);
-        }
-
-        /** One row against two consecutive Q8 panels: acc[0, 64). */
-        static void q8x1x2(float[] x, int xo, MemorySegment w, long wo, long pb, int in, float[] acc) {
-            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-            for (int kb = 0; kb < in; kb += 32) {
-                long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES, b2 = b + pb;
-                Matrix.f16To(w, b, acc, 0); Matrix.f16To(w, b + 32, acc, 16);
-                FloatVector d0 = FloatVector.fromArray(F, acc, 0), d1 = FloatVector.fromArray(F, acc, 16);
-                Matrix.f16To(w, b2, acc, 32); Matrix.f16To(w, b2 + 32, acc, 48);
-                FloatVector d2 = FloatVector.fromArray(F, acc, 32), d3 = FloatVector.fromArray(F, acc, 48);
-                for (int j = 0; j < 32; j++) {
-                    long q = b + 64 + 32L * j, q2 = b2 + 64 + 32L * j;
-                    FloatVector v = FloatVector.broadcast(F, x[xo + kb + j]);
-                    a0 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d0), a0);
-                    a1 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 16, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d1), a1);
-                    a2 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q2, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d2), a2);
-                    a3 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q2 + 16, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d3), a3);
-                }
-            }
-            a0.intoArray(acc, 0); a1.intoArray(acc, 16); a2.intoArray(acc, 32); a3.intoArray(acc, 48);
         }
 
         static void f32x1(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc) {

@@ -197,15 +197,19 @@ public final class Ops {
 
     /**
      * Scores of m query rows (a[ao + h·as ...], h < m) against one key b[bo ...]: out[oo + h·os] = {@link #dot}(a row, b) bit for
-     * bit, with the key read once for all of them (heads sharing a KV head).
+     * bit, with the key read once for all of them (heads sharing a KV head). {@code tmp} holds at least 4·L floats.
      */
-    public static void dots(int m, float[] a, int ao, int as, float[] b, int bo, int len, float[] out, int oo, int os) {
+    public static void dots(int m, float[] a, int ao, int as, float[] b, int bo, int len, float[] out, int oo, int os, float[] tmp) {
         int h = 0;
-        for (; h + 4 <= m; h += 4) dot4(a, ao + h * as, as, b, bo, len, out, oo + h * os, os);
+        for (; h + 4 <= m; h += 4) dot4(a, ao + h * as, as, b, bo, len, out, oo + h * os, os, tmp);
         for (; h < m; h++) out[oo + h * os] = dot(a, ao + h * as, b, bo, len);
     }
 
-    private static void dot4(float[] a, int ao, int as, float[] b, int bo, int len, float[] out, int oo, int os) {
+    /**
+     * Four dots sharing b. The accumulators leave through tmp and are summed by {@link #laneSum} in {@link #hsum}'s order:
+     * passing the four vectors to hsum made C2 box them when it declined to inline the calls in this larger method.
+     */
+    private static void dot4(float[] a, int ao, int as, float[] b, int bo, int len, float[] out, int oo, int os, float[] tmp) {
         FloatVector c0 = FloatVector.zero(F), c1 = c0, c2 = c0, c3 = c0;
         int i = 0;
         int bound = F.loopBound(len);
@@ -217,11 +221,29 @@ public final class Ops {
             c2 = FloatVector.fromArray(F, a, a2 + i).fma(bv, c2);
             c3 = FloatVector.fromArray(F, a, a3 + i).fma(bv, c3);
         }
-        float s0 = hsum(c0), s1 = hsum(c1), s2 = hsum(c2), s3 = hsum(c3);
+        c0.intoArray(tmp, 0); c1.intoArray(tmp, L); c2.intoArray(tmp, 2 * L); c3.intoArray(tmp, 3 * L);
+        float s0 = laneSum(tmp, 0), s1 = laneSum(tmp, L), s2 = laneSum(tmp, 2 * L), s3 = laneSum(tmp, 3 * L);
         for (; i < len; i++) {
             s0 += a[ao + i] * b[bo + i]; s1 += a[a1 + i] * b[bo + i]; s2 += a[a2 + i] * b[bo + i]; s3 += a[a3 + i] * b[bo + i];
         }
         out[oo] = s0; out[oo + os] = s1; out[oo + 2 * os] = s2; out[oo + 3 * os] = s3;
+    }
+
+    /** The lane sum of t[o, o + L) in {@link #hsum}'s order (halves added until four lanes, then (0+1)+(2+3)). */
+    static float laneSum(float[] t, int o) {
+        int n = L;
+        float[] x = t;
+        float l0, l1, l2, l3;
+        if (n == 16) {
+            float e0 = x[o] + x[o + 8], e1 = x[o + 1] + x[o + 9], e2 = x[o + 2] + x[o + 10], e3 = x[o + 3] + x[o + 11];
+            float e4 = x[o + 4] + x[o + 12], e5 = x[o + 5] + x[o + 13], e6 = x[o + 6] + x[o + 14], e7 = x[o + 7] + x[o + 15];
+            l0 = e0 + e4; l1 = e1 + e5; l2 = e2 + e6; l3 = e3 + e7;
+        } else if (n == 8) {
+            l0 = x[o] + x[o + 4]; l1 = x[o + 1] + x[o + 5]; l2 = x[o + 2] + x[o + 6]; l3 = x[o + 3] + x[o + 7];
+        } else {
+            l0 = x[o]; l1 = x[o + 1]; l2 = x[o + 2]; l3 = x[o + 3];
+        }
+        return (l0 + l1) + (l2 + l3);
     }
 
     /**

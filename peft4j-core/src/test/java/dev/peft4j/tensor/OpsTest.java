@@ -39,4 +39,22 @@ class OpsTest {
         Ops.geluMul(g, u, out, 0, 37);
         for (int i = 0; i < 37; i++) assertEquals(Ops.geluTanh(g[i]) * u[i], out[i], 0f);
     }
+
+    /** Scores of a head group against one key, four at a time, equal dot() of each head bit for bit. */
+    @org.junit.jupiter.api.Test
+    void groupedDotsEqualDotBitForBit() {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(4);
+        for (int len : new int[]{256, 40, 7}) {
+            int m = 5;
+            float[] a = new float[m * len + 3], b = new float[len + 2];
+            for (int i = 0; i < a.length; i++) a[i] = (float) (r.nextGaussian() * Math.pow(10, r.nextInt(5) - 2));
+            for (int i = 0; i < b.length; i++) b[i] = (float) r.nextGaussian();
+            float[] out = new float[2 * m], tmp = new float[64];
+            Ops.dots(m, a, 3, len, b, 2, len, out, 1, 2, tmp);
+            for (int h = 0; h < m; h++) {
+                org.junit.jupiter.api.Assertions.assertEquals(Float.floatToRawIntBits(Ops.dot(a, 3 + h * len, b, 2, len)),
+                        Float.floatToRawIntBits(out[1 + 2 * h]), "len " + len + " head " + h);
+            }
+        }
+    }
 }
