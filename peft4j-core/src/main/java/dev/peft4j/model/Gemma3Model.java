@@ -187,31 +187,7 @@ public final class Gemma3Model {
                 lt.rstdPostFf = new float[N];
             }
             // attention block
-            Ops.rmsNorm(x, 0, h, 0, N, H, w.inputNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdIn, 0);
-            if (perSeq == null && plain(w.q) && plain(w.k) && plain(w.v)) {
-                MatMul.xWtMany(h, N, new dev.peft4j.tensor.Matrix[]{w.q.weight, w.k.weight, w.v.weight}, new float[][]{q, k, v});
-            } else {
-                project(w.q, l, 0, h, N, q, lt, tape, perSeq);
-                project(w.k, l, 1, h, N, k, lt, tape, perSeq);
-                project(w.v, l, 2, h, N, v, lt, tape, perSeq);
-            }
-            if (lt != null) {
-                lt.qPre = q.clone();
-                lt.kPre = k.clone();
-                lt.v = v.clone();
-            }
-            Ops.rmsNorm(q, 0, q, 0, N * nH, D, w.qNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdQ, 0);
-            Ops.rmsNorm(k, 0, k, 0, N * nKV, D, w.kNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdK, 0);
-            boolean sl = c.isSliding(l);
-            Ops.rope(q, N, nH, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
-            Ops.rope(k, N, nKV, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
-            for (int s = 0; s < S; s++) {
-                KVCache kv = inputs.get(s).cache();
-                int at = kv.reserve(l, rowCount[s]);
-                System.arraycopy(k, rowStart[s] * nKV * D, kv.k[l], at * nKV * D, rowCount[s] * nKV * D);
-                System.arraycopy(v, rowStart[s] * nKV * D, kv.v[l], at * nKV * D, rowCount[s] * nKV * D);
-                kv.count[l] += rowCount[s];
-            }
+            boolean sl = attentionInputs(inputs, l, w, x, h, N, q, k, v, pos, rowStart, rowCount, lt, tape, perSeq);
             attention(inputs, l, rowStart, rowCount, pos, q, att, sl, null);
             if (lt != null && tape.keepAttn) lt.attn = att.clone();
             project(w.o, l, 3, att, N, o, lt, tape, perSeq);
@@ -246,6 +222,43 @@ public final class Gemma3Model {
         Ops.rmsNorm(x, 0, x, 0, N, H, weights.finalNorm, (float) c.rmsEps(), tape == null ? null : tape.finalRstd, 0);
         if (tape != null) tape.finalOut = x.clone();
         return x;
+    }
+
+    /**
+     * The attention block's inputs for rows x [N, H] of layer l: the input norm into h, the q/k/v projections (recorded in lt
+     * when training), the q/k norms, RoPE, and each sequence's new keys and values appended to its cache. Returns whether
+     * the layer is a sliding-window one.
+     */
+    private boolean attentionInputs(List<Input> inputs, int l, Gemma3Weights.Layer w, float[] x, float[] h, int N, float[] q, float[] k,
+                                    float[] v, int[] pos, int[] rowStart, int[] rowCount, Tape.LayerTape lt, Tape tape, SeqAdapter.Batch perSeq) {
+        final Gemma3Config c = config;
+        final int H = c.hidden(), D = c.headDim(), nH = c.heads(), nKV = c.kvHeads(), S = inputs.size();
+        Ops.rmsNorm(x, 0, h, 0, N, H, w.inputNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdIn, 0);
+        if (perSeq == null && plain(w.q) && plain(w.k) && plain(w.v)) {
+            MatMul.xWtMany(h, N, new dev.peft4j.tensor.Matrix[]{w.q.weight, w.k.weight, w.v.weight}, new float[][]{q, k, v});
+        } else {
+            project(w.q, l, 0, h, N, q, lt, tape, perSeq);
+            project(w.k, l, 1, h, N, k, lt, tape, perSeq);
+            project(w.v, l, 2, h, N, v, lt, tape, perSeq);
+        }
+        if (lt != null) {
+            lt.qPre = q.clone();
+            lt.kPre = k.clone();
+            lt.v = v.clone();
+        }
+        Ops.rmsNorm(q, 0, q, 0, N * nH, D, w.qNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdQ, 0);
+        Ops.rmsNorm(k, 0, k, 0, N * nKV, D, w.kNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdK, 0);
+        boolean sl = c.isSliding(l);
+        Ops.rope(q, N, nH, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
+        Ops.rope(k, N, nKV, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
+        for (int s = 0; s < S; s++) {
+            KVCache kv = inputs.get(s).cache();
+            int at = kv.reserve(l, rowCount[s]);
+            System.arraycopy(k, rowStart[s] * nKV * D, kv.k[l], at * nKV * D, rowCount[s] * nKV * D);
+            System.arraycopy(v, rowStart[s] * nKV * D, kv.v[l], at * nKV * D, rowCount[s] * nKV * D);
+            kv.count[l] += rowCount[s];
+        }
+        return sl;
     }
 
     /** A module whose forward is its base product alone (no unmerged adapter): several of them can share one dispatch. */
@@ -402,26 +415,7 @@ public final class Gemma3Model {
         int N = 0;
         for (int s = 0; s < S; s++) N += rowCount[s];
         SeqAdapter.Batch perSeq = SeqAdapter.Batch.of(inputs, rowStart, rowCount);
-        Ops.rmsNorm(x, 0, h, 0, N, H, w.inputNorm, eps, null, 0);
-        if (perSeq == null && plain(w.q) && plain(w.k) && plain(w.v)) {
-            MatMul.xWtMany(h, N, new Matrix[]{w.q.weight, w.k.weight, w.v.weight}, new float[][]{q, k, v});
-        } else {
-            project(w.q, l, 0, h, N, q, null, null, perSeq);
-            project(w.k, l, 1, h, N, k, null, null, perSeq);
-            project(w.v, l, 2, h, N, v, null, null, perSeq);
-        }
-        Ops.rmsNorm(q, 0, q, 0, N * nH, D, w.qNorm, eps, null, 0);
-        Ops.rmsNorm(k, 0, k, 0, N * nKV, D, w.kNorm, eps, null, 0);
-        boolean sl = c.isSliding(l);
-        Ops.rope(q, N, nH, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
-        Ops.rope(k, N, nKV, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
-        for (int s = 0; s < S; s++) {
-            KVCache kv = inputs.get(s).cache();
-            int at = kv.reserve(l, rowCount[s]);
-            System.arraycopy(k, rowStart[s] * nKV * D, kv.k[l], at * nKV * D, rowCount[s] * nKV * D);
-            System.arraycopy(v, rowStart[s] * nKV * D, kv.v[l], at * nKV * D, rowCount[s] * nKV * D);
-            kv.count[l] += rowCount[s];
-        }
+        boolean sl = attentionInputs(inputs, l, w, x, h, N, q, k, v, pos, rowStart, rowCount, null, null, perSeq);
         int[] from = new int[S], cStart = new int[S], cCount = new int[S];
         int M = 0;
         for (int s = 0; s < S; s++) {
