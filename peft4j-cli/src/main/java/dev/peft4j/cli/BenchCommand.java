@@ -11,6 +11,7 @@ import dev.peft4j.model.Quantization;
 import dev.peft4j.model.Models;
 import dev.peft4j.model.Sampler;
 import dev.peft4j.tensor.Ceilings;
+import dev.peft4j.tensor.ProductStats;
 import dev.peft4j.tensor.Parallel;
 import dev.peft4j.util.UserException;
 import picocli.CommandLine.Command;
@@ -32,7 +33,7 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--prompt-len", defaultValue = "512", description = "prefill: tokens of the random prompt (default ${DEFAULT-VALUE})") int promptLen;
     @Option(names = "--decode-tokens", defaultValue = "128", description = "decode: tokens generated (default ${DEFAULT-VALUE})") int decodeTokens;
     @Option(names = "--decode-batch", defaultValue = "8", description = "batched decode: sequences advancing together; 0 = skip (default ${DEFAULT-VALUE})") int decodeBatch;
-    @Option(names = "--repeat", defaultValue = "3", description = "timed repetitions (after one warm-up); the best is reported (default ${DEFAULT-VALUE})") int repeat;
+    @Option(names = "--repeat", defaultValue = "5", description = "timed repetitions (after one warm-up); the best is reported, fractions of the bandwidth are the median run's (default ${DEFAULT-VALUE})") int repeat;
     @Option(names = "--ceiling-mb", defaultValue = "1024", description = "buffer read to measure the memory bandwidth, MiB; 0 = skip the ceilings (default ${DEFAULT-VALUE})") int ceilingMb;
     @Option(names = "--accuracy-text", description = "with --quantize: a text file whose first --prompt-len tokens (model's tokenizer) the quantized and float models are compared on (default: the random prompt)") Path accuracyText;
     @Option(names = "--json", description = "print one JSON object") boolean json;
@@ -69,22 +70,37 @@ public final class BenchCommand implements Callable<Integer> {
         double decodeFlops = flops.decode(nv + lm.prefixLength() + 4, decodeTokens) / decodeTokens;
         double warmS = warmUp(lm, prompt);
         double[] pre = new double[repeat + 1], fwd = new double[repeat + 1], dec = new double[repeat + 1], bat = new double[repeat + 1];
+        // the read bandwidth is measured right before and after every decode run: on a shared host it drifts by up to 2x
+        // from minute to minute, so each run is judged against the ceiling of its own moment
+        double[] bw = new double[repeat + 1], decFrac = new double[repeat + 1];
+        Ceilings.Meter meter = ceilingMb > 0 ? new Ceilings.Meter((long) ceilingMb << 20) : null;
+        ProductStats.Reading preProducts = null, fwdProducts = null;   // the matrix products of the best run
         long allocBytes = 0, allocTokens = 0, gcs = 0;
         double allocSeconds = 0;
         for (int rep = 0; rep <= repeat; rep++) {
+            System.gc();   // each phase starts from an empty young generation: no collection lands inside a timed run
             CausalLM.Session s = lm.newSession();
+            ProductStats.Reading p0 = ProductStats.FORWARD.read();
             long a = System.nanoTime();
             float[] logits = s.append(prompt);
             pre[rep] = promptLen / ((System.nanoTime() - a) / 1e9);
+            ProductStats.Reading p1 = ProductStats.FORWARD.read().since(p0);
+            if (rep > 0 || repeat == 0) if (preProducts == null || pre[rep] >= best(pre, rep)) preProducts = p1;
             // the forward as transformers' anchor measures it: logits for every position
+            s = null;
+            System.gc();
+            ProductStats.Reading f0 = ProductStats.FORWARD.read();
             long f = System.nanoTime();
             lm.logits(java.util.List.of(prompt), new int[]{0});
             fwd[rep] = promptLen / ((System.nanoTime() - f) / 1e9);
-            s = null;
+            ProductStats.Reading f1 = ProductStats.FORWARD.read().since(f0);
+            if (rep > 0 || repeat == 0) if (fwdProducts == null || fwd[rep] >= best(fwd, rep)) fwdProducts = f1;
+            System.gc();
             // decode from a short context so the measurement is the per-token cost at batch 1
             CausalLM.Session d = lm.newSession();
             d.reserve(4 + decodeTokens);
             logits = d.append(new int[]{prompt[0], prompt[1], prompt[2], prompt[3]});
+            double bw0 = meter != null ? meter.read(2) : 0;
             long gc0 = gcCount();
             long al0 = allocatedBytes();
             long b = System.nanoTime();
@@ -95,6 +111,10 @@ public final class BenchCommand implements Callable<Integer> {
             long el = System.nanoTime() - b;
             long al1 = allocatedBytes();
             dec[rep] = decodeTokens / (el / 1e9);
+            if (meter != null) {
+                bw[rep] = (bw0 + meter.read(2)) / 2;
+                decFrac[rep] = dec[rep] * lm.model.weights.weightBytes() / bw[rep];
+            }
             if (rep > 0) {
                 allocBytes += al1 - al0;
                 allocTokens += decodeTokens;
@@ -124,7 +144,9 @@ public final class BenchCommand implements Callable<Integer> {
             ref.model.weights.close();
         }
         double bestPrefill = best(pre), bestForward = best(fwd), bestDecode = best(dec), bestBatch = decodeBatch > 0 ? best(bat) : 0;
-        Ceilings.Result ceil = ceilingMb > 0 ? Ceilings.measure((long) ceilingMb << 20, 3) : null;
+        Ceilings.Result ceil = meter == null ? null : new Ceilings.Result(median(bw), Ceilings.fmaPeak(), meter.bytes(), Parallel.threads());
+        double decodeFraction = meter == null ? 0 : median(decFrac);
+        if (meter != null) meter.close();
         double allocPerToken = allocTokens == 0 ? -1 : (double) allocBytes / allocTokens;
         if (json) {
             ObjectNode o = new ObjectMapper().createObjectNode();
@@ -141,13 +163,20 @@ public final class BenchCommand implements Callable<Integer> {
             }
             o.put("prefill_tokens", promptLen);
             phase(o, "prefill", bestPrefill, pre, prefillFlops / promptLen, ceil);
+            products(o, "prefill", preProducts, promptLen / bestPrefill, ceil);
             phase(o, "forward_all_logits", bestForward, fwd, forwardFlops / promptLen, ceil);
+            products(o, "forward_all_logits", fwdProducts, promptLen / bestForward, ceil);
             o.put("decode_tokens", decodeTokens);
             phase(o, "decode", bestDecode, dec, decodeFlops, null);
             o.put("decode_weight_bandwidth_gb_per_s", round(bestDecode * wBytes / 1e9));
             if (ceil != null) {
                 o.put("decode_ceiling_tokens_per_s", round(ceil.readBytesPerS() / wBytes));
-                o.put("decode_fraction_of_bandwidth", round4(bestDecode * wBytes / ceil.readBytesPerS()));
+                // each run against the bandwidth measured beside it; the median run
+                o.put("decode_fraction_of_bandwidth", round4(decodeFraction));
+                var fr = o.putArray("decode_fraction_runs");
+                for (int i = repeat == 0 ? 0 : 1; i < decFrac.length; i++) fr.add(round4(decFrac[i]));
+                var bwr = o.putArray("read_bandwidth_runs_gb_per_s");
+                for (int i = repeat == 0 ? 0 : 1; i < bw.length; i++) bwr.add(round(bw[i] / 1e9));
             }
             if (decodeBatch > 0) {
                 o.put("batched_decode_sequences", decodeBatch);
@@ -174,15 +203,17 @@ public final class BenchCommand implements Callable<Integer> {
             System.out.printf("model        %s (%s weights, %.0f MB, %d threads)%n", model, lm.model.weights.embed.dtype, wBytes / 1e6, Parallel.threads());
             System.out.printf("load         %.2f s (then %.1f s of JIT warm-up)%n", loadS, warmS);
             if (ceil != null) {
-                System.out.printf("ceilings     read bandwidth %.1f GB/s (%d MiB buffer), float32 FMA peak %.0f GFLOP/s (this run, %d threads)%n",
-                        ceil.readBytesPerS() / 1e9, ceilingMb, ceil.fmaFlopPerS() / 1e9, ceil.threads());
+                System.out.printf("ceilings     read bandwidth %.1f GB/s (median of the passes beside the decode runs: %s GB/s; %d MiB buffer), float32 FMA peak %.0f GFLOP/s (this run, %d threads)%n",
+                        ceil.readBytesPerS() / 1e9, runs(scaled(bw, 1e-9)), ceilingMb, ceil.fmaFlopPerS() / 1e9, ceil.threads());
             }
             System.out.printf("prefill      %.1f tok/s (one %d-token sequence, cache + last logits; %.3f GFLOP/token)%s%n", bestPrefill, promptLen,
                     prefillFlops / promptLen / 1e9, gflops(bestPrefill, prefillFlops / promptLen, ceil));
+            System.out.println(productsLine(preProducts, promptLen / bestPrefill, ceil));
             System.out.printf("forward      %.1f tok/s (the same sequence, logits at every position; %.3f GFLOP/token)%s%n", bestForward,
                     forwardFlops / promptLen / 1e9, gflops(bestForward, forwardFlops / promptLen, ceil));
+            System.out.println(productsLine(fwdProducts, promptLen / bestForward, ceil));
             System.out.printf("decode       %.1f tok/s (batch 1, %d tokens; %.1f GB/s of weights%s)%n", bestDecode, decodeTokens, bestDecode * wBytes / 1e9,
-                    ceil == null ? "" : String.format(", %.0f%% of the read bandwidth; ceiling %.1f tok/s", 100 * bestDecode * wBytes / ceil.readBytesPerS(), ceil.readBytesPerS() / wBytes));
+                    ceil == null ? "" : String.format("; each run %s%% of the read bandwidth measured beside it, median %.0f%%; ceiling %.1f tok/s", runs(scaled(decFrac, 100)), 100 * decodeFraction, ceil.readBytesPerS() / wBytes));
             if (decodeBatch > 0) {
                 System.out.printf("batched      %.1f tok/s (%d sequences advancing together, all tokens; %.2fx batch 1)%n", bestBatch, decodeBatch, bestBatch / bestDecode);
             }
@@ -281,6 +312,41 @@ public final class BenchCommand implements Callable<Integer> {
         return String.format(", %.0f GFLOP/s%s", g / 1e9, ceil == null ? "" : String.format(" = %.0f%% of the FMA peak", 100 * g / ceil.fmaFlopPerS()));
     }
 
+    /** Best of runs[1..upTo] (runs[0] when it is the only one). */
+    private static double best(double[] runs, int upTo) {
+        double b = 0;
+        for (int i = runs.length == 1 ? 0 : 1; i <= upTo; i++) b = Math.max(b, runs[i]);
+        return b;
+    }
+
+    /** The matrix products' own rate in a phase (the best run's): GFLOP/s, fraction of the FMA peak, share of the time. */
+    private static void products(ObjectNode o, String name, ProductStats.Reading r, double phaseSeconds, Ceilings.Result ceil) {
+        if (r == null || r.nanos() == 0) return;
+        o.put(name + "_products_gflop_per_s", round(r.flopPerS() / 1e9));
+        o.put(name + "_products_share_of_time", round4(r.seconds() / phaseSeconds));
+        if (ceil != null) o.put(name + "_products_fraction_of_fma_peak", round4(r.flopPerS() / ceil.fmaFlopPerS()));
+    }
+
+    static String productsLine(ProductStats.Reading r, double phaseSeconds, Ceilings.Result ceil) {
+        if (r == null || r.nanos() == 0) return "";
+        return String.format("  products   %.0f GFLOP/s%s (matrix products alone, %.0f%% of the time; the rest is attention, norms, element-wise)",
+                r.flopPerS() / 1e9, ceil == null ? "" : String.format(" = %.0f%% of the FMA peak", 100 * r.flopPerS() / ceil.fmaFlopPerS()),
+                100 * r.seconds() / phaseSeconds);
+    }
+
+    /** Median of the timed repetitions (the first run is the JIT warm-up, unless it is the only one). */
+    private static double median(double[] runs) {
+        double[] r = java.util.Arrays.copyOfRange(runs, runs.length == 1 ? 0 : 1, runs.length);
+        java.util.Arrays.sort(r);
+        return r.length % 2 == 1 ? r[r.length / 2] : (r[r.length / 2 - 1] + r[r.length / 2]) / 2;
+    }
+
+    private static double[] scaled(double[] r, double f) {
+        double[] o = r.clone();
+        for (int i = 0; i < o.length; i++) o[i] *= f;
+        return o;
+    }
+
     /** Best of the timed repetitions (the first run is the JIT warm-up, unless it is the only one). */
     private static double best(double[] runs) {
         double b = 0;
@@ -368,11 +434,18 @@ public final class BenchCommand implements Callable<Integer> {
         double best = Double.MAX_VALUE;
         double[] runs = new double[steps];
         double[] parts = null;   // distillation: teacher, KD, CE seconds of the best step
+        ProductStats.Reading fwdP = null, bwdP = null;   // the best step's forward and backward matrix products
         for (int i = 0; i < steps; i++) {
             double[] before = distill ? ts.distillation().seconds() : null;
+            System.gc();
+            ProductStats.Reading fw0 = ProductStats.FORWARD.read(), bw0 = ProductStats.BACKWARD.read();
             long a = System.nanoTime();
             ts.step(b);
             double s = (System.nanoTime() - a) / 1e9;
+            if (s < best) {
+                fwdP = ProductStats.FORWARD.read().since(fw0);
+                bwdP = ProductStats.BACKWARD.read().since(bw0);
+            }
             runs[i] = batch * seqLen / s;
             if (s < best && distill) {
                 double[] after = ts.distillation().seconds();
@@ -423,6 +496,8 @@ public final class BenchCommand implements Callable<Integer> {
                 o.put("fma_peak_gflop_per_s", round(ceil.fmaFlopPerS() / 1e9));
                 o.put("train_fraction_of_fma_peak", round4(gflops * 1e9 / ceil.fmaFlopPerS()));
             }
+            products(o, "train_forward", fwdP, best, ceil);
+            products(o, "train_backward", bwdP, best, ceil);
             var arr = o.putArray("train_runs");
             for (double r : runs) arr.add(round(r));
             o.put("peak_heap_bytes", peakHeap);
@@ -439,6 +514,8 @@ public final class BenchCommand implements Callable<Integer> {
             System.out.printf("FLOPs        %.1f GFLOP/step = %.3f GFLOP/token (forward + backward %.2fx forward: model FLOPs, see Flops), %.0f GFLOP/s%s%n",
                     stepFlops / 1e9, stepFlops / (batch * seqLen) / 1e9, stepFlops / fwdFlops, gflops,
                     ceil == null ? "" : String.format(" = %.0f%% of the FMA peak %.0f GFLOP/s (this run)", 100 * gflops * 1e9 / ceil.fmaFlopPerS(), ceil.fmaFlopPerS() / 1e9));
+            System.out.println(productsLine(fwdP, best, ceil).replace("  products   ", "  forward products  "));
+            System.out.println(productsLine(bwdP, best, ceil).replace("  products   ", "  backward products ").replace("matrix products alone", "dx = dy·W and dW += dyᵀ·x alone"));
             System.out.printf("peak memory  heap %.0f MB (max %.0f MB), RSS %.0f MB%n", peakHeap / 1e6, Runtime.getRuntime().maxMemory() / 1e6, rssBytes() / 1e6);
         }
         return 0;

@@ -361,8 +361,8 @@ public final class Gemma3Model {
                 int rows = groups * nq;
                 float[][] buf = BLOCK_BUFFERS.get();
                 float[] qb = grow(buf, 0, rows * D), sc = grow(buf, 1, rows * nk), ob = grow(buf, 2, rows * D);
-                // the products' weight operands must be exactly [nk, D] and [D, nk]
-                float[] kb = new float[nk * D], vt = new float[D * nk];
+                // the products' weight operands [nk, D] and [D, nk], in per-thread buffers (views of their first values)
+                float[] kb = grow(buf, 3, nk * D), vt = grow(buf, 4, D * nk);
                 for (int h = 0; h < groups; h++)
                     for (int i = 0; i < nq; i++)
                         System.arraycopy(q, ((r0 + i) * nH + g * groups + h) * D, qb, (h * nq + i) * D, D);
@@ -371,29 +371,19 @@ public final class Gemma3Model {
                     System.arraycopy(K, src, kb, j * D, D);
                     for (int d = 0; d < D; d++) vt[d * nk + j] = V[src + d];
                 }
-                MatMul.xWtSerial(qb, 0, rows, dev.peft4j.tensor.Matrix.heap(nk, D, kb), sc, 0, false);
+                MatMul.xWtSerial(qb, 0, rows, dev.peft4j.tensor.Matrix.heapView(nk, D, kb), sc, 0, false);
                 for (int h = 0; h < groups; h++) {
                     for (int i = 0; i < nq; i++) {
                         int p = pos[r0 + i];
                         int jlo = (sliding ? Math.max(kStart, p - W + 1) : kStart) - lo, jhi = p - lo; // visible keys [jlo, jhi]
                         int ro = (h * nq + i) * nk;
-                        float max = Float.NEGATIVE_INFINITY;
-                        for (int j = jlo; j <= jhi; j++) {
-                            float v = sc[ro + j] * attnScale;
-                            sc[ro + j] = v;
-                            if (v > max) max = v;
-                        }
-                        float sum = 0f;
-                        for (int j = jlo; j <= jhi; j++) {
-                            float e = (float) Math.exp(sc[ro + j] - max);
-                            sc[ro + j] = e;
-                            sum += e;
-                        }
-                        float inv = 1f / sum;
-                        for (int j = 0; j < nk; j++) sc[ro + j] = j >= jlo && j <= jhi ? sc[ro + j] * inv : 0f;
+                        // the visible keys' softmax as the decoding path computes it (vector exp), zeros elsewhere
+                        Ops.softmaxScaled(sc, ro + jlo, jhi - jlo + 1, attnScale);
+                        java.util.Arrays.fill(sc, ro, ro + jlo, 0f);
+                        java.util.Arrays.fill(sc, ro + jhi + 1, ro + nk, 0f);
                     }
                 }
-                MatMul.xWtSerial(sc, 0, rows, dev.peft4j.tensor.Matrix.heap(D, nk, vt), ob, 0, false);
+                MatMul.xWtSerial(sc, 0, rows, dev.peft4j.tensor.Matrix.heapView(D, nk, vt), ob, 0, false);
                 for (int h = 0; h < groups; h++)
                     for (int i = 0; i < nq; i++)
                         System.arraycopy(ob, (h * nq + i) * D, out, ((r0 + i) * nH + g * groups + h) * D, D);
@@ -452,7 +442,7 @@ public final class Gemma3Model {
     }
 
     /** Per-thread query, score and output buffers of {@link #blockAttention} (grown as needed, never shrunk). */
-    private static final ThreadLocal<float[][]> BLOCK_BUFFERS = ThreadLocal.withInitial(() -> new float[3][0]);
+    private static final ThreadLocal<float[][]> BLOCK_BUFFERS = ThreadLocal.withInitial(() -> new float[5][0]);
 
     private static float[] grow(float[][] buf, int i, int n) {
         if (buf[i].length < n) buf[i] = new float[Math.max(n, buf[i].length + buf[i].length / 2)];

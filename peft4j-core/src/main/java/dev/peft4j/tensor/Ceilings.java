@@ -28,28 +28,50 @@ public final class Ceilings {
         return new Result(readBandwidth(bufferBytes, passes), fmaPeak(), bufferBytes, Parallel.threads());
     }
 
+    /**
+     * A read-bandwidth meter that keeps its buffer (off-heap, pre-faulted, on huge pages where the system gives them, as the
+     * packed weights are), so a benchmark can measure the bandwidth right beside each of its runs: on a shared host the
+     * bandwidth drifts from minute to minute, and a fraction means something only against the ceiling of the same moment.
+     */
+    public static final class Meter implements AutoCloseable {
+        private final Arena arena = Arena.ofShared();
+        private final MemorySegment seg;
+        private final long n;
+        private final float[] sink = new float[Parallel.threads()];
+
+        public Meter(long bufferBytes) {
+            n = Math.max(64L * L * 4, bufferBytes / (64L * L * 4) * (64L * L * 4));
+            seg = NativeMemory.allocate(n, arena);
+            for (long o = 0; o < n; o += 4096) seg.set(ValueLayout.JAVA_FLOAT_UNALIGNED, o, 1f);   // fault every page in now
+            pass();   // compile the loop
+        }
+
+        /** Bytes/s: the best of {@code passes} full reads of the buffer. */
+        public double read(int passes) {
+            double best = 0;
+            for (int p = 0; p < passes; p++) best = Math.max(best, pass());
+            return best;
+        }
+
+        private double pass() {
+            long blocks = n / (4L * L * 16);
+            long t0 = System.nanoTime();
+            Parallel.forChunks((int) Math.min(Integer.MAX_VALUE, blocks), 4096, (a, b) -> {
+                float s = sumRange(seg, (long) a * 16 * L * 4, (long) b * 16 * L * 4);
+                if (Float.isNaN(s)) sink[0] += s;
+            });
+            return n / ((System.nanoTime() - t0) / 1e9);
+        }
+
+        public long bytes() { return n; }
+
+        @Override public void close() { arena.close(); }
+    }
+
     /** Read bandwidth in bytes/s: the best of {@code passes} full reads of an off-heap buffer (never in the caches). */
     public static double readBandwidth(long bytes, int passes) {
-        long n = bytes / (64L * L * 4) * (64L * L * 4);   // whole blocks
-        try (Arena arena = Arena.ofShared()) {
-            MemorySegment seg = arena.allocate(n, 4096);
-            // touch every page (the OS maps them lazily) with non-zero values
-            for (long o = 0; o < n; o += 4096) seg.set(ValueLayout.JAVA_FLOAT_UNALIGNED, o, 1f);
-            double best = 0;
-            float[] sink = new float[Parallel.threads()];
-            long blocks = n / (4L * L * 16);   // work items: 16 vectors
-            for (int p = 0; p <= passes; p++) {
-                long t0 = System.nanoTime();
-                Parallel.forRange((int) Math.min(Integer.MAX_VALUE, blocks), 1024, (a, b) -> {
-                    float s = sumRange(seg, (long) a * 16 * L * 4, (long) b * 16 * L * 4);
-                    int slot = (int) ((long) a * sink.length / Math.max(1, blocks));
-                    sink[Math.min(slot, sink.length - 1)] += s;
-                });
-                double bps = n / ((System.nanoTime() - t0) / 1e9);
-                if (p > 0) best = Math.max(best, bps);   // the first pass warms up the JIT
-            }
-            if (Float.isNaN(sink[0])) System.err.print("");   // keep the sums alive
-            return best;
+        try (Meter m = new Meter(bytes)) {
+            return m.read(passes);
         }
     }
 

@@ -93,6 +93,21 @@ public final class MatMul {
             for (int i = 0; i < ws.length; i++) run(x, 0, n, ws[i], ys[i], 0, false, true);
             return;
         }
+        if (Parallel.inKernelThread()) {
+            many(x, n, ws, ys, in);
+            return;
+        }
+        long t0 = System.nanoTime();
+        try {
+            many(x, n, ws, ys, in);
+        } finally {
+            long outs = 0;
+            for (Matrix w : ws) outs += w.rows;
+            ProductStats.FORWARD.add(System.nanoTime() - t0, 2L * n * in * outs);
+        }
+    }
+
+    private static void many(float[] x, int n, Matrix[] ws, float[][] ys, int in) {
         int m = ws.length;
         Packed[] pk = new Packed[m];
         int[] start = new int[m + 1];
@@ -104,8 +119,7 @@ public final class MatMul {
         float[] xp = SCRATCH.get().xp(n * in);
         pack(x, 0, n, in, xp);
         int panels = start[m];
-        int chunk = Math.max(2, (panels + 8 * Parallel.threads() - 1) / (8 * Parallel.threads()) * 2);
-        Parallel.forChunks(panels, chunk, (g0, g1) -> {
+        Parallel.forChunks(panels, chunk(panels, pk[0] != null ? pk[0].panelBytes : 4L * P * in, n), (g0, g1) -> {
             for (int i = 0; i < m; i++) {
                 int a = Math.max(g0, start[i]), b = Math.min(g1, start[i + 1]);
                 if (a < b) panelRange(xp, n, ws[i], pk[i], ys[i], 0, false, a - start[i], b - start[i], ws[i].rows, 0, ws[i].rows);
@@ -138,16 +152,43 @@ public final class MatMul {
             scalar(x, xOff, n, w, y, yOff, acc, oLo, oHi);
             return;
         }
+        if (!parallel || Parallel.inKernelThread()) {
+            run0(x, xOff, n, w, y, yOff, acc, parallel, oLo, oHi);
+            return;
+        }
+        long t0 = System.nanoTime();
+        try {
+            run0(x, xOff, n, w, y, yOff, acc, true, oLo, oHi);
+        } finally {
+            ProductStats.FORWARD.add(System.nanoTime() - t0, 2L * n * in * (oHi - oLo));
+        }
+    }
+
+    private static void run0(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean acc, boolean parallel, int oLo, int oHi) {
+        final int in = w.cols, out = oHi - oLo, ys = out;
         Packed pk = w.onHeap() ? null : w.packed();
         float[] xp = SCRATCH.get().xp(n * in);
         pack(x, xOff, n, in, xp);
         int pFirst = oLo / P, panels = (oHi + P - 1) / P - pFirst;
         Parallel.RangeBody body = (p0, p1) -> panelRange(xp, n, w, pk, y, yOff, acc, p0 + pFirst, p1 + pFirst, ys, oLo, oHi);
-        // about four chunks per thread
-        int chunk = Math.max(2, (panels + 8 * Parallel.threads() - 1) / (8 * Parallel.threads()) * 2);
-        if (parallel) Parallel.forChunks(panels, chunk, body);
+        if (parallel) Parallel.forChunks(panels, chunk(panels, pk != null ? pk.panelBytes : 4L * P * in, n), body);
         else body.run(0, panels);
     }
+
+    /**
+     * Panels per claimed chunk: about {@value #CHUNK_BYTES} bytes of weights per row of input (so a chunk is a fraction of a
+     * millisecond), and at least four chunks per thread. Small chunks keep the threads balanced when the system takes a
+     * core away for a while (a descheduled thread then delays the call by one short chunk, not by its share of the matrix);
+     * a claim costs one atomic increment.
+     */
+    static int chunk(int panels, long panelBytes, int rows) {
+        long work = Math.max(1, panelBytes * Math.max(1, Math.min(rows, 8)));
+        int bySize = (int) Math.max(1, CHUNK_BYTES / work);
+        int byCount = Math.max(1, panels / (4 * Parallel.threads()));
+        return Math.min(bySize, byCount);
+    }
+
+    static final long CHUNK_BYTES = 1L << 20;
 
     /**
      * Packs the input rows: each whole group of {@value #R} rows input-major (row i of the group, input k at

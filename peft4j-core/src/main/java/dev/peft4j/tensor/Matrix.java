@@ -67,6 +67,15 @@ public final class Matrix {
         return new Matrix(rows, cols, DType.F32, null, data);
     }
 
+    /**
+     * A float32 matrix over the first rows·cols values of {@code data}, which may be longer (a reused scratch buffer): for
+     * the products only ({@link MatMul}); the array is not copied.
+     */
+    public static Matrix heapView(int rows, int cols, float[] data) {
+        if (data.length < rows * cols) throw new IllegalArgumentException("data length " + data.length + " < " + rows + "x" + cols);
+        return new Matrix(rows, cols, DType.F32, null, data);
+    }
+
     public boolean onHeap() { return data != null; }
 
     /** The stored bytes (mapped matrices only). */

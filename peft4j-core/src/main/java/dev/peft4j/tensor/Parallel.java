@@ -43,6 +43,9 @@ public final class Parallel {
 
     public static int threads() { return THREADS; }
 
+    /** True on the kernel threads (inside a parallel loop), where nested parallel calls run inline. */
+    public static boolean inKernelThread() { return Thread.currentThread() instanceof KernelThread; }
+
     /** Runs body over [0, n) split into contiguous parts of at least {@code grain} items, one per thread. */
     public static void forRange(int n, int grain, RangeBody body) {
         int parts = Math.min(THREADS, Math.max(1, n / Math.max(1, grain)));

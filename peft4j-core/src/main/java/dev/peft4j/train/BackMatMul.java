@@ -48,6 +48,12 @@ public final class BackMatMul {
 
     /** {@link #dx} against rows [wr0, wr0+out) of W only (dy [n, out]): a block of an output head, read in place. */
     public static void dx(float[] dy, int n, Matrix w, int wr0, int out, float[] dx) {
+        long t0 = System.nanoTime();
+        dx0(dy, n, w, wr0, out, dx);
+        if (!Parallel.inKernelThread()) dev.peft4j.tensor.ProductStats.BACKWARD.add(System.nanoTime() - t0, 2L * n * out * w.cols);
+    }
+
+    private static void dx0(float[] dy, int n, Matrix w, int wr0, int out, float[] dx) {
         final int in = w.cols;
         if (wr0 < 0 || out < 0 || wr0 + out > w.rows) throw new IllegalArgumentException("dx: rows [" + wr0 + ", " + (wr0 + out) + ") of " + w.rows);
         if (n == 0 || in == 0 || out == 0) return;
@@ -173,6 +179,12 @@ public final class BackMatMul {
      * (the transposed dy read by broadcasts).
      */
     public static void dW(float[] dy, float[] x, int n, int out, int in, float[] dW) {
+        long t0 = System.nanoTime();
+        dW0(dy, x, n, out, in, dW);
+        if (!Parallel.inKernelThread()) dev.peft4j.tensor.ProductStats.BACKWARD.add(System.nanoTime() - t0, 2L * n * out * in);
+    }
+
+    private static void dW0(float[] dy, float[] x, int n, int out, int in, float[] dW) {
         if (n == 0 || in == 0 || out == 0) return;
         final int full = in / PW, tw = in - full * PW;
         final long panelBytes = 4L * n * PW;
