@@ -176,10 +176,10 @@ public final class MatMul {
     }
 
     /**
-     * Panels per claimed chunk: about {@value #CHUNK_BYTES} bytes of weights per row of input (so a chunk is a fraction of a
-     * millisecond), and at least four chunks per thread. Small chunks keep the threads balanced when the system takes a
-     * core away for a while (a descheduled thread then delays the call by one short chunk, not by its share of the matrix);
-     * a claim costs one atomic increment.
+     * Panels per claimed chunk: about {@value #CHUNK_BYTES} bytes of weights (counting up to 8 rows of input), and at least
+     * four chunks per thread. Each thread claims the chunks of its own contiguous region first (one sequential stream, as
+     * a static split reads; measured 7% faster decoding than threads taking turns), then what is left of the others': a
+     * thread the system keeps off its core for a while then delays the call by one chunk, not by its share of the matrix.
      */
     static int chunk(int panels, long panelBytes, int rows) {
         long work = Math.max(1, panelBytes * Math.max(1, Math.min(rows, 8)));
@@ -188,7 +188,7 @@ public final class MatMul {
         return Math.min(bySize, byCount);
     }
 
-    static final long CHUNK_BYTES = 1L << 20;
+    static final long CHUNK_BYTES = 4L << 20;
 
     /**
      * Packs the input rows: each whole group of {@value #R} rows input-major (row i of the group, input k at

@@ -59,8 +59,9 @@ public final class Parallel {
     /**
      * Runs body over [0, n) in chunks of {@code chunk} items (the last may be shorter) that the threads claim as they go: for
      * bodies whose items are independent (a chunk's result must not depend on which thread runs it or on the other chunks).
-     * A thread that the system does not schedule then delays the call by at most the chunk it holds, instead of half the
-     * work.
+     * Thread p owns region p of [0, n) (a contiguous 1/threads of the chunks) and claims its chunks in order, then claims
+     * what is left of the other regions: every thread streams one sequential range while all are running, and a thread
+     * that the system does not schedule delays the call by at most the chunk it holds, instead of its whole part.
      */
     public static void forChunks(int n, int chunk, RangeBody body) {
         chunk = Math.max(1, chunk);
@@ -93,11 +94,15 @@ public final class Parallel {
         }
     }
 
+    private static final java.lang.invoke.VarHandle CURSOR = java.lang.invoke.MethodHandles.arrayElementVarHandle(int[].class);
+
     /** One call: static parts (chunk 0, part p of parts run by thread p) or claimed chunks. */
     private static final class Job {
         final RangeBody body;
         final int n, parts, chunk, chunks;
-        final AtomicInteger next = new AtomicInteger(), done = new AtomicInteger();
+        final AtomicInteger done = new AtomicInteger();
+        /** Per region, the next chunk to claim (claimed with an atomic add; one small array per call). */
+        final int[] cursor;
         volatile RuntimeException failure;
 
         Job(RangeBody body, int n, int parts, int chunk) {
@@ -106,7 +111,12 @@ public final class Parallel {
             this.parts = parts;
             this.chunk = chunk;
             this.chunks = chunk == 0 ? parts : (n + chunk - 1) / chunk;
+            this.cursor = chunk == 0 ? null : new int[parts];
+            if (cursor != null) for (int r = 0; r < parts; r++) cursor[r] = regionStart(r);
         }
+
+        /** Region r: chunks [regionStart(r), regionStart(r + 1)), thread r's own. */
+        int regionStart(int r) { return (int) ((long) chunks * r / parts); }
 
         /** Thread p's share: its static part, or chunks until none is left. */
         void work(int p) {
@@ -121,13 +131,18 @@ public final class Parallel {
                 }
                 return;
             }
-            for (int c; (c = next.getAndIncrement()) < chunks; ) {
-                try {
-                    if (failure == null) body.run(c * chunk, Math.min(n, (c + 1) * chunk));
-                } catch (RuntimeException | Error e) {
-                    fail(e);
-                } finally {
-                    done.incrementAndGet();
+            // its own region first, in order (one sequential stream per thread, as a static split would read), then what
+            // is left of the others' (a thread the system keeps off its core is covered by the others)
+            for (int i = 0; i < parts; i++) {
+                int r = (p + i) % parts, end = regionStart(r + 1);
+                for (int c; (c = (int) CURSOR.getAndAdd(cursor, r, 1)) < end; ) {
+                    try {
+                        if (failure == null) body.run(c * chunk, Math.min(n, (c + 1) * chunk));
+                    } catch (RuntimeException | Error e) {
+                        fail(e);
+                    } finally {
+                        done.incrementAndGet();
+                    }
                 }
             }
         }
