@@ -329,7 +329,7 @@ public final class BenchCommand implements Callable<Integer> {
 
     static String productsLine(ProductStats.Reading r, double phaseSeconds, Ceilings.Result ceil) {
         if (r == null || r.nanos() == 0) return "";
-        return String.format("  products   %.0f GFLOP/s%s (matrix products alone, %.0f%% of the time; the rest is attention, norms, element-wise)",
+        return String.format("  products   %.0f GFLOP/s%s (matrix products alone, %.0f%% of the time)",
                 r.flopPerS() / 1e9, ceil == null ? "" : String.format(" = %.0f%% of the FMA peak", 100 * r.flopPerS() / ceil.fmaFlopPerS()),
                 100 * r.seconds() / phaseSeconds);
     }
