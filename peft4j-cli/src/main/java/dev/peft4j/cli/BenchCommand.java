@@ -73,7 +73,9 @@ public final class BenchCommand implements Callable<Integer> {
         // the read bandwidth is measured right before and after every decode run: on a shared host it drifts by up to 2x
         // from minute to minute, so each run is judged against the ceiling of its own moment
         double[] bw = new double[repeat + 1], decFrac = new double[repeat + 1];
-        Ceilings.Meter meter = ceilingMb > 0 ? new Ceilings.Meter((long) ceilingMb << 20) : null;
+        // the meter reads the packed weights themselves (the bytes decoding streams, where the system placed them): a separate
+        // buffer can land in memory that reads at a different speed, which made fractions above 1 on a shared host
+        Ceilings.Meter meter = ceilingMb > 0 ? new Ceilings.Meter(lm.model.weights.decodeMatrices()) : null;
         ProductStats.Reading preProducts = null, fwdProducts = null;   // the matrix products of the best run
         long allocBytes = 0, allocTokens = 0, gcs = 0;
         double allocSeconds = 0;
@@ -100,7 +102,7 @@ public final class BenchCommand implements Callable<Integer> {
             CausalLM.Session d = lm.newSession();
             d.reserve(4 + decodeTokens);
             logits = d.append(new int[]{prompt[0], prompt[1], prompt[2], prompt[3]});
-            double bw0 = meter != null ? meter.read(2) : 0;
+            double bw0 = meter != null ? meter.read(3) : 0;
             long gc0 = gcCount();
             long al0 = allocatedBytes();
             long b = System.nanoTime();
@@ -112,7 +114,7 @@ public final class BenchCommand implements Callable<Integer> {
             long al1 = allocatedBytes();
             dec[rep] = decodeTokens / (el / 1e9);
             if (meter != null) {
-                bw[rep] = (bw0 + meter.read(2)) / 2;
+                bw[rep] = Math.max(bw0, meter.read(3));   // the ceiling: the faster of the two moments
                 decFrac[rep] = dec[rep] * lm.model.weights.weightBytes() / bw[rep];
             }
             if (rep > 0) {
@@ -203,8 +205,8 @@ public final class BenchCommand implements Callable<Integer> {
             System.out.printf("model        %s (%s weights, %.0f MB, %d threads)%n", model, lm.model.weights.embed.dtype, wBytes / 1e6, Parallel.threads());
             System.out.printf("load         %.2f s (then %.1f s of JIT warm-up)%n", loadS, warmS);
             if (ceil != null) {
-                System.out.printf("ceilings     read bandwidth %.1f GB/s (median of the passes beside the decode runs: %s GB/s; %d MiB buffer), float32 FMA peak %.0f GFLOP/s (this run, %d threads)%n",
-                        ceil.readBytesPerS() / 1e9, runs(scaled(bw, 1e-9)), ceilingMb, ceil.fmaFlopPerS() / 1e9, ceil.threads());
+                System.out.printf("ceilings     read bandwidth %.1f GB/s (a vector sum over the packed weights, right before and after each decode run: %s GB/s), float32 FMA peak %.0f GFLOP/s (this run, %d threads)%n",
+                        ceil.readBytesPerS() / 1e9, runs(scaled(bw, 1e-9)), ceil.fmaFlopPerS() / 1e9, ceil.threads());
             }
             System.out.printf("prefill      %.1f tok/s (one %d-token sequence, cache + last logits; %.3f GFLOP/token)%s%n", bestPrefill, promptLen,
                     prefillFlops / promptLen / 1e9, gflops(bestPrefill, prefillFlops / promptLen, ceil));

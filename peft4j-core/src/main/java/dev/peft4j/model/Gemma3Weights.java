@@ -216,6 +216,14 @@ public final class Gemma3Weights implements AutoCloseable {
      * Builds the panel-packed copies the matrix products stream ({@link Matrix#prepare}) for every linear and the output head,
      * so that the first request does not pay for them.
      */
+    /** The matrices one decoding step streams: every linear and the output head. */
+    public List<Matrix> decodeMatrices() {
+        List<Matrix> m = new ArrayList<>();
+        for (Linear l : linears()) m.add(l.weight);
+        m.add(lmHead);
+        return m;
+    }
+
     public void prepare() {
         for (Linear l : linears()) l.weight.prepare();
         lmHead.prepare();

@@ -34,16 +34,40 @@ public final class Ceilings {
      * bandwidth drifts from minute to minute, and a fraction means something only against the ceiling of the same moment.
      */
     public static final class Meter implements AutoCloseable {
+        private static final long CHUNK = 4L << 20;
         private final Arena arena = Arena.ofShared();
-        private final MemorySegment seg;
-        private final long n;
+        /** The regions read by a pass: (segment, from, to) in chunks of at most 4 MiB. */
+        private final java.util.List<MemorySegment> segs = new java.util.ArrayList<>();
+        private final java.util.List<long[]> ranges = new java.util.ArrayList<>();
+        private long n;
         private final float[] sink = new float[Parallel.threads()];
 
         public Meter(long bufferBytes) {
-            n = Math.max(64L * L * 4, bufferBytes / (64L * L * 4) * (64L * L * 4));
-            seg = NativeMemory.allocate(n, arena);
-            for (long o = 0; o < n; o += 4096) seg.set(ValueLayout.JAVA_FLOAT_UNALIGNED, o, 1f);   // fault every page in now
+            long b = Math.max(64L * L * 4, bufferBytes / (64L * L * 4) * (64L * L * 4));
+            MemorySegment seg = NativeMemory.allocate(b, arena);
+            for (long o = 0; o < b; o += 4096) seg.set(ValueLayout.JAVA_FLOAT_UNALIGNED, o, 1f);   // fault every page in now
+            add(seg);
             pass();   // compile the loop
+        }
+
+        /**
+         * A meter that reads the packed copies of these (mapped) matrices themselves: the very bytes a decoding step
+         * streams, wherever the system placed them, so the decode fraction compares like with like.
+         */
+        public Meter(java.util.List<Matrix> matrices) {
+            java.util.Set<Matrix> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+            for (Matrix m : matrices) if (!m.onHeap() && seen.add(m)) add(m.packed().seg);
+            pass();
+        }
+
+        private void add(MemorySegment seg) {
+            int si = segs.size();
+            segs.add(seg);
+            long size = seg.byteSize() / (4L * L * 4) * (4L * L * 4);   // whole groups of 4 vectors
+            for (long o = 0; o < size; o += CHUNK) {
+                ranges.add(new long[]{si, o, Math.min(size, o + CHUNK)});
+                n += Math.min(size, o + CHUNK) - o;
+            }
         }
 
         /** Bytes/s: the best of {@code passes} full reads of the buffer. */
@@ -54,11 +78,13 @@ public final class Ceilings {
         }
 
         private double pass() {
-            long blocks = n / (4L * L * 16);
             long t0 = System.nanoTime();
-            Parallel.forChunks((int) Math.min(Integer.MAX_VALUE, blocks), 4096, (a, b) -> {
-                float s = sumRange(seg, (long) a * 16 * L * 4, (long) b * 16 * L * 4);
-                if (Float.isNaN(s)) sink[0] += s;
+            Parallel.forChunks(ranges.size(), 1, (a, b) -> {
+                for (int i = a; i < b; i++) {
+                    long[] r = ranges.get(i);
+                    float s = sumRange(segs.get((int) r[0]), r[1], r[2]);
+                    if (Float.isNaN(s)) sink[0] += s;
+                }
             });
             return n / ((System.nanoTime() - t0) / 1e9);
         }
