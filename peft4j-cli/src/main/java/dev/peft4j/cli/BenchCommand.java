@@ -351,9 +351,7 @@ public final class BenchCommand implements Callable<Integer> {
 
     /** Best of the timed repetitions (the first run is the JIT warm-up, unless it is the only one). */
     private static double best(double[] runs) {
-        double b = 0;
-        for (int i = runs.length == 1 ? 0 : 1; i < runs.length; i++) b = Math.max(b, runs[i]);
-        return b;
+        return best(runs, runs.length - 1);
     }
 
     /** The timed runs of a phase whose first entry was the warm-up (unless it is the only one). */
