@@ -69,6 +69,10 @@ public final class BenchCommand implements Callable<Integer> {
         double forwardFlops = flops.forwardAllLogits(nv + promptLen) - nv * flops.headPerRow();
         double decodeFlops = flops.decode(nv + lm.prefixLength() + 4, decodeTokens) / decodeTokens;
         double warmS = warmUp(lm, prompt);
+        // quantized: the float model decodes beside it in every run (right after), so the speed-up is judged at one moment
+        Gemma3LM ref = Quantization.parse(quantize) != Quantization.NONE ? Models.load(model, adapter, false, Quantization.NONE) : null;
+        if (ref != null) warmS += warmUp(ref, prompt);
+        double[] refDec = new double[repeat + 1], speedup = new double[repeat + 1];
         double[] pre = new double[repeat + 1], fwd = new double[repeat + 1], dec = new double[repeat + 1], bat = new double[repeat + 1];
         // the read bandwidth is measured right before and after every decode run: on a shared host it drifts by up to 2x
         // from minute to minute, so each run is judged against the ceiling of its own moment
@@ -123,6 +127,11 @@ public final class BenchCommand implements Callable<Integer> {
                 allocSeconds += el / 1e9;
                 gcs += gcCount() - gc0;
             }
+            if (ref != null) {
+                System.gc();
+                refDec[rep] = greedyDecode(ref, prompt, decodeTokens);
+                speedup[rep] = dec[rep] / refDec[rep];
+            }
             if (decodeBatch > 0) bat[rep] = batchedDecode(lm, prompt, decodeBatch, Math.max(8, decodeTokens / 4));
         }
         long peakHeap = peakHeapBytes();
@@ -131,7 +140,6 @@ public final class BenchCommand implements Callable<Integer> {
         dev.peft4j.model.QuantAccuracy.Result acc = null;
         if (Quantization.parse(quantize) != Quantization.NONE) {
             // the quantized model against the float one on the same tokens: top-1 agreement and KL, every position
-            Gemma3LM ref = Models.load(model, adapter, false, Quantization.NONE);
             int[] ids = prompt;
             if (accuracyText != null) {
                 if (!java.nio.file.Files.isRegularFile(accuracyText)) throw new UserException("--accuracy-text: " + accuracyText + ": file not found");
@@ -188,6 +196,12 @@ public final class BenchCommand implements Callable<Integer> {
                 for (int i = repeat == 0 ? 0 : 1; i < bat.length; i++) arr.add(round(bat[i]));
             }
             if (acc != null) {
+                o.put("float_decode_tokens_per_s", round(best(refDec)));
+                var fr = o.putArray("float_decode_runs");
+                for (int i = repeat == 0 ? 0 : 1; i < refDec.length; i++) fr.add(round(refDec[i]));
+                o.put("quantized_decode_speedup", round(median(speedup)));
+                var sr = o.putArray("quantized_decode_speedup_runs");
+                for (int i = repeat == 0 ? 0 : 1; i < speedup.length; i++) sr.add(round(speedup[i]));
                 o.put("quantized_top1_agreement", round4(acc.top1Agreement()));
                 o.put("quantized_mean_kl", acc.meanKl());
                 o.put("quantized_max_kl", acc.maxKl());
@@ -223,6 +237,8 @@ public final class BenchCommand implements Callable<Integer> {
                     allocSeconds == 0 ? 0 : allocBytes / allocSeconds / 1e6, gcs,
                     allocPerToken > 256 * 1024 ? " -- a kernel runs outside C2's vector intrinsics (boxed vectors)" : "");
             if (acc != null) {
+                System.out.printf("vs float     %s decode %.2fx the float weights' (median of runs %s; float decoding right after each run: %s tok/s)%n", quantize,
+                        median(speedup), runs(speedup, "%.2f"), runs(refDec));
                 System.out.printf("accuracy     %s vs float: top-1 agreement %.2f%% of %d positions, mean KL %.2e nats (max %.2e); float's median top-1 margin %.3g%n", quantize,
                         100 * acc.top1Agreement(), acc.positions(), acc.meanKl(), acc.maxKl(), acc.medianMargin());
             }
@@ -261,6 +277,17 @@ public final class BenchCommand implements Callable<Integer> {
             if (agreed >= 4) break;   // stable but allocating: reported as the allocation rate
         }
         return (System.nanoTime() - t0) / 1e9;
+    }
+
+    /** Greedy decoding of {@code tokens} tokens at batch 1 from a 4-token context: tokens per second. */
+    private static double greedyDecode(Gemma3LM lm, int[] prompt, int tokens) {
+        int V = lm.vocabSize();
+        CausalLM.Session d = lm.newSession();
+        d.reserve(4 + tokens);
+        float[] logits = d.append(new int[]{prompt[0], prompt[1], prompt[2], prompt[3]});
+        long b = System.nanoTime();
+        for (int i = 0; i < tokens; i++) logits = d.append(new int[]{Sampler.argmax(logits, 0, V)});
+        return tokens / ((System.nanoTime() - b) / 1e9);
     }
 
     /**
@@ -356,8 +383,12 @@ public final class BenchCommand implements Callable<Integer> {
 
     /** The timed runs of a phase whose first entry was the warm-up (unless it is the only one). */
     private static String runs(double[] r) {
+        return runs(r, "%.0f");
+    }
+
+    private static String runs(double[] r, String format) {
         StringBuilder sb = new StringBuilder("[");
-        for (int i = r.length == 1 ? 0 : 1; i < r.length; i++) sb.append(sb.length() > 1 ? " " : "").append(String.format("%.0f", r[i]));
+        for (int i = r.length == 1 ? 0 : 1; i < r.length; i++) sb.append(sb.length() > 1 ? " " : "").append(String.format(format, r[i]));
         return sb.append(']').toString();
     }
 

@@ -19,7 +19,9 @@ import static dev.peft4j.tensor.Packed.P;
  *
  * <p><b>One order.</b> Every output is one sequential chain of fused multiply-adds over the input, in order:
  * {@code s = 0; for k in 0..in-1: s = fma(x[k], w[o][k], s)} (then stored, or added to y when accumulating), with the weight
- * converted to float32 exactly first (bf16 and f16 widen, a Q8_0 weight is q·d). That is the whole definition: every path
+ * converted to float32 exactly first (bf16 and f16 widen). Q8_0 weights (q int8, one scale d per block of 32 inputs) follow
+ * llama.cpp's block dot product: per block, {@code t = 0; for k in block: t = fma(x[k], q[o][k], t)}, then
+ * {@code s = fma(t, d[o][block], s)} (the scale multiplies a block's sum, not each weight). That is the whole definition: every path
  * (one row, eight sequences, a prefill, any thread count, any dtype's layout, the scalar fallback) computes exactly it, so a
  * row's result is bitwise the same whatever rows it is computed with: decoding one token, a batch of sequences and a prefill
  * of the same text agree exactly, which serving relies on.
@@ -273,11 +275,20 @@ public final class MatMul {
     static void scalar(float[] x, int xOff, int n, Matrix w, float[] y, int yOff, boolean acc, int oLo, int oHi) {
         int in = w.cols, out = oHi - oLo;
         float[] row = new float[in];
+        boolean q8 = w.dtype == DType.Q8_0 && !w.onHeap();
         for (int o = oLo; o < oHi; o++) {
             w.rowsToFloat(o, 1, row, 0);
             for (int r = 0; r < n; r++) {
                 float s = 0f;
-                for (int k = 0; k < in; k++) s = Math.fma(x[xOff + r * in + k], row[k], s);
+                if (q8) {
+                    for (int kb = 0; kb < in; kb += DType.Q8_BLOCK) {
+                        float d = w.q8Scale(o, kb / DType.Q8_BLOCK), t = 0f;
+                        for (int k = kb; k < kb + DType.Q8_BLOCK; k++) t = Math.fma(x[xOff + r * in + k], w.q8Value(o, k), t);
+                        s = Math.fma(t, d, s);
+                    }
+                } else {
+                    for (int k = 0; k < in; k++) s = Math.fma(x[xOff + r * in + k], row[k], s);
+                }
                 int yi = yOff + r * out + o - oLo;
                 y[yi] = acc ? y[yi] + s : s;
             }
@@ -354,34 +365,48 @@ public final class MatMul {
             a60.intoArray(acc, 192); a61.intoArray(acc, 208); a70.intoArray(acc, 224); a71.intoArray(acc, 240);
         }
 
+        /**
+         * Q8 against 8 rows: per block of 32 inputs and per half of the panel (16 outputs), the 8 rows' block sums
+         * t = Σ x·q (8 registers), then a += t·d; the 8 x 32 results stay in 16 registers throughout.
+         */
         static void q8x8(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc) {
             FloatVector a00 = FloatVector.zero(F), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
             FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
                 Matrix.f16To(w, b, acc, 0); Matrix.f16To(w, b + 32, acc, 16);
-                FloatVector d0 = FloatVector.fromArray(F, acc, 0), d1 = FloatVector.fromArray(F, acc, 16);
+                FloatVector t0 = FloatVector.zero(F), t1 = t0, t2 = t0, t3 = t0, t4 = t0, t5 = t0, t6 = t0, t7 = t0;
                 for (int j = 0; j < 32; j++) {
-                    long q = b + 64 + 32L * j;
-                    FloatVector w0 = ((FloatVector) ByteVector.fromMemorySegment(BQ, w, q, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d0), w1 = ((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 16, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d1);
+                    FloatVector wv = (FloatVector) ByteVector.fromMemorySegment(BQ, w, b + 64 + 32L * j, LE).convertShape(VectorOperators.B2F, F, 0);
                     int xk = xo + R * (kb + j);
-                    FloatVector v = FloatVector.broadcast(F, x[xk]);
-                    a00 = v.fma(w0, a00); a01 = v.fma(w1, a01);
-                    v = FloatVector.broadcast(F, x[xk + 1]);
-                    a10 = v.fma(w0, a10); a11 = v.fma(w1, a11);
-                    v = FloatVector.broadcast(F, x[xk + 2]);
-                    a20 = v.fma(w0, a20); a21 = v.fma(w1, a21);
-                    v = FloatVector.broadcast(F, x[xk + 3]);
-                    a30 = v.fma(w0, a30); a31 = v.fma(w1, a31);
-                    v = FloatVector.broadcast(F, x[xk + 4]);
-                    a40 = v.fma(w0, a40); a41 = v.fma(w1, a41);
-                    v = FloatVector.broadcast(F, x[xk + 5]);
-                    a50 = v.fma(w0, a50); a51 = v.fma(w1, a51);
-                    v = FloatVector.broadcast(F, x[xk + 6]);
-                    a60 = v.fma(w0, a60); a61 = v.fma(w1, a61);
-                    v = FloatVector.broadcast(F, x[xk + 7]);
-                    a70 = v.fma(w0, a70); a71 = v.fma(w1, a71);
+                    t0 = FloatVector.broadcast(F, x[xk]).fma(wv, t0);
+                    t1 = FloatVector.broadcast(F, x[xk + 1]).fma(wv, t1);
+                    t2 = FloatVector.broadcast(F, x[xk + 2]).fma(wv, t2);
+                    t3 = FloatVector.broadcast(F, x[xk + 3]).fma(wv, t3);
+                    t4 = FloatVector.broadcast(F, x[xk + 4]).fma(wv, t4);
+                    t5 = FloatVector.broadcast(F, x[xk + 5]).fma(wv, t5);
+                    t6 = FloatVector.broadcast(F, x[xk + 6]).fma(wv, t6);
+                    t7 = FloatVector.broadcast(F, x[xk + 7]).fma(wv, t7);
                 }
+                FloatVector d = FloatVector.fromArray(F, acc, 0);
+                a00 = t0.fma(d, a00); a10 = t1.fma(d, a10); a20 = t2.fma(d, a20); a30 = t3.fma(d, a30);
+                a40 = t4.fma(d, a40); a50 = t5.fma(d, a50); a60 = t6.fma(d, a60); a70 = t7.fma(d, a70);
+                t0 = FloatVector.zero(F); t1 = t0; t2 = t0; t3 = t0; t4 = t0; t5 = t0; t6 = t0; t7 = t0;
+                for (int j = 0; j < 32; j++) {
+                    FloatVector wv = (FloatVector) ByteVector.fromMemorySegment(BQ, w, b + 80 + 32L * j, LE).convertShape(VectorOperators.B2F, F, 0);
+                    int xk = xo + R * (kb + j);
+                    t0 = FloatVector.broadcast(F, x[xk]).fma(wv, t0);
+                    t1 = FloatVector.broadcast(F, x[xk + 1]).fma(wv, t1);
+                    t2 = FloatVector.broadcast(F, x[xk + 2]).fma(wv, t2);
+                    t3 = FloatVector.broadcast(F, x[xk + 3]).fma(wv, t3);
+                    t4 = FloatVector.broadcast(F, x[xk + 4]).fma(wv, t4);
+                    t5 = FloatVector.broadcast(F, x[xk + 5]).fma(wv, t5);
+                    t6 = FloatVector.broadcast(F, x[xk + 6]).fma(wv, t6);
+                    t7 = FloatVector.broadcast(F, x[xk + 7]).fma(wv, t7);
+                }
+                d = FloatVector.fromArray(F, acc, 16);
+                a01 = t0.fma(d, a01); a11 = t1.fma(d, a11); a21 = t2.fma(d, a21); a31 = t3.fma(d, a31);
+                a41 = t4.fma(d, a41); a51 = t5.fma(d, a51); a61 = t6.fma(d, a61); a71 = t7.fma(d, a71);
             }
             a00.intoArray(acc, 0); a01.intoArray(acc, 16); a10.intoArray(acc, 32); a11.intoArray(acc, 48);
             a20.intoArray(acc, 64); a21.intoArray(acc, 80); a30.intoArray(acc, 96); a31.intoArray(acc, 112);
@@ -415,14 +440,16 @@ public final class MatMul {
             FloatVector a0 = FloatVector.zero(F), a1 = a0;
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
-                Matrix.f16To(w, b, acc, 0); Matrix.f16To(w, b + 32, acc, 16);
-                FloatVector d0 = FloatVector.fromArray(F, acc, 0), d1 = FloatVector.fromArray(F, acc, 16);
+                FloatVector t0 = FloatVector.zero(F), t1 = t0;
                 for (int j = 0; j < 32; j++) {
                     long q = b + 64 + 32L * j;
                     FloatVector v = FloatVector.broadcast(F, x[xo + kb + j]);
-                    a0 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d0), a0);
-                    a1 = v.fma(((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 16, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d1), a1);
+                    t0 = v.fma((FloatVector) ByteVector.fromMemorySegment(BQ, w, q, LE).convertShape(VectorOperators.B2F, F, 0), t0);
+                    t1 = v.fma((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 16, LE).convertShape(VectorOperators.B2F, F, 0), t1);
                 }
+                Matrix.f16To(w, b, acc, 0); Matrix.f16To(w, b + 32, acc, 16);
+                a0 = t0.fma(FloatVector.fromArray(F, acc, 0), a0);
+                a1 = t1.fma(FloatVector.fromArray(F, acc, 16), a1);
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, 16);
         }

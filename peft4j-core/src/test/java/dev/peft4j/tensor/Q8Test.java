@@ -45,7 +45,7 @@ class Q8Test {
     }
 
     @Test
-    void productsEqualDequantizedFloat32() {
+    void productsAreBlockDotProducts() {
         SplittableRandom r = new SplittableRandom(9);
         int out = 72, in = 96;
         float[] w = new float[out * in];
@@ -61,7 +61,14 @@ class Q8Test {
             float[] a = new float[n * out], b = new float[n * out];
             MatMul.xWt(x, 0, n, q, a, 0, false);
             MatMul.xWt(x, 0, n, deq, b, 0, false);
-            assertArrayEquals(b, a, "n=" + n);   // bitwise: d·q is exact in float32, and the order is the same
+            for (int i = 0; i < n; i++) {
+                for (int o = 0; o < out; o++) {
+                    // bitwise the block dot product (the scale applied to each block's sum, as llama.cpp does)
+                    assertEquals(Float.floatToRawIntBits(RowInvarianceTest.q8BlockDot(q, o, x, i * in)), Float.floatToRawIntBits(a[i * out + o]), "n=" + n + " row " + i + " out " + o);
+                    // and the product of the dequantized weights up to float32 rounding of a 96-term sum
+                    assertEquals(b[i * out + o], a[i * out + o], 1e-5 * (1 + Math.abs(b[i * out + o])), "n=" + n + " vs dequantized");
+                }
+            }
         }
     }
 }

@@ -91,7 +91,8 @@ class RowInvarianceTest {
                     for (int i = 0; i < n; i++) {
                         for (int o = 0; o < out; o++) {
                             float s = 0f;
-                            for (int k = 0; k < in; k++) s = Math.fma(x[i * in + k], wf[o * in + k], s);
+                            if (m.dtype == DType.Q8_0) s = q8BlockDot(m, o, x, i * in);
+                            else for (int k = 0; k < in; k++) s = Math.fma(x[i * in + k], wf[o * in + k], s);
                             assertEquals(Float.floatToRawIntBits(s), Float.floatToRawIntBits(y[i * out + o]),
                                     m.dtype + (m.onHeap() ? " heap" : " mapped") + " in=" + in + " n=" + n + " row " + i + " out " + o);
                         }
@@ -99,6 +100,23 @@ class RowInvarianceTest {
                 }
             }
         }
+    }
+
+    /**
+     * The Q8_0 definition, from the stored bytes (llama.cpp's block_q8_0: fp16 d, then 32 int8 q): per block
+     * t = fma(x, q, t) in order, then s = fma(t, d, s).
+     */
+    static float q8BlockDot(Matrix m, int o, float[] x, int xo) {
+        MemorySegment seg = m.segment();
+        long row = (long) o * (m.cols / 32) * 34;
+        float s = 0f;
+        for (int b = 0; b < m.cols / 32; b++) {
+            long at = row + 34L * b;
+            float d = Float.float16ToFloat(seg.get(LE_SHORT, at)), t = 0f;
+            for (int j = 0; j < 32; j++) t = Math.fma(x[xo + 32 * b + j], seg.get(ValueLayout.JAVA_BYTE, at + 2 + j), t);
+            s = Math.fma(t, d, s);
+        }
+        return s;
     }
 
     /** Several products in one dispatch equal each product alone, bit for bit. */

@@ -70,6 +70,13 @@ public final class Engine implements AutoCloseable {
     private final List<Seq> stepWho = new ArrayList<>(), stepBatch = new ArrayList<>();
     private int[] spanStart = new int[0], spanLen = new int[0], needRow = new int[0], needSeq = new int[0], needPos = new int[0];
     private final AtomicLong steps = new AtomicLong(), cancelled = new AtomicLong(), preempted = new AtomicLong();
+    /**
+     * Prompt tuning / P-tuning: the virtual tokens open every sequence of an adapter, so their keys and values are the same
+     * for every request. The scheduler runs them once per adapter (on first use) and each sequence starts from a copy, as
+     * from a prefix-tuning cache: its prompt rows attend to the same keys and values at the same positions as in one pass,
+     * and its prefill is that many rows shorter. Weak keys: an unloaded adapter's cache goes with its last sequence.
+     */
+    private final java.util.WeakHashMap<AdapterRegistry.Entry, KVCache> virtualKv = new java.util.WeakHashMap<>();
 
     public Engine(Gemma3Model model, Tokenizer tokenizer, int[] eosIds, Config cfg, Listener listener) {
         this.model = model;
@@ -364,7 +371,15 @@ public final class Engine implements AutoCloseable {
             if (!running.isEmpty() && kvUsed + need + grow > cfg.maxKvTokens()) break;
             waiting.poll();
             AdapterRegistry.Entry a = s.req.adapter();
-            s.cache = a != null && a.prefix() != null ? a.prefix().copy() : model.newCache();
+            if (s.nVirtual > 0) {
+                s.cache = virtualKv.computeIfAbsent(a, e -> {
+                    KVCache c = model.newCache();
+                    model.forward(List.of(new Gemma3Model.Input(c, e.virtualTokens(), new int[0])), null);
+                    return c;
+                }).copy();
+            } else {
+                s.cache = a != null && a.prefix() != null ? a.prefix().copy() : model.newCache();
+            }
             if (s.admitted == 0) s.admitted = System.nanoTime();
             s.held = need;
             kvUsed += need;
@@ -398,12 +413,12 @@ public final class Engine implements AutoCloseable {
                 int n = Math.min(cfg.prefillChunk(), s.target - s.prefilled);
                 if (prefillUsed > 0 && prefillUsed + n > cfg.prefillChunk()) continue;
                 prefillUsed += n;
-                float[] virt = s.prefilled == 0 && s.nVirtual > 0 ? a.virtualTokens() : null;
                 int[] src = s.prefilled + n <= s.promptLen() ? s.req.prompt() : s.hist;   // hist: prompt + generated (recompute)
-                inputs.add(new Gemma3Model.Input(s.cache, virt, Arrays.copyOfRange(src, s.prefilled, s.prefilled + n), per));
+                // (prompt tuning's virtual tokens are already in the cache the sequence started from)
+                inputs.add(new Gemma3Model.Input(s.cache, null, Arrays.copyOfRange(src, s.prefilled, s.prefilled + n), per));
                 spanStart[k] = s.prefilled;
                 spanLen[k] = n;
-                rows += n + (virt == null ? 0 : s.nVirtual);
+                rows += n;
             }
             who.add(s);
         }
@@ -416,7 +431,6 @@ public final class Engine implements AutoCloseable {
         int base = 0;
         for (int i = 0; i < who.size(); i++) {
             Seq s = who.get(i);
-            int virt = inputs.get(i).virtual() == null ? 0 : s.nVirtual;
             if (spanStart[i] < 0) {
                 nNeed = need(nNeed, base, i, -1);
             } else {
@@ -425,10 +439,10 @@ public final class Engine implements AutoCloseable {
                 for (int t = 0; t < spanLen[i]; t++) {
                     int p = spanStart[i] + t;             // prompt index of this row; it predicts token p + 1
                     boolean last = p == s.promptLen() - 1;
-                    if ((lps && p < s.promptLen() - 1) || (last && ends && first)) nNeed = need(nNeed, base + virt + t, i, p);
+                    if ((lps && p < s.promptLen() - 1) || (last && ends && first)) nNeed = need(nNeed, base + t, i, p);
                 }
             }
-            base += virt + spanLen[i];
+            base += spanLen[i];
         }
         final int BLOCK = Math.max(1, (1 << 24) / V);     // at most 64 MB of logits at a time
         for (int b = 0; b < nNeed; b += BLOCK) {
