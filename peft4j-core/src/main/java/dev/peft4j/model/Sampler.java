@@ -30,12 +30,7 @@ public final class Sampler {
 
     /** Index (relative to {@code off}) of the largest of {@code n} values, the first one on ties; NaN is never chosen. */
     public static int argmax(float[] logits, int off, int n) {
-        int best = 0;
-        float bv = Float.NEGATIVE_INFINITY;
-        for (int i = 0; i < n; i++) {
-            if (logits[off + i] > bv) { bv = logits[off + i]; best = i; }
-        }
-        return best;
+        return dev.peft4j.tensor.Ops.argmax(logits, off, n);
     }
 
     /** Picks the next token from a logits row (modified in place); {@code history} holds ids already in the sequence. */

@@ -162,6 +162,26 @@ public final class Ops {
         for (; i < to; i++) out[i] = geluTanh(g[i]) * u[i];
     }
 
+    /**
+     * Index of the largest of v[off .. off + n) (the first one on ties; NaN values are never picked unless all are NaN or
+     * −∞, then 0): a vector maximum, then the first position holding it.
+     */
+    public static int argmax(float[] v, int off, int n) {
+        FloatVector m = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+        int i = 0;
+        for (; i + L <= n; i += L) m = m.max(FloatVector.fromArray(F, v, off + i));
+        float best = m.reduceLanes(VectorOperators.MAX);
+        for (; i < n; i++) best = Math.max(best, v[off + i]);
+        if (Float.isNaN(best) || best == Float.NEGATIVE_INFINITY) {   // the rare rows: the plain scan's answer
+            int b = 0;
+            float bv = Float.NEGATIVE_INFINITY;
+            for (int j = 0; j < n; j++) if (v[off + j] > bv) { bv = v[off + j]; b = j; }
+            return b;
+        }
+        for (int j = 0; j < n; j++) if (v[off + j] == best) return j;
+        return 0;
+    }
+
     private static final VectorSpecies<Float> F256 = FloatVector.SPECIES_256, F128 = FloatVector.SPECIES_128;
 
     /**

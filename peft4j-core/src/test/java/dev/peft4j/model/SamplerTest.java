@@ -88,4 +88,22 @@ class SamplerTest {
             assertEquals(best, Sampler.argmax(v, 0, n));
         }
     }
+
+    /** argmax (vectorized) gives the plain scan's answer: the first of tied maxima, NaN never chosen, any length and offset. */
+    @Test
+    void argmaxIsTheFirstLargestLikeAPlainScan() {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(4);
+        for (int n : new int[]{1, 5, 16, 17, 63, 100, 1000}) {
+            for (int trial = 0; trial < 20; trial++) {
+                float[] v = new float[n + 3];
+                for (int i = 0; i < v.length; i++) v[i] = (float) r.nextInt(7) - 3;        // many ties
+                if (trial % 4 == 1) v[3 + r.nextInt(n)] = Float.NaN;
+                if (trial % 4 == 2) java.util.Arrays.fill(v, Float.NEGATIVE_INFINITY);
+                int best = 0;
+                float bv = Float.NEGATIVE_INFINITY;
+                for (int i = 0; i < n; i++) if (v[3 + i] > bv) { bv = v[3 + i]; best = i; }
+                assertEquals(best, Sampler.argmax(v, 3, n), "n " + n + " trial " + trial);
+            }
+        }
+    }
 }
