@@ -193,7 +193,7 @@ public final class Gemma3Model {
             project(w.o, l, 3, att, N, o, lt, tape, perSeq);
             if (lt != null) lt.oOut = o.clone();
             Ops.rmsNorm(o, 0, o, 0, N, H, w.postAttnNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPostAttn, 0);
-            for (int i = 0; i < N * H; i++) x[i] += o[i];
+            Ops.addInPlace(x, o, N * H);
             // MLP block
             if (lt != null) lt.xMid = x.clone();
             Ops.rmsNorm(x, 0, h, 0, N, H, w.preFfNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPreFf, 0);
@@ -212,7 +212,7 @@ public final class Gemma3Model {
             project(w.down, l, 6, g, N, o, lt, tape, perSeq);
             if (lt != null) lt.dOut = o.clone();
             Ops.rmsNorm(o, 0, o, 0, N, H, w.postFfNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPostFf, 0);
-            for (int i = 0; i < N * H; i++) x[i] += o[i];
+            Ops.addInPlace(x, o, N * H);
         }
         for (int s = 0; s < S; s++) inputs.get(s).cache().length += rowCount[s];
         if (tape != null) {
@@ -425,7 +425,7 @@ public final class Gemma3Model {
         SeqAdapter.Batch perC = perSeq == null ? null : SeqAdapter.Batch.of(inputs, cStart, cCount);
         project(w.o, l, 3, ac, M, oc, null, null, perC);
         Ops.rmsNorm(oc, 0, oc, 0, M, H, w.postAttnNorm, eps, null, 0);
-        for (int i = 0; i < M * H; i++) xc[i] += oc[i];
+        Ops.addInPlace(xc, oc, M * H);
         Ops.rmsNorm(xc, 0, hc, 0, M, H, w.preFfNorm, eps, null, 0);
         float[] gc = new float[M * I], uc = new float[M * I];
         if (perC == null && plain(w.gate) && plain(w.up)) {
@@ -437,7 +437,7 @@ public final class Gemma3Model {
         Parallel.forRange(M * I, 16384, (a, b) -> Ops.geluMul(gc, uc, gc, a, b));
         project(w.down, l, 6, gc, M, oc, null, null, perC);
         Ops.rmsNorm(oc, 0, oc, 0, M, H, w.postFfNorm, eps, null, 0);
-        for (int i = 0; i < M * H; i++) xc[i] += oc[i];
+        Ops.addInPlace(xc, oc, M * H);
         for (int s = 0; s < S; s++) System.arraycopy(xc, cStart[s] * H, x, (rowStart[s] + from[s]) * H, cCount[s] * H);
     }
 

@@ -17,7 +17,21 @@ public final class Ops {
      * If {@code rstdOut} is not null, stores 1/sqrt(mean(x²)+eps) per row (for the backward pass).
      */
     public static void rmsNorm(float[] x, int xOff, float[] out, int outOff, int n, int d, float[] w, float eps, float[] rstdOut, int rstdOff) {
-        for (int r = 0; r < n; r++) {
+        if ((long) n * d >= ROWS_PARALLEL) {   // a prefill's or a training batch's rows, split over the threads
+            Parallel.forRange(n, Math.max(1, ROWS_GRAIN / d), (a, b) -> rmsNormRows(x, xOff, out, outOff, a, b, d, w, eps, rstdOut, rstdOff));
+        } else {
+            rmsNormRows(x, xOff, out, outOff, 0, n, d, w, eps, rstdOut, rstdOff);
+        }
+    }
+
+    /**
+     * Element-wise work of at least this many values is split over the threads by rows (each row is computed the same way
+     * on whatever thread, so results do not change); below it, one thread (decoding: a dispatch would cost more).
+     */
+    static final int ROWS_PARALLEL = 1 << 15, ROWS_GRAIN = 1 << 13;
+
+    private static void rmsNormRows(float[] x, int xOff, float[] out, int outOff, int r0, int r1, int d, float[] w, float eps, float[] rstdOut, int rstdOff) {
+        for (int r = r0; r < r1; r++) {
             int xo = xOff + r * d, oo = outOff + r * d;
             FloatVector acc = FloatVector.zero(F);
             int i = 0;
@@ -44,12 +58,28 @@ public final class Ops {
      * cos/sin tables are [maxPos, d/2]; row r has absolute position pos[r].
      */
     public static void rope(float[] x, int n, int heads, int d, int[] pos, float[] cos, float[] sin) {
+        if ((long) n * heads * d >= ROWS_PARALLEL) {
+            Parallel.forRange(n, Math.max(1, ROWS_GRAIN / (heads * d)), (a, b) -> ropeRows(x, a, b, heads, d, pos, cos, sin));
+        } else {
+            ropeRows(x, 0, n, heads, d, pos, cos, sin);
+        }
+    }
+
+    /** {@link #rope} of rows [r0, r1): vectors where the half-width allows (the same products and sums, lane by lane). */
+    private static void ropeRows(float[] x, int r0, int r1, int heads, int d, int[] pos, float[] cos, float[] sin) {
         int half = d / 2;
-        for (int r = 0; r < n; r++) {
+        for (int r = r0; r < r1; r++) {
             int tb = pos[r] * half;
             for (int h = 0; h < heads; h++) {
                 int b = (r * heads + h) * d;
-                for (int i = 0; i < half; i++) {
+                int i = 0;
+                for (; i + L <= half; i += L) {
+                    FloatVector c = FloatVector.fromArray(F, cos, tb + i), s = FloatVector.fromArray(F, sin, tb + i);
+                    FloatVector x1 = FloatVector.fromArray(F, x, b + i), x2 = FloatVector.fromArray(F, x, b + half + i);
+                    x1.mul(c).sub(x2.mul(s)).intoArray(x, b + i);
+                    x2.mul(c).add(x1.mul(s)).intoArray(x, b + half + i);
+                }
+                for (; i < half; i++) {
                     float c = cos[tb + i], s = sin[tb + i];
                     float x1 = x[b + i], x2 = x[b + half + i];
                     x[b + i] = x1 * c - x2 * s;
@@ -57,6 +87,18 @@ public final class Ops {
                 }
             }
         }
+    }
+
+    /** x[i] += y[i] for i in [0, n) (a residual connection), split over the threads when long. */
+    public static void addInPlace(float[] x, float[] y, int n) {
+        if (n >= ROWS_PARALLEL) Parallel.forRange(n, ROWS_GRAIN, (a, b) -> addRange(x, y, a, b));
+        else addRange(x, y, 0, n);
+    }
+
+    private static void addRange(float[] x, float[] y, int from, int to) {
+        int i = from;
+        for (; i + L <= to; i += L) FloatVector.fromArray(F, x, i).add(FloatVector.fromArray(F, y, i)).intoArray(x, i);
+        for (; i < to; i++) x[i] += y[i];
     }
 
     // tanh as a rational function (odd degree-13 over even degree-6 polynomial, clamped at ±7.9053), accurate to 4e-7.

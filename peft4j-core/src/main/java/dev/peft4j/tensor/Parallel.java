@@ -43,13 +43,16 @@ public final class Parallel {
 
     public static int threads() { return THREADS; }
 
-    /** True on the kernel threads (inside a parallel loop), where nested parallel calls run inline. */
-    public static boolean inKernelThread() { return Thread.currentThread() instanceof KernelThread; }
+    /** True inside a parallel loop (a kernel thread, or the calling thread running its part), where nested parallel calls run inline. */
+    public static boolean inKernelThread() { return Thread.currentThread() instanceof KernelThread || Thread.currentThread() == caller; }
+
+    /** The thread running a job's part 0 while the job runs (null otherwise): its nested parallel calls run inline too. */
+    private static volatile Thread caller;
 
     /** Runs body over [0, n) split into contiguous parts of at least {@code grain} items, one per thread. */
     public static void forRange(int n, int grain, RangeBody body) {
         int parts = Math.min(THREADS, Math.max(1, n / Math.max(1, grain)));
-        if (parts <= 1 || Thread.currentThread() instanceof KernelThread) {
+        if (parts <= 1 || inKernelThread()) {
             body.run(0, n);
             return;
         }
@@ -65,7 +68,7 @@ public final class Parallel {
      */
     public static void forChunks(int n, int chunk, RangeBody body) {
         chunk = Math.max(1, chunk);
-        if (n <= chunk || THREADS == 1 || Thread.currentThread() instanceof KernelThread) {
+        if (n <= chunk || THREADS == 1 || inKernelThread()) {
             body.run(0, n);
             return;
         }
@@ -74,6 +77,7 @@ public final class Parallel {
 
     private static void run(Job j) {
         synchronized (LOCK) {
+            caller = Thread.currentThread();
             job = j;   // volatile: publishes the job to the workers
             for (int p = 1; p < j.parts; p++) {
                 Worker w = WORKERS[p - 1];
@@ -89,6 +93,7 @@ public final class Parallel {
                     else LockSupport.parkNanos(20_000);
                 }
                 job = null;
+                caller = null;
             }
             if (j.failure != null) throw j.failure;
         }
