@@ -347,7 +347,10 @@ public final class Gemma3Model {
         for (int s = 0; s < rowStart.length; s++)
             if (only[s]) for (int g = 0; g < nKV; g++)      // blocks from the one holding the first wanted row (same blocks as for all rows)
                 for (int t = qFrom == null ? 0 : qFrom[s] / QBLOCK * QBLOCK; t < rowCount[s]; t += QBLOCK) work.add(new int[]{s, g, t});
-        Parallel.forRange(work.size(), 1, (a, b) -> {
+        // the costliest blocks first (a causal block's keys grow with its position), claimed one at a time: a thread that
+        // finishes early takes the next block instead of idling while the other works through the long ones
+        work.sort((x, y) -> Integer.compare(pos[rowStart[y[0]] + y[2]], pos[rowStart[x[0]] + x[2]]));
+        Parallel.forChunks(work.size(), 1, (a, b) -> {
             for (int wi = a; wi < b; wi++) {
                 int s = work.get(wi)[0], g = work.get(wi)[1], t0 = work.get(wi)[2];
                 int nq = Math.min(QBLOCK, rowCount[s] - t0);
@@ -361,15 +364,18 @@ public final class Gemma3Model {
                 int rows = groups * nq;
                 float[][] buf = BLOCK_BUFFERS.get();
                 float[] qb = grow(buf, 0, rows * D), sc = grow(buf, 1, rows * nk), ob = grow(buf, 2, rows * D);
-                // the products' weight operands [nk, D] and [D, nk], in per-thread buffers (views of their first values)
-                float[] kb = grow(buf, 3, nk * D), vt = grow(buf, 4, D * nk);
+                // the products' weight operands in per-thread buffers: the keys [nk, D] (a view of the first values), and the
+                // values as the panels of Vᵀ [D, nk] (per 32 dimensions, each key's 32 consecutive values: plain copies)
+                int dPanels = (D + 31) / 32;
+                float[] kb = grow(buf, 3, nk * D), vp = grow(buf, 4, dPanels * 32 * nk);
                 for (int h = 0; h < groups; h++)
                     for (int i = 0; i < nq; i++)
                         System.arraycopy(q, ((r0 + i) * nH + g * groups + h) * D, qb, (h * nq + i) * D, D);
+                if (D % 32 != 0) java.util.Arrays.fill(vp, 0, dPanels * 32 * nk, 0f);
                 for (int j = 0; j < nk; j++) {
                     int src = ((lo - kStart + j) * nKV + g) * D;
                     System.arraycopy(K, src, kb, j * D, D);
-                    for (int d = 0; d < D; d++) vt[d * nk + j] = V[src + d];
+                    for (int p = 0; p < dPanels; p++) System.arraycopy(V, src + 32 * p, vp, (p * nk + j) * 32, Math.min(32, D - 32 * p));
                 }
                 MatMul.xWtSerial(qb, 0, rows, dev.peft4j.tensor.Matrix.heapView(nk, D, kb), sc, 0, false);
                 for (int h = 0; h < groups; h++) {
@@ -383,7 +389,7 @@ public final class Gemma3Model {
                         java.util.Arrays.fill(sc, ro + jhi + 1, ro + nk, 0f);
                     }
                 }
-                MatMul.xWtSerial(sc, 0, rows, dev.peft4j.tensor.Matrix.heapView(D, nk, vt), ob, 0, false);
+                MatMul.xWtPanelsSerial(sc, rows, nk, vp, D, ob);
                 for (int h = 0; h < groups; h++)
                     for (int i = 0; i < nq; i++)
                         System.arraycopy(ob, (h * nq + i) * D, out, ((r0 + i) * nH + g * groups + h) * D, D);

@@ -130,6 +130,38 @@ public final class MatMul {
     }
 
     /**
+     * y[n, out] = x[n, in]·Wᵀ on the calling thread, for a float32 W given directly as its panels: the layout {@link Packed}
+     * uses, per panel of 32 outputs the inputs in order with 32 values each ({@code panels[(p·in
+     * + k)·32 + j]} = W[32p + j, k]; zeros past the last output). For operands a kernel assembles itself (attention's values
+     * are already rows of 32 consecutive outputs per input): bitwise {@link #xWtSerial} of the same matrix, without transposing.
+     */
+    public static void xWtPanelsSerial(float[] x, int n, int in, float[] panels, int out, float[] y) {
+        int nPanels = (out + P - 1) / P;
+        if (panels.length < (long) nPanels * P * in || x.length < (long) n * in || y.length < (long) n * out) throw new IllegalArgumentException("xWtPanelsSerial: arrays too short for " + n + " x " + in + " -> " + out);
+        if (n <= 0 || out == 0) return;
+        if (!VEC || in == 0) {
+            scalar(x, 0, n, Matrix.heap(out, in, unpanel(panels, in, out)), y, 0, false, 0, out);
+            return;
+        }
+        Scratch s = SCRATCH.get();
+        float[] xp = s.xp(n * in);
+        pack(x, 0, n, in, xp);
+        // each panel copied (a bulk copy) into the thread's off-heap panel buffer: the tiles read native memory at full
+        // speed, a heap segment over the array several times slower
+        MemorySegment ws = s.panel(4L * P * in);
+        for (int p = 0; p < nPanels; p++) {
+            MemorySegment.copy(panels, P * in * p, ws, Matrix.LE_FLOAT, 0, P * in);
+            rows(xp, 0, n, Packed.Kind.F32, ws, 0, in, y, 0, false, p * P, s.acc, out, 0, out);
+        }
+    }
+
+    private static float[] unpanel(float[] panels, int in, int out) {
+        float[] w = new float[out * in];
+        for (int o = 0; o < out; o++) for (int k = 0; k < in; k++) w[o * in + k] = panels[((o / P) * in + k) * P + o % P];
+        return w;
+    }
+
+    /**
      * Outputs [o0, o1) only: y[yOff + r·(o1 − o0) + (o − o0)] = Σ_i x[xOff + r·in + i] · W[o, i] (a block of the output head,
      * without copying its rows); o0 must be a multiple of 32. Each value is bitwise the one {@link #xWt} computes.
      */
@@ -219,7 +251,7 @@ public final class MatMul {
             for (int p = p0; p < p1; p++) {
                 int o0 = p * P;
                 Packed.heapPanel(w, o0, Math.min(P, w.rows - o0), s.tmp(P * in), ws);
-                rows(xp, 0, n, Packed.Kind.F32, ws, 0, w, y, yOff, acc, o0, s.acc, ys, oLo, oHi);
+                rows(xp, 0, n, Packed.Kind.F32, ws, 0, in, y, yOff, acc, o0, s.acc, ys, oLo, oHi);
             }
             return;
         }
@@ -232,7 +264,7 @@ public final class MatMul {
             for (int r0 = 0; r0 < n; r0 += rb) {
                 int r1 = Math.min(n, r0 + rb);
                 for (int p = g0; p < g1; p++) {
-                    rows(xp, r0, r1, pk.kind, pk.seg, p * pk.panelBytes, w, y, yOff, acc, p * P, s.acc, ys, oLo, oHi);
+                    rows(xp, r0, r1, pk.kind, pk.seg, p * pk.panelBytes, in, y, yOff, acc, p * P, s.acc, ys, oLo, oHi);
                 }
             }
         }
@@ -242,9 +274,9 @@ public final class MatMul {
     static final int BLOCK_BYTES = 384 * 1024;
 
     /** Rows [r0, r1) (r0 a multiple of R) against the panel at wo. */
-    private static void rows(float[] xp, int r0, int r1, Packed.Kind kind, MemorySegment ws, long wo, Matrix w,
+    private static void rows(float[] xp, int r0, int r1, Packed.Kind kind, MemorySegment ws, long wo, int in,
                              float[] y, int yOff, boolean acc, int o0, float[] a, int ys, int oLo, int oHi) {
-        final int in = w.cols, no = Math.min(P, oHi - o0), col = o0 - oLo;
+        final int no = Math.min(P, oHi - o0), col = o0 - oLo;
         int r = r0;
         for (; r + R <= r1; r += R) {
             switch (kind) {

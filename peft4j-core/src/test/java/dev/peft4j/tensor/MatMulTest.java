@@ -52,4 +52,22 @@ class MatMulTest {
             }
         }
     }
+
+    /** Weights given as their panels give bitwise the product of the same matrix (every tile and a partial last panel). */
+    @Test
+    void panelsGiveTheProductOfTheMatrix() {
+        SplittableRandom r = new SplittableRandom(12);
+        int[][] shapes = {{1, 40, 16}, {7, 33, 50}, {8, 64, 32}, {19, 100, 256}, {256, 512, 96}};
+        for (int[] sh : shapes) {
+            int n = sh[0], in = sh[1], out = sh[2];
+            float[] x = rand(n * in, r), w = rand(out * in, r);
+            int np = (out + 31) / 32;
+            float[] panels = new float[np * 32 * in];
+            for (int o = 0; o < out; o++) for (int k = 0; k < in; k++) panels[((o / 32) * in + k) * 32 + o % 32] = w[o * in + k];
+            float[] want = new float[n * out], got = new float[n * out];
+            MatMul.xWtSerial(x, 0, n, Matrix.heap(out, in, w), want, 0, false);
+            MatMul.xWtPanelsSerial(x, n, in, panels, out, got);
+            for (int i = 0; i < want.length; i++) assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(got[i]), "n=" + n + " in=" + in + " out=" + out + " value " + i);
+        }
+    }
 }
