@@ -82,12 +82,13 @@ final class AttentionBackward {
                         sc[row + j] = x;
                         if (x > max) max = x;
                     }
+                    expInPlace(sc, row + jlo, i - jlo + 1, max);   // e^(s − max), vectors
                     double sum = 0;
-                    for (int j = jlo; j <= i; j++) sum += Math.exp(sc[row + j] - max);
-                    float l = (float) (max + Math.log(sum));
+                    for (int j = jlo; j <= i; j++) sum += sc[row + j];
+                    float l = (float) (max + Math.log(sum)), inv = (float) (1.0 / sum);
                     double dsum = 0;
                     for (int j = jlo; j <= i; j++) {
-                        float p = (float) Math.exp(sc[row + j] - l);
+                        float p = sc[row + j] * inv;
                         sc[row + j] = p;
                         dsum += (double) p * dp[row + j];
                     }
@@ -131,17 +132,15 @@ final class AttentionBackward {
                         for (int t = 0; t < nq; t++) {
                             int i = i0 + t, r = (base + i) * nH + h, row = t * KB;
                             float l = lse[r], ds = delta[r];
-                            for (int c = 0; c < KB; c++) {
-                                int j = j0 + c;
-                                if (j >= j1 || j > i || (window > 0 && i - j >= window)) {
-                                    sc[row + c] = 0f;
-                                    dp[row + c] = 0f;
-                                } else {
-                                    float p = (float) Math.exp(sc[row + c] * scale - l);
-                                    sc[row + c] = p;
-                                    dp[row + c] = p * (dp[row + c] - ds) * scale;
-                                }
-                            }
+                            // keys of the block this query sees: [cLo, cHi); the others get zeros
+                            int cLo = Math.max(0, (window > 0 ? i - window + 1 : j0) - j0), cHi = Math.max(cLo, Math.min(j1 - 1, i) - j0 + 1);
+                            java.util.Arrays.fill(sc, row, row + cLo, 0f);
+                            java.util.Arrays.fill(dp, row, row + cLo, 0f);
+                            java.util.Arrays.fill(sc, row + cHi, row + KB, 0f);
+                            java.util.Arrays.fill(dp, row + cHi, row + KB, 0f);
+                            for (int c = cLo; c < cHi; c++) sc[row + c] *= scale;
+                            expInPlace(sc, row + cLo, cHi - cLo, l);
+                            for (int c = cLo; c < cHi; c++) dp[row + c] = sc[row + c] * (dp[row + c] - ds) * scale;
                         }
                         gemm(dp, 0, 1, KB, nq, q, qOff, qs, dk, kOff, ks, nk, D, true);      // dK += dSᵀ·Q
                         gemm(sc, 0, 1, KB, nq, dOut, qOff, qs, dv, kOff, ks, nk, D, true);   // dV += Pᵀ·dO
@@ -149,6 +148,16 @@ final class AttentionBackward {
                 }
             }
         });
+    }
+
+    /**
+     * x[o + j] = e^(x[o + j] − m) for j in [0, n): {@link dev.peft4j.tensor.Ops#exp}, the deterministic exp (exact IEEE
+     * operations only, the same value in vectors and in the scalar tail, whichever JIT tier runs it).
+     */
+    private static void expInPlace(float[] x, int o, int n, float m) {
+        int j = 0;
+        for (; j + L <= n; j += L) dev.peft4j.tensor.Ops.exp(FloatVector.fromArray(F, x, o + j).sub(m)).intoArray(x, o + j);
+        for (; j < n; j++) x[o + j] = dev.peft4j.tensor.Ops.exp(x[o + j] - m);
     }
 
     private static int seqOf(int[] itemStart, int item) {
