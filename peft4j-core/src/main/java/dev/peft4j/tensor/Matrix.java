@@ -133,13 +133,13 @@ public final class Matrix {
     }
 
     /** The fp16 scale d of block {@code block} (inputs [32·block, 32·block + 32)) of row r of a mapped Q8_0 matrix, widened. */
-    public float q8Scale(int r, int block) {
+    float q8Scale(int r, int block) {
         if (dtype != DType.Q8_0 || data != null) throw new IllegalStateException("not a Q8_0 matrix");
         return Float.float16ToFloat(seg.get(LE_SHORT, r * rowBytes + (long) block * QBB));
     }
 
     /** The int8 value q of weight (r, c) of a mapped Q8_0 matrix (the weight is q times its block's scale). */
-    public float q8Value(int r, int c) {
+    float q8Value(int r, int c) {
         if (dtype != DType.Q8_0 || data != null) throw new IllegalStateException("not a Q8_0 matrix");
         return seg.get(ValueLayout.JAVA_BYTE, r * rowBytes + (long) (c / QB) * QBB + 2 + c % QB);
     }
