@@ -102,18 +102,30 @@ public final class BenchServeCommand implements Callable<Integer> {
             List<Phase> phases = new ArrayList<>();
             List<String> mix = List.of("pt-a", "pt-b", "lora-a", "lora-b");
             // warm-up: every configuration the timed phases run (batch 1, N streams, the adapters' paths), so that no
-            // kernel is compiled by the JIT inside a timed phase
-            for (int w = 0; w < 2; w++) {
+            // kernel is compiled by the JIT inside a timed phase; an in-process server then goes on until the JIT has
+            // settled (under 2% of a round's time spent compiling; the HTTP stack's and the clients' code takes longest),
+            // for at most a minute
+            var jit = java.lang.management.ManagementFactory.getCompilationMXBean();
+            long warmStart = System.nanoTime();
+            for (int w = 0; ; w++) {
+                long c0 = jit.getTotalCompilationTime(), t0 = System.nanoTime();
                 run(base, List.of(ids.get(0)), 1, vocab, true);
                 run(base, ids, streams, vocab, true);
                 if (randomAdapters) run(base, mix, streams, vocab, true);
+                double round = (System.nanoTime() - t0) / 1e6, compiling = jit.getTotalCompilationTime() - c0;
+                if (w >= 1 && (model == null || compiling < 0.02 * round || System.nanoTime() - warmStart > 60e9)) break;
             }
+            jitBefore = jit.getTotalCompilationTime();
+            long timedStart = System.nanoTime();
             // batch 1 before and after the concurrent phases: the reference is their mean (a host's memory speed drifts)
             phases.add(run(base, List.of(ids.get(0)), 1, vocab, false));
             phases.add(run(base, ids, streams, vocab, false));
             if (randomAdapters) phases.add(run(base, mix, streams, vocab, false));
             Phase after = run(base, List.of(ids.get(0)), 1, vocab, false);
             phases.add(new Phase(after.name().replace("(batch 1)", "(batch 1, again)"), after.streams(), after.tokens(), after.seconds(), after.ttft(), after.gaps(), after.decodeRates()));
+            jitDuring = jit.getTotalCompilationTime() - jitBefore;
+            timedSeconds = (System.nanoTime() - timedStart) / 1e9;
+            warmupSeconds = (timedStart - warmStart) / 1e9;
             report(phases);
             return 0;
         } finally {
@@ -211,6 +223,10 @@ public final class BenchServeCommand implements Callable<Integer> {
         return s.get(Math.min(s.size() - 1, (int) Math.ceil(p * s.size()) - 1 < 0 ? 0 : (int) Math.ceil(p * s.size()) - 1));
     }
 
+    /** JIT compilation time (ms, all compiler threads) before and during the timed phases; their wall time; the warm-up's. */
+    private long jitBefore, jitDuring;
+    private double timedSeconds, warmupSeconds;
+
     private void report(List<Phase> phases) {
         Phase b0 = phases.get(0), b1 = phases.get(phases.size() - 1);
         double batch1 = (b0.tokPerSec() + b1.tokPerSec()) / 2, decode1 = (b0.decodePerSec() + b1.decodePerSec()) / 2;
@@ -221,6 +237,9 @@ public final class BenchServeCommand implements Callable<Integer> {
             o.put("prompt_tokens", promptTokens);
             o.put("batch1_tokens_per_s", batch1);
             o.put("batch1_decode_tokens_per_s", decode1);
+            o.put("warmup_s", warmupSeconds);
+            if (model != null) o.put("jit_compile_ms_during_timed_phases", jitDuring);
+            o.put("timed_s", timedSeconds);
             var arr = o.putArray("phases");
             for (Phase p : phases) {
                 ObjectNode x = arr.addObject();
@@ -249,6 +268,7 @@ public final class BenchServeCommand implements Callable<Integer> {
         System.out.printf("(%d requests per client, %d prompt tokens, %d generated tokens each, greedy; tok/s = generated tokens / wall time, prefill included;%n"
                 + " decode/s = mean per-stream decode speed after the first token x streams; x b1 = against the mean of the two batch-1 phases)%n",
                 requests, promptTokens, maxTokens);
+        System.out.printf("(warm-up %.0f s%s)%n", warmupSeconds, model == null ? "" : String.format("; JIT compiling %.1f s of the timed phases' %.0f s", jitDuring / 1e3, timedSeconds));
     }
 
     /** Two random prompt-tuning adapters (20 virtual tokens) and two random LoRA adapters (r 16 on q,k,v,o) for {@code m}. */

@@ -75,8 +75,21 @@ public final class Parallel {
         run(new Job(body, n, THREADS, chunk));
     }
 
+    /**
+     * Says that the caller runs serial work for a while (say a millisecond or more: sampling, handing tokens to other
+     * threads): the workers park now instead of spinning, so other threads of the process (an HTTP server's) get their
+     * cores meanwhile. The next parallel call wakes them; results are unaffected.
+     */
+    public static void rest() {
+        resting = true;
+    }
+
+    /** Set by {@link #rest()}, cleared by the next call: spinning workers park at once. */
+    private static volatile boolean resting;
+
     private static void run(Job j) {
         synchronized (LOCK) {
+            resting = false;
             caller = Thread.currentThread();
             job = j;   // volatile: publishes the job to the workers
             for (int p = 1; p < j.parts; p++) {
@@ -185,7 +198,7 @@ public final class Parallel {
                 Job j = job;
                 int spins = 0;
                 while (j == seen || j == null) {
-                    if (++spins < 50_000) {
+                    if (++spins < 50_000 && !resting) {
                         Thread.onSpinWait();
                     } else {
                         parked = true;

@@ -3,6 +3,7 @@ package dev.peft4j.serve;
 import dev.peft4j.model.Gemma3Model;
 import dev.peft4j.model.KVCache;
 import dev.peft4j.model.Sampler;
+import dev.peft4j.tensor.Parallel;
 import dev.peft4j.tokenizer.Tokenizer;
 
 import java.util.ArrayDeque;
@@ -451,13 +452,15 @@ public final class Engine implements AutoCloseable {
             System.arraycopy(needRow, b, sel, 0, e - b);
             if (logitsBuf.length < sel.length * V) logitsBuf = new float[sel.length * V];
             float[] lg = model.logits(hidden, sel, logitsBuf);
+            greedyPicks(lg, b, e, V, who);
+            Parallel.rest();   // the rest of the step is serial: the kernel threads' cores go to the HTTP threads meanwhile
             for (int j = b; j < e; j++) {
                 Seq s = who.get(needSeq[j]);
                 int off = (j - b) * V, p = needPos[j];
                 if (p >= 0 && p < s.promptLen() - 1) {
                     s.promptLps.add(logprob(lg, off, V, s.req.prompt()[p + 1], s.req.params().logprobs()));
                 } else {
-                    next(s, lg, off, V);
+                    next(s, lg, off, V, pick[j - b]);
                 }
             }
         }
@@ -475,6 +478,37 @@ public final class Engine implements AutoCloseable {
             }
         }
         listener.step(who.size(), rows, (now - t0) / 1e9);
+    }
+
+    /** Per row of the current logits block: its greedy token when {@link #greedyPicks} found it, else −1. */
+    private int[] pick = new int[0];
+
+    /**
+     * The argmax of every row of the logits block [b, e) whose sequence decodes greedily with nothing else to compute from
+     * the row (no repetition penalty, no log-probabilities), over the kernel threads: the same token as the sampler's.
+     */
+    private void greedyPicks(float[] lg, int b, int e, int V, List<Seq> who) {
+        if (pick.length < e - b) pick = new int[e - b];
+        Arrays.fill(pick, 0, e - b, -1);
+        int plain = 0;
+        for (int j = b; j < e; j++) {
+            Seq s = who.get(needSeq[j]);
+            SamplingParams p = s.req.params();
+            int pos = needPos[j];
+            boolean promptRow = pos >= 0 && pos < s.promptLen() - 1;
+            if (!promptRow && p.temperature() <= 0f && p.repetitionPenalty() == 1f && p.logprobs() == null) {
+                pick[j - b] = -2;
+                plain++;
+            }
+        }
+        if (plain < 2) {                                  // one row: the sampler's own argmax is as fast
+            for (int j = 0; j < e - b; j++) if (pick[j] == -2) pick[j] = -1;
+            return;
+        }
+        final int[] pk = pick;
+        Parallel.forChunks(e - b, 1, (from, to) -> {
+            for (int j = from; j < to; j++) if (pk[j] == -2) pk[j] = Sampler.argmax(lg, j * V, V);
+        });
     }
 
     /** Appends a row that needs a distribution: its row in the step's hidden states, its sequence in the step, its prompt index (−1: decode). */
@@ -501,12 +535,12 @@ public final class Engine implements AutoCloseable {
      * Samples the next token of {@code s} from its logits row (V values at {@code off} of the step's logits block, used in
      * place) and hands it out; finishes the sequence when due.
      */
-    private void next(Seq s, float[] lg, int off, int V) {
+    private void next(Seq s, float[] lg, int off, int V, int picked) {
         SamplingParams p = s.req.params();
         sendPromptLogprobs(s);
         TokenLogprob lp = null;
         float[] raw = p.logprobs() != null ? Arrays.copyOfRange(lg, off, off + V) : null;
-        int tok = s.sampler.next(lg, off, V, s.hist, s.len);
+        int tok = picked >= 0 ? picked : s.sampler.next(lg, off, V, s.hist, s.len);
         if (raw != null) lp = logprob(raw, 0, V, tok, p.logprobs());
         s.hist[s.len++] = tok;
         s.generated++;

@@ -1,0 +1,84 @@
+package dev.peft4j.serve;
+
+import org.junit.jupiter.api.Test;
+
+import java.io.ByteArrayOutputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.function.Function;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+/** Incremental decoding gives, token after token, what decoding all the tokens each time gives. */
+class TextCheckTest {
+    /** Pieces of a byte-fallback vocabulary: ids 0-255 are single bytes (UTF-8 characters split over tokens), the rest words. */
+    static final String[] WORDS = {" the", " cat", "é", " 日本", "ST", "OP", "\n", " ", "😀", "x"};
+
+    /** Decodes as Gemma's decoder does (byte fallback, then fuse); id 300 is a special token, skipped. */
+    static final Function<int[], String> DECODE = ids -> {
+        ByteArrayOutputStream b = new ByteArrayOutputStream();
+        for (int id : ids) {
+            if (id == 300) continue;
+            if (id < 256) b.write(id);
+            else b.writeBytes(WORDS[id - 256].getBytes(StandardCharsets.UTF_8));
+        }
+        return b.toString(StandardCharsets.UTF_8);
+    };
+
+    /** The reference: the whole text decoded at every token (the rules of {@link TextCheck} on it). */
+    static TextCheck.Result reference(int[] ids, List<String> stops) {
+        String text = DECODE.apply(ids);
+        int cut = -1;
+        for (String s : stops) {
+            int k = text.indexOf(s);
+            if (k >= 0 && (cut < 0 || k < cut)) cut = k;
+        }
+        if (cut >= 0) return new TextCheck.Result(text.substring(0, cut), true);
+        int hold = 0;
+        for (String s : stops) {
+            for (int l = Math.min(s.length() - 1, text.length()); l > hold; l--) {
+                if (text.endsWith(s.substring(0, l))) { hold = l; break; }
+            }
+        }
+        String safe = text.substring(0, text.length() - hold);
+        while (safe.endsWith("\uFFFD")) safe = safe.substring(0, safe.length() - 1);
+        return new TextCheck.Result(safe, false);
+    }
+
+    @Test
+    void incrementalTextEqualsTheFullDecodeAtEveryToken() {
+        Random r = new Random(7);
+        List<String> stops = List.of("STOP", "\n\n");
+        int checked = 0, full = 0;
+        for (int trial = 0; trial < 300; trial++) {
+            List<Integer> ids = new ArrayList<>();
+            // tokens: words, a special token, and multi-byte characters split into their bytes
+            for (int t = 0; t < 40; t++) {
+                int kind = r.nextInt(6);
+                if (kind == 0) {
+                    for (byte x : (r.nextBoolean() ? "ü" : "😀").getBytes(StandardCharsets.UTF_8)) ids.add(x & 0xff);
+                } else if (kind == 1) {
+                    ids.add(300);
+                } else if (kind == 2) {
+                    ids.add('a' + r.nextInt(3));
+                } else {
+                    ids.add(256 + r.nextInt(WORDS.length));
+                }
+            }
+            TextCheck tc = new TextCheck(DECODE, stops);
+            for (int n = 1; n <= ids.size(); n++) {
+                int[] gen = ids.subList(0, n).stream().mapToInt(Integer::intValue).toArray();
+                TextCheck.Result want = reference(gen, stops), got = tc.add(gen);
+                assertEquals(want, got, "trial " + trial + ", token " + n);
+                checked++;
+                if (got.stopped()) break;
+            }
+            full += tc.fullDecodes;
+        }
+        assertEquals(true, checked > 3000, "checked " + checked + " prefixes");
+        // a concatenating decoder never needs the whole text again
+        assertEquals(0, full, "full decodes");
+    }
+}
