@@ -50,6 +50,7 @@ public final class BenchServeCommand implements Callable<Integer> {
     @Option(names = "--models", split = ",", description = "model ids the clients cycle through (default: the base)") List<String> models;
     @Option(names = "--random-adapters", description = "in-process: also serve 2 random prompt-tuning (pt-a, pt-b) and 2 random LoRA (lora-a, lora-b) adapters and run the N streams over them too") boolean randomAdapters;
     @Option(names = "--prefill-chunk", defaultValue = "256", description = "in-process server's prefill chunk (default ${DEFAULT-VALUE})") int prefillChunk;
+    @Option(names = "--warmup", defaultValue = "60", description = "in-process: most seconds of warm-up while the JIT still compiles (default ${DEFAULT-VALUE})") int warmupMax;
     @Option(names = "--json", description = "print one JSON object") boolean json;
 
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -59,7 +60,8 @@ public final class BenchServeCommand implements Callable<Integer> {
     record Run(double ttft, List<Double> gaps, int tokens, double decodeSeconds) {}
 
     /** {@code decodeRates}: each request's decode speed, tokens after its first / time from its first to its last token. */
-    record Phase(String name, int streams, int tokens, double seconds, List<Double> ttft, List<Double> gaps, List<Double> decodeRates) {
+    record Phase(String name, int streams, int tokens, double seconds, List<Double> ttft, List<Double> gaps, List<Double> decodeRates,
+                 double stepDecodePerSec) {
         double tokPerSec() { return tokens / seconds; }
         /** Aggregate decode tokens/s: the mean per-stream decode speed times the concurrent streams. */
         double decodePerSec() { return decodeRates.stream().mapToDouble(Double::doubleValue).average().orElse(Double.NaN) * streams; }
@@ -83,7 +85,8 @@ public final class BenchServeCommand implements Callable<Integer> {
                 vocab = m.config.vocabSize();
                 tok = Tokenizer.load(dir);
                 Metrics metrics = new Metrics();
-                engine = new Engine(m, tok, m.config.generationEos(dir), new Engine.Config(Math.max(16, streams), 1024, 1 << 20, prefillChunk), metrics);
+                steps = new DecodeSteps(metrics);
+                engine = new Engine(m, tok, m.config.generationEos(dir), new Engine.Config(Math.max(16, streams), 1024, 1 << 20, prefillChunk), steps);
                 for (var e : ServeCommand.parseAdapters(adapters).entrySet()) engine.adapters.load(e.getKey(), e.getValue());
                 if (randomAdapters) {
                     tmp = Files.createTempDirectory("peft4j-bench-serve");
@@ -104,7 +107,7 @@ public final class BenchServeCommand implements Callable<Integer> {
             // warm-up: every configuration the timed phases run (batch 1, N streams, the adapters' paths), so that no
             // kernel is compiled by the JIT inside a timed phase; an in-process server then goes on until the JIT has
             // settled (under 2% of a round's time spent compiling; the HTTP stack's and the clients' code takes longest),
-            // for at most a minute
+            // for at most --warmup seconds
             var jit = java.lang.management.ManagementFactory.getCompilationMXBean();
             long warmStart = System.nanoTime();
             for (int w = 0; ; w++) {
@@ -113,7 +116,7 @@ public final class BenchServeCommand implements Callable<Integer> {
                 run(base, ids, streams, vocab, true);
                 if (randomAdapters) run(base, mix, streams, vocab, true);
                 double round = (System.nanoTime() - t0) / 1e6, compiling = jit.getTotalCompilationTime() - c0;
-                if (w >= 1 && (model == null || compiling < 0.02 * round || System.nanoTime() - warmStart > 60e9)) break;
+                if (w >= 1 && (model == null || compiling < 0.02 * round || System.nanoTime() - warmStart > warmupMax * 1e9)) break;
             }
             jitBefore = jit.getTotalCompilationTime();
             long timedStart = System.nanoTime();
@@ -122,7 +125,7 @@ public final class BenchServeCommand implements Callable<Integer> {
             phases.add(run(base, ids, streams, vocab, false));
             if (randomAdapters) phases.add(run(base, mix, streams, vocab, false));
             Phase after = run(base, List.of(ids.get(0)), 1, vocab, false);
-            phases.add(new Phase(after.name().replace("(batch 1)", "(batch 1, again)"), after.streams(), after.tokens(), after.seconds(), after.ttft(), after.gaps(), after.decodeRates()));
+            phases.add(new Phase(after.name().replace("(batch 1)", "(batch 1, again)"), after.streams(), after.tokens(), after.seconds(), after.ttft(), after.gaps(), after.decodeRates(), after.stepDecodePerSec()));
             jitDuring = jit.getTotalCompilationTime() - jitBefore;
             timedSeconds = (System.nanoTime() - timedStart) / 1e9;
             warmupSeconds = (timedStart - warmStart) / 1e9;
@@ -141,8 +144,41 @@ public final class BenchServeCommand implements Callable<Integer> {
         return m.get("data").get(0).get("id").asText();
     }
 
+    /** The in-process engine's steps (null with --url). */
+    private DecodeSteps steps;
+
+    /**
+     * Counts the engine's decode-only steps (every sequence of the step advances one token, no prompt row): their rows and
+     * time give the aggregate decode speed of the scheduler itself, free of other requests' prefill steps, which a stream's
+     * own decode speed includes (a request arriving mid-stream stalls the running ones for its prefill).
+     */
+    static final class DecodeSteps implements Engine.Listener {
+        private final Engine.Listener inner;
+        private long rows;
+        private double seconds;
+
+        DecodeSteps(Engine.Listener inner) { this.inner = inner; }
+
+        @Override public void step(int sequences, int rows, double seconds) {
+            inner.step(sequences, rows, seconds);
+            if (rows == sequences) synchronized (this) { this.rows += rows; this.seconds += seconds; }
+        }
+        @Override public void firstToken(double seconds) { inner.firstToken(seconds); }
+        @Override public void tokenLatency(double seconds) { inner.tokenLatency(seconds); }
+        @Override public void finished(int promptTokens, int completionTokens) { inner.finished(promptTokens, completionTokens); }
+
+        /** Decode rows per second of the decode-only steps since the last call, and starts counting again. */
+        synchronized double take() {
+            double r = seconds > 0 ? rows / seconds : Double.NaN;
+            rows = 0;
+            seconds = 0;
+            return r;
+        }
+    }
+
     private Phase run(String base, List<String> ids, int n, int vocab, boolean warm) throws Exception {
         ExecutorService pool = Executors.newFixedThreadPool(n);
+        if (steps != null) steps.take();
         try {
             long t0 = System.nanoTime();
             List<Future<List<Run>>> fs = new ArrayList<>();
@@ -167,7 +203,7 @@ public final class BenchServeCommand implements Callable<Integer> {
             }
             double secs = (System.nanoTime() - t0) / 1e9;
             String name = n == 1 ? "1 stream (batch 1)" : n + " streams over " + (ids.size() == 1 ? ids.get(0) : String.join(",", ids));
-            return new Phase(name, n, tokens, secs, ttft, gaps, rates);
+            return new Phase(name, n, tokens, secs, ttft, gaps, rates, steps != null ? steps.take() : Double.NaN);
         } finally {
             pool.shutdownNow();
         }
@@ -230,6 +266,7 @@ public final class BenchServeCommand implements Callable<Integer> {
     private void report(List<Phase> phases) {
         Phase b0 = phases.get(0), b1 = phases.get(phases.size() - 1);
         double batch1 = (b0.tokPerSec() + b1.tokPerSec()) / 2, decode1 = (b0.decodePerSec() + b1.decodePerSec()) / 2;
+        double step1 = (b0.stepDecodePerSec() + b1.stepDecodePerSec()) / 2;
         if (json) {
             ObjectNode o = JSON.createObjectNode();
             o.put("threads", Parallel.threads());
@@ -251,6 +288,10 @@ public final class BenchServeCommand implements Callable<Integer> {
                 x.put("x_batch1", p.tokPerSec() / batch1);
                 x.put("decode_tokens_per_s", p.decodePerSec());
                 x.put("decode_x_batch1", p.decodePerSec() / decode1);
+                if (steps != null) {
+                    x.put("engine_decode_tokens_per_s", p.stepDecodePerSec());
+                    x.put("engine_decode_x_batch1", p.stepDecodePerSec() / step1);
+                }
                 x.put("ttft_p50_s", pct(p.ttft(), 0.5));
                 x.put("ttft_p99_s", pct(p.ttft(), 0.99));
                 x.put("per_token_p50_s", pct(p.gaps(), 0.5));
@@ -259,14 +300,16 @@ public final class BenchServeCommand implements Callable<Integer> {
             System.out.println(o.toPrettyString());
             return;
         }
-        System.out.printf("%-44s %7s %8s %6s %10s %6s %9s %9s %11s %11s%n", "phase", "tokens", "tok/s", "x b1", "decode/s", "x b1", "TTFT p50", "TTFT p99", "tok lat p50", "tok lat p99");
+        System.out.printf("%-44s %7s %8s %6s %10s %6s %10s %6s %9s %9s %11s %11s%n", "phase", "tokens", "tok/s", "x b1", "decode/s", "x b1", "engine d/s", "x b1",
+                "TTFT p50", "TTFT p99", "tok lat p50", "tok lat p99");
         for (Phase p : phases) {
-            System.out.printf("%-44s %7d %8.1f %6.2f %10.1f %6.2f %7.0fms %7.0fms %9.1fms %9.1fms%n", p.name(), p.tokens(), p.tokPerSec(), p.tokPerSec() / batch1,
-                    p.decodePerSec(), p.decodePerSec() / decode1,
+            System.out.printf("%-44s %7d %8.1f %6.2f %10.1f %6.2f %10.1f %6.2f %7.0fms %7.0fms %9.1fms %9.1fms%n", p.name(), p.tokens(), p.tokPerSec(), p.tokPerSec() / batch1,
+                    p.decodePerSec(), p.decodePerSec() / decode1, p.stepDecodePerSec(), p.stepDecodePerSec() / step1,
                     1e3 * pct(p.ttft(), 0.5), 1e3 * pct(p.ttft(), 0.99), 1e3 * pct(p.gaps(), 0.5), 1e3 * pct(p.gaps(), 0.99));
         }
         System.out.printf("(%d requests per client, %d prompt tokens, %d generated tokens each, greedy; tok/s = generated tokens / wall time, prefill included;%n"
-                + " decode/s = mean per-stream decode speed after the first token x streams; x b1 = against the mean of the two batch-1 phases)%n",
+                + " decode/s = mean per-stream decode speed after the first token x streams (other requests' prefills included);%n"
+                + " engine d/s = decode rows / time of the scheduler's decode-only steps (in-process server); x b1 = against the mean of the two batch-1 phases)%n",
                 requests, promptTokens, maxTokens);
         System.out.printf("(warm-up %.0f s%s)%n", warmupSeconds, model == null ? "" : String.format("; JIT compiling %.1f s of the timed phases' %.0f s", jitDuring / 1e3, timedSeconds));
     }
