@@ -207,6 +207,10 @@ public final class BenchCommand implements Callable<Integer> {
                 o.put("quantized_max_kl", acc.maxKl());
                 o.put("quantized_positions", acc.positions());
                 o.put("float_median_top1_margin", acc.medianMargin());
+                o.put("quantized_logit_noise_rms", acc.logitNoise());
+                o.put("quantized_max_flip_margin", acc.maxFlipMargin());
+                o.put("quantized_decided_positions", acc.decided());
+                o.put("quantized_decided_top1_agreement", round4(acc.decidedAgreement()));
             }
             o.put("decode_alloc_bytes_per_token", Math.round(allocPerToken));
             o.put("decode_alloc_mb_per_s", allocSeconds == 0 ? -1 : round(allocBytes / allocSeconds / 1e6));
@@ -241,6 +245,8 @@ public final class BenchCommand implements Callable<Integer> {
                         median(speedup), runs(speedup, "%.2f"), runs(refDec));
                 System.out.printf("accuracy     %s vs float: top-1 agreement %.2f%% of %d positions, mean KL %.2e nats (max %.2e); float's median top-1 margin %.3g%n", quantize,
                         100 * acc.top1Agreement(), acc.positions(), acc.meanKl(), acc.maxKl(), acc.medianMargin());
+                System.out.printf("             " + quantize + " logit noise (RMS) %.2e; every changed top-1 had a float margin <= %.3g; positions with a margin >= 4x the noise: %d, agreement there %.2f%%%n",
+                        acc.logitNoise(), acc.maxFlipMargin(), acc.decided(), 100 * acc.decidedAgreement());
             }
             System.out.printf("runs         prefill %s, forward %s, decode %s tok/s%n", runs(pre), runs(fwd), runs(dec));
             System.out.printf("peak memory  heap %.0f MB (max %.0f MB), RSS %.0f MB%n", peakHeap / 1e6, Runtime.getRuntime().maxMemory() / 1e6, rss / 1e6);

@@ -8,12 +8,17 @@ import java.util.List;
  * double precision. Sequences run in chunks of positions through KV-cached sessions, so only a chunk of logits rows is held.
  */
 public final class QuantAccuracy {
-    /** Agreement over {@code positions} next-token predictions. */
     /**
      * Agreement over {@code positions} next-token predictions; {@code medianMargin}: the median gap between the float model's
      * two largest logits (a random-weight model's distributions are nearly flat, so its top-1 flips for tiny changes).
+     * {@code logitNoise}: the quantization's noise on a logit, the RMS over all positions and tokens of the quantized minus
+     * the float logit (each row's mean difference removed: a shift changes no probability). {@code maxFlipMargin}: the
+     * largest float margin at a position whose top-1 changed. {@code decided}: the positions whose float margin is at least
+     * 4 x logitNoise (the gap between two logits moves by about √2 x logitNoise), and {@code decidedAgreement} the top-1
+     * agreement there.
      */
-    public record Result(long positions, double top1Agreement, double meanKl, double maxKl, double medianMargin) {}
+    public record Result(long positions, double top1Agreement, double meanKl, double maxKl, double medianMargin,
+                         double logitNoise, double maxFlipMargin, long decided, double decidedAgreement) {}
 
     private QuantAccuracy() {}
 
@@ -22,8 +27,10 @@ public final class QuantAccuracy {
         int V = reference.vocabSize();
         if (quantized.vocabSize() != V) throw new IllegalArgumentException("vocabulary sizes differ");
         long n = 0, agree = 0;
-        double klSum = 0, klMax = 0;
+        double klSum = 0, klMax = 0, sq = 0, maxFlip = 0;
+        long values = 0;
         List<Double> margins = new java.util.ArrayList<>();
+        List<double[]> marginAgree = new java.util.ArrayList<>();   // {float margin, 1 if the top-1 agrees}
         for (int[] seq : sequences) {
             CausalLM.Session a = reference.newSession(), b = quantized.newSession();
             for (int t0 = 0; t0 < seq.length; t0 += chunk) {
@@ -31,8 +38,17 @@ public final class QuantAccuracy {
                 float[] la = a.appendAll(part), lb = b.appendAll(part);
                 for (int r = 0; r < part.length; r++) {
                     int o = r * V;
-                    if (dev.peft4j.model.Sampler.argmax(la, o, V) == dev.peft4j.model.Sampler.argmax(lb, o, V)) agree++;
-                    margins.add(margin(la, o, V));
+                    boolean same = dev.peft4j.model.Sampler.argmax(la, o, V) == dev.peft4j.model.Sampler.argmax(lb, o, V);
+                    if (same) agree++;
+                    double m = margin(la, o, V);
+                    margins.add(m);
+                    marginAgree.add(new double[]{m, same ? 1 : 0});
+                    if (!same) maxFlip = Math.max(maxFlip, m);
+                    double mean = 0;
+                    for (int i = 0; i < V; i++) mean += (double) lb[o + i] - la[o + i];
+                    mean /= V;
+                    for (int i = 0; i < V; i++) { double d = (double) lb[o + i] - la[o + i] - mean; sq += d * d; }
+                    values += V;
                     double kl = kl(la, lb, o, V);
                     klSum += kl;
                     klMax = Math.max(klMax, kl);
@@ -41,7 +57,13 @@ public final class QuantAccuracy {
             }
         }
         java.util.Collections.sort(margins);
-        return new Result(n, n == 0 ? 1 : (double) agree / n, n == 0 ? 0 : klSum / n, klMax, margins.isEmpty() ? 0 : margins.get(margins.size() / 2));
+        double noise = values == 0 ? 0 : Math.sqrt(sq / values);
+        long decided = 0, decidedAgree = 0;
+        for (double[] ma : marginAgree) {
+            if (ma[0] >= 4 * noise) { decided++; decidedAgree += (long) ma[1]; }
+        }
+        return new Result(n, n == 0 ? 1 : (double) agree / n, n == 0 ? 0 : klSum / n, klMax, margins.isEmpty() ? 0 : margins.get(margins.size() / 2),
+                noise, maxFlip, decided, decided == 0 ? 1 : (double) decidedAgree / decided);
     }
 
     /** The largest logit minus the second largest. */

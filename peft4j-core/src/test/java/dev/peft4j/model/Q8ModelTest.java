@@ -40,11 +40,15 @@ class Q8ModelTest {
         assertArrayEquals(f.model.weights.layers[0].qNorm, q.model.weights.layers[0].qNorm);
         // 512 positions: two sequences of the model's 256
         QuantAccuracy.Result r = QuantAccuracy.compare(f, q, text(2, 256, 1024, 5), 64);
-        System.out.printf("tiny-gemma3 q8 vs f32: top-1 agreement %.4f, mean KL %.2e, max KL %.2e over %d positions%n",
-                r.top1Agreement(), r.meanKl(), r.maxKl(), r.positions());
+        System.out.printf("tiny-gemma3 q8 vs f32: top-1 agreement %.4f, mean KL %.2e, max KL %.2e over %d positions; logit noise %.2e, largest flipped margin %.3g, %d decided positions agree at %.4f%n",
+                r.top1Agreement(), r.meanKl(), r.maxKl(), r.positions(), r.logitNoise(), r.maxFlipMargin(), r.decided(), r.decidedAgreement());
         assertEquals(512, r.positions());
         assertTrue(r.top1Agreement() >= 0.99, "top-1 agreement " + r.top1Agreement());
         assertTrue(r.meanKl() < 1e-3, "mean KL " + r.meanKl());
+        // the top-1 changes only where the float model's two best logits are closer than the quantization noise can move them
+        assertTrue(r.logitNoise() > 0);
+        assertTrue(r.decided() > 400, "decided positions " + r.decided());
+        assertEquals(1.0, r.decidedAgreement(), "top-1 agreement where the margin is at least 4x the logit noise");
         // and q8 is not a no-op: the logits do move
         assertTrue(r.meanKl() > 0);
     }
