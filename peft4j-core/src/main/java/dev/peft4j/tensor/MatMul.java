@@ -35,7 +35,6 @@ import static dev.peft4j.tensor.Packed.P;
 public final class MatMul {
     static final VectorSpecies<Float> F = Matrix.F;
     static final int L = F.length();
-    private static final VectorSpecies<Short> SH = Matrix.S_HALF;
     private static final VectorSpecies<Byte> BQ = Matrix.B_QUARTER;
     private static final VectorSpecies<Integer> I = Matrix.I;
     /** Rows per register tile. */
@@ -341,8 +340,8 @@ public final class MatMul {
             FloatVector a00 = FloatVector.zero(F), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
             FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
             for (int k = 0; k < in; k++) {
-                long b = wo + 64L * k;
-                FloatVector w0 = ((IntVector) ShortVector.fromMemorySegment(SH, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), w1 = ((IntVector) ShortVector.fromMemorySegment(SH, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+                IntVector wv = IntVector.fromMemorySegment(I, w, wo + 64L * k, LE);   // lane i: outputs i (low half), 16 + i (high)
+                FloatVector w0 = wv.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), w1 = wv.and(0xFFFF0000).reinterpretAsFloats();
                 int xk = xo + R * k;
                 FloatVector v = FloatVector.broadcast(F, x[xk]);
                 a00 = v.fma(w0, a00); a01 = v.fma(w1, a01);
@@ -449,10 +448,10 @@ public final class MatMul {
         static void bf16x1(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0;
             for (int k = 0; k < in; k++) {
-                long b = wo + 64L * k;
+                IntVector wv = IntVector.fromMemorySegment(I, w, wo + 64L * k, LE);   // lane i: outputs i (low half), 16 + i (high)
                 FloatVector v = FloatVector.broadcast(F, x[xo + k]);
-                a0 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a0);
-                a1 = v.fma(((IntVector) ShortVector.fromMemorySegment(SH, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a1);
+                a0 = v.fma(wv.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a0);
+                a1 = v.fma(wv.and(0xFFFF0000).reinterpretAsFloats(), a1);
             }
             a0.intoArray(acc, 0); a1.intoArray(acc, 16);
         }

@@ -11,7 +11,8 @@ import java.lang.foreign.ValueLayout;
  * {@code out} in the last panel are zeros. Built once per mapped matrix, off-heap (64-byte aligned), in the matrix's own
  * precision:
  * <ul>
- *   <li>{@link Kind#BF16}: 64 bytes per k (bf16, widened exactly in registers);</li>
+ *   <li>{@link Kind#BF16}: 64 bytes per k (bf16, widened exactly in registers; outputs j and 16 + j share a 32-bit lane,
+ *       see {@link #bf16Slot});</li>
  *   <li>{@link Kind#F32}: 128 bytes per k (F32 and F16 weights; F16 widens exactly);</li>
  *   <li>{@link Kind#Q8}: per block of 32 inputs, the 32 outputs' fp16 block scales (64 bytes), then 32 x 32 int8
  *       (input-major): 1088 bytes per block, as compact as Q8_0 rows. A weight is formed as q·d in registers (d widened
@@ -75,7 +76,8 @@ final class Packed {
                 short[] r = new short[cols], t = new short[P * cols];
                 for (int j = 0; j < no; j++) {
                     MemorySegment.copy(src, Matrix.LE_SHORT, (o0 + j) * m.rowBytes, r, 0, cols);
-                    for (int k = 0; k < cols; k++) t[k * P + j] = r[k];
+                    int at = bf16Slot(j);
+                    for (int k = 0; k < cols; k++) t[k * P + at] = r[k];
                 }
                 MemorySegment.copy(t, 0, seg, Matrix.LE_SHORT, base, P * cols);
             }
@@ -125,6 +127,14 @@ final class Packed {
         }
         if (no < P) for (int k = 0; k < cols; k++) java.util.Arrays.fill(tmp, k * P + no, k * P + P, 0f);
         MemorySegment.copy(tmp, 0, dst, Matrix.LE_FLOAT, 0, P * cols);
+    }
+
+    /**
+     * Where output j of a panel sits among a bf16 panel's 32 values of one input: outputs j and 16 + j share the 32-bit
+     * lane j (low and high half), so one 64-byte load yields both halves of the panel's outputs with a shift and a mask.
+     */
+    static int bf16Slot(int j) {
+        return j < P / 2 ? 2 * j : 2 * (j - P / 2) + 1;
     }
 
     long bytes() { return seg.byteSize(); }
