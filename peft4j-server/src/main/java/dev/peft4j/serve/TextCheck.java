@@ -36,17 +36,23 @@ final class TextCheck {
     /** Takes all the tokens generated so far (those of the previous call and new ones). */
     Result add(int[] generated) {
         String text = tok == null ? "" : decode(generated);
+        Result r = rules(text, stops);
+        finalText = r.stopped() ? r.safe() : text;
+        return r;
+    }
+
+    /**
+     * The rules on a completion's whole text: cut before the first stop string (stopped), else what is safe to show (no
+     * tail that could still become a stop string, no trailing U+FFFD).
+     */
+    static Result rules(String text, List<String> stops) {
         int cut = -1;
         for (String s : stops) {
             if (s.isEmpty()) continue;
             int k = text.indexOf(s);
             if (k >= 0 && (cut < 0 || k < cut)) cut = k;
         }
-        if (cut >= 0) {
-            finalText = text.substring(0, cut);
-            return new Result(finalText, true);
-        }
-        finalText = text;
+        if (cut >= 0) return new Result(text.substring(0, cut), true);
         int hold = 0;
         for (String s : stops) {
             for (int l = Math.min(s.length() - 1, text.length()); l > hold; l--) {

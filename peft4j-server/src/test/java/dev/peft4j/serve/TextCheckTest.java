@@ -33,24 +33,9 @@ class TextCheckTest {
         return t.startsWith(" ") ? t.substring(1) : t;
     };
 
-    /** The reference: the whole text decoded at every token (the rules of {@link TextCheck} on it). */
+    /** The reference: the whole text decoded at every token, and the same rules on it. */
     static TextCheck.Result reference(Function<int[], String> decode, int[] ids, List<String> stops) {
-        String text = decode.apply(ids);
-        int cut = -1;
-        for (String s : stops) {
-            int k = text.indexOf(s);
-            if (k >= 0 && (cut < 0 || k < cut)) cut = k;
-        }
-        if (cut >= 0) return new TextCheck.Result(text.substring(0, cut), true);
-        int hold = 0;
-        for (String s : stops) {
-            for (int l = Math.min(s.length() - 1, text.length()); l > hold; l--) {
-                if (text.endsWith(s.substring(0, l))) { hold = l; break; }
-            }
-        }
-        String safe = text.substring(0, text.length() - hold);
-        while (safe.endsWith("\uFFFD")) safe = safe.substring(0, safe.length() - 1);
-        return new TextCheck.Result(safe, false);
+        return TextCheck.rules(decode.apply(ids), stops);
     }
 
     @Test
