@@ -80,6 +80,8 @@ public final class BenchCommand implements Callable<Integer> {
         // the meter reads the packed weights themselves (the bytes decoding streams, where the system placed them): a separate
         // buffer can land in memory that reads at a different speed, which made fractions above 1 on a shared host
         Ceilings.Meter meter = ceilingMb > 0 ? new Ceilings.Meter(lm.model.weights.decodeMatrices()) : null;
+        // the FMA peak before the runs and again after them, the higher of the two: one moment's neighbour must not halve it
+        double fmaBefore = meter == null ? 0 : Ceilings.fmaPeak();
         ProductStats.Reading preProducts = null, fwdProducts = null;   // the matrix products of the best run
         long allocBytes = 0, allocTokens = 0, gcs = 0;
         double allocSeconds = 0;
@@ -154,7 +156,7 @@ public final class BenchCommand implements Callable<Integer> {
             ref.model.weights.close();
         }
         double bestPrefill = best(pre), bestForward = best(fwd), bestDecode = best(dec), bestBatch = decodeBatch > 0 ? best(bat) : 0;
-        Ceilings.Result ceil = meter == null ? null : new Ceilings.Result(median(bw), Ceilings.fmaPeak(), meter.bytes(), Parallel.threads());
+        Ceilings.Result ceil = meter == null ? null : new Ceilings.Result(median(bw), Math.max(fmaBefore, Ceilings.fmaPeak()), meter.bytes(), Parallel.threads());
         double decodeFraction = meter == null ? 0 : median(decFrac);
         if (meter != null) meter.close();
         double allocPerToken = allocTokens == 0 ? -1 : (double) allocBytes / allocTokens;

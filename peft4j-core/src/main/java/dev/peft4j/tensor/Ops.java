@@ -345,22 +345,38 @@ public final class Ops {
     }
 
     /**
-     * In place: x[o..o+n) ← softmax(scale·x): scaled, max subtracted, exponentiated (vector exp), normalized by the sum taken in
-     * index order.
+     * In place: x[o..o+n) ← softmax(scale·x): scaled, max subtracted, exponentiated (vector exp), normalized by the sum. All
+     * four passes run on vectors (the sum in 16 lanes, then across them): every attention path (decoding, blocks of queries)
+     * calls this one function, so they agree bitwise.
      */
     public static void softmaxScaled(float[] x, int o, int n, float scale) {
-        float max = Float.NEGATIVE_INFINITY;
-        for (int j = 0; j < n; j++) {
+        int bound = F.loopBound(n), j = 0;
+        FloatVector vmax = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+        for (; j < bound; j += L) {
+            FloatVector v = FloatVector.fromArray(F, x, o + j).mul(scale);
+            v.intoArray(x, o + j);
+            vmax = vmax.max(v);
+        }
+        float max = bound > 0 ? vmax.reduceLanes(VectorOperators.MAX) : Float.NEGATIVE_INFINITY;
+        for (; j < n; j++) {
             float v = x[o + j] * scale;
             x[o + j] = v;
             if (v > max) max = v;
         }
-        int j = 0, bound = F.loopBound(n);
-        for (; j < bound; j += L) FloatVector.fromArray(F, x, o + j).sub(max).lanewise(jdk.incubator.vector.VectorOperators.EXP).intoArray(x, o + j);
-        for (; j < n; j++) x[o + j] = (float) Math.exp(x[o + j] - max);
-        float sum = 0f;
-        for (j = 0; j < n; j++) sum += x[o + j];
+        FloatVector vsum = FloatVector.zero(F);
+        for (j = 0; j < bound; j += L) {
+            FloatVector e = FloatVector.fromArray(F, x, o + j).sub(max).lanewise(VectorOperators.EXP);
+            e.intoArray(x, o + j);
+            vsum = vsum.add(e);
+        }
+        float sum = vsum.reduceLanes(VectorOperators.ADD);
+        for (; j < n; j++) {
+            float e = (float) Math.exp(x[o + j] - max);
+            x[o + j] = e;
+            sum += e;
+        }
         float inv = 1f / sum;
-        for (j = 0; j < n; j++) x[o + j] *= inv;
+        for (j = 0; j < bound; j += L) FloatVector.fromArray(F, x, o + j).mul(inv).intoArray(x, o + j);
+        for (; j < n; j++) x[o + j] *= inv;
     }
 }
