@@ -220,7 +220,12 @@ public final class Ops {
             for (int j = 0; j < n; j++) if (v[off + j] > bv) { bv = v[off + j]; b = j; }
             return b;
         }
-        for (int j = 0; j < n; j++) if (v[off + j] == best) return j;
+        int j = 0;   // the first index holding the maximum, 16 at a time
+        for (; j + L <= n; j += L) {
+            var eq = FloatVector.fromArray(F, v, off + j).eq(best);
+            if (eq.anyTrue()) return j + eq.firstTrue();
+        }
+        for (; j < n; j++) if (v[off + j] == best) return j;
         return 0;
     }
 
@@ -346,8 +351,8 @@ public final class Ops {
 
     /**
      * In place: x[o..o+n) ← softmax(scale·x): scaled, max subtracted, exponentiated (vector exp), normalized by the sum. All
-     * four passes run on vectors (the sum in 16 lanes, then across them): every attention path (decoding, blocks of queries)
-     * calls this one function, so they agree bitwise.
+     * four passes run on vectors (the sum in 16 lanes, then across them in {@link #hsum}'s fixed order): every attention path
+     * (decoding, blocks of queries) calls this one function, so they agree bitwise.
      */
     public static void softmaxScaled(float[] x, int o, int n, float scale) {
         int bound = F.loopBound(n), j = 0;
@@ -369,7 +374,7 @@ public final class Ops {
             e.intoArray(x, o + j);
             vsum = vsum.add(e);
         }
-        float sum = vsum.reduceLanes(VectorOperators.ADD);
+        float sum = hsum(vsum);   // a fixed order of the lanes (reduceLanes may change its order once compiled)
         for (; j < n; j++) {
             float e = (float) Math.exp(x[o + j] - max);
             x[o + j] = e;
