@@ -197,8 +197,10 @@ public final class Gemma3Model {
             // MLP block
             if (lt != null) lt.xMid = x.clone();
             Ops.rmsNorm(x, 0, h, 0, N, H, w.preFfNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPreFf, 0);
-            if (perSeq == null && plain(w.gate) && plain(w.up)) {
+            if (perSeq == null && w.gate.baseThenLora() && w.up.baseThenLora()) {
                 MatMul.xWtMany(h, N, new dev.peft4j.tensor.Matrix[]{w.gate.weight, w.up.weight}, new float[][]{g, u});
+                addLora(w.gate, l, 4, h, N, g, lt, tape);
+                addLora(w.up, l, 5, h, N, u, lt, tape);
             } else {
                 project(w.gate, l, 4, h, N, g, lt, tape, perSeq);
                 project(w.up, l, 5, h, N, u, lt, tape, perSeq);
@@ -234,8 +236,12 @@ public final class Gemma3Model {
         final Gemma3Config c = config;
         final int H = c.hidden(), D = c.headDim(), nH = c.heads(), nKV = c.kvHeads(), S = inputs.size();
         Ops.rmsNorm(x, 0, h, 0, N, H, w.inputNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdIn, 0);
-        if (perSeq == null && plain(w.q) && plain(w.k) && plain(w.v)) {
+        if (perSeq == null && w.q.baseThenLora() && w.k.baseThenLora() && w.v.baseThenLora()) {
+            // the three base products in one dispatch, then any LoRA branch added (training LoRA on q/v keeps the fusion)
             MatMul.xWtMany(h, N, new dev.peft4j.tensor.Matrix[]{w.q.weight, w.k.weight, w.v.weight}, new float[][]{q, k, v});
+            addLora(w.q, l, 0, h, N, q, lt, tape);
+            addLora(w.k, l, 1, h, N, k, lt, tape);
+            addLora(w.v, l, 2, h, N, v, lt, tape);
         } else {
             project(w.q, l, 0, h, N, q, lt, tape, perSeq);
             project(w.k, l, 1, h, N, k, lt, tape, perSeq);
@@ -261,15 +267,16 @@ public final class Gemma3Model {
         return sl;
     }
 
-    /** A module whose forward is its base product alone (no unmerged adapter): several of them can share one dispatch. */
-    private static boolean plain(Linear lin) {
-        return lin.merged || (lin.lora == null && lin.ia3 == null);
-    }
-
     /** One linear module of layer l (index m in {@link Gemma3Weights.Layer#linears()}), with per-sequence adapters if any. */
     private static void project(Linear lin, int l, int m, float[] x, int n, float[] y, Tape.LayerTape lt, Tape tape, SeqAdapter.Batch perSeq) {
         if (perSeq == null) lin.forward(x, n, y, mid(lt, m, lin, n), dropSeed(tape, l, m));
         else perSeq.forward(lin, l, m, x, n, y);
+    }
+
+    /** The LoRA branch of module m of layer l added to its base product y (see {@link Linear#addLora}); nothing without one. */
+    private static void addLora(Linear lin, int l, int m, float[] x, int n, float[] y, Tape.LayerTape lt, Tape tape) {
+        if (lin.lora == null || lin.merged) return;
+        lin.addLora(x, n, y, mid(lt, m, lin, n), dropSeed(tape, l, m));
     }
 
     private static long dropSeed(Tape tape, int layer, int module) {
@@ -434,8 +441,10 @@ public final class Gemma3Model {
         Ops.addInPlace(xc, oc, M * H);
         Ops.rmsNorm(xc, 0, hc, 0, M, H, w.preFfNorm, eps, null, 0);
         float[] gc = new float[M * I], uc = new float[M * I];
-        if (perC == null && plain(w.gate) && plain(w.up)) {
+        if (perC == null && w.gate.baseThenLora() && w.up.baseThenLora()) {
             MatMul.xWtMany(hc, M, new Matrix[]{w.gate.weight, w.up.weight}, new float[][]{gc, uc});
+            addLora(w.gate, l, 4, hc, M, gc, null, null);
+            addLora(w.up, l, 5, hc, M, uc, null, null);
         } else {
             project(w.gate, l, 4, hc, M, gc, null, null, perC);
             project(w.up, l, 5, hc, M, uc, null, null, perC);

@@ -83,17 +83,32 @@ public final class Linear {
             return;
         }
         MatMul.xWt(x, 0, n, weight, y, 0, false);
-        if (lora != null && !merged) {
-            float[] t = mid != null ? mid : new float[n * lora.r];
-            float[] xl = x;
-            if (dropoutSeed != 0 && lora.dropout > 0f) {
-                xl = new float[n * in()];
-                dropout(x, xl, n * in(), lora.dropout, dropoutSeed);
-            }
-            product(xl, n, lora.a, t, false);
-            if (lora.scale != 1f) for (int i = 0; i < n * lora.r; i++) t[i] *= lora.scale;
-            product(t, n, lora.b, y, true);
+        addLora(x, n, y, mid, dropoutSeed);
+    }
+
+    /**
+     * True when {@link #forward} is the base product x·Wᵀ plus, at most, an unmerged LoRA branch added to it ({@link
+     * #addLora}): no unmerged (IA)³. Such modules of one input can share one dispatch for their base products.
+     */
+    public boolean baseThenLora() {
+        return merged || ia3 == null;
+    }
+
+    /**
+     * y += scale·(x·Aᵀ)·Bᵀ when an unmerged LoRA is attached (nothing otherwise), where y already holds x·Wᵀ: the second
+     * half of {@link #forward}, for callers that computed the base product together with other modules'.
+     */
+    public void addLora(float[] x, int n, float[] y, float[] mid, long dropoutSeed) {
+        if (lora == null || merged) return;
+        float[] t = mid != null ? mid : new float[n * lora.r];
+        float[] xl = x;
+        if (dropoutSeed != 0 && lora.dropout > 0f) {
+            xl = new float[n * in()];
+            dropout(x, xl, n * in(), lora.dropout, dropoutSeed);
         }
+        product(xl, n, lora.a, t, false);
+        if (lora.scale != 1f) for (int i = 0; i < n * lora.r; i++) t[i] *= lora.scale;
+        product(t, n, lora.b, y, true);
     }
 
     /** Products smaller than this many multiply-adds run on the calling thread: handing them to the pool costs more. */
