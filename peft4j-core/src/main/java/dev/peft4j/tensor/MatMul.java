@@ -261,7 +261,7 @@ public final class MatMul {
         });
     }
 
-    /** Values packed per call above which {@link #packAll} splits the work: 64 rows of 640. */
+    /** Values packed per call from which {@link #packAll} splits the work (about 50 rows of 640): below it a dispatch costs more. */
     static final int PACK_PARALLEL = 1 << 15;
 
     /** Outputs [oLo, oHi) of panels [p0, p1) go to y[yOff + r·ys + o − oLo]. */

@@ -350,9 +350,10 @@ public final class Ops {
     }
 
     /**
-     * In place: x[o..o+n) ← softmax(scale·x): scaled, max subtracted, exponentiated (vector exp), normalized by the sum. All
-     * four passes run on vectors (the sum in 16 lanes, then across them in {@link #hsum}'s fixed order): every attention path
-     * (decoding, blocks of queries) calls this one function, so they agree bitwise.
+     * In place: x[o..o+n) ← softmax(scale·x): scaled, max subtracted, exponentiated ({@link #exp}: exact IEEE operations, so
+     * the same in the interpreter and in compiled code, unlike the Vector API's EXP), normalized by the sum. All four passes
+     * run on vectors (the sum in 16 lanes, then across them in {@link #hsum}'s fixed order): every attention path (decoding,
+     * blocks of queries) calls this one function, so they agree bitwise.
      */
     public static void softmaxScaled(float[] x, int o, int n, float scale) {
         int bound = F.loopBound(n), j = 0;
@@ -370,13 +371,13 @@ public final class Ops {
         }
         FloatVector vsum = FloatVector.zero(F);
         for (j = 0; j < bound; j += L) {
-            FloatVector e = FloatVector.fromArray(F, x, o + j).sub(max).lanewise(VectorOperators.EXP);
+            FloatVector e = exp(FloatVector.fromArray(F, x, o + j).sub(max));
             e.intoArray(x, o + j);
             vsum = vsum.add(e);
         }
         float sum = hsum(vsum);   // a fixed order of the lanes (reduceLanes may change its order once compiled)
         for (; j < n; j++) {
-            float e = (float) Math.exp(x[o + j] - max);
+            float e = exp(x[o + j] - max);
             x[o + j] = e;
             sum += e;
         }
