@@ -57,4 +57,34 @@ class OpsTest {
             }
         }
     }
+
+    /**
+     * Attention's weighted sum of values (heads in fours, 64 then 16 dimensions at a time, then the rest): every output is
+     * the plain loop over the keys in order, fused multiply-adds on the vector part and a plain sum past it, bit for bit.
+     */
+    @org.junit.jupiter.api.Test
+    void weightedRowsIsTheOrderedSumOverKeys() {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(9);
+        int lanes = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.length();
+        for (int len : new int[]{256, 80, 40, 7}) {
+            for (int m : new int[]{4, 5, 1}) {
+                int nk = 1 + r.nextInt(40), vs = len + 3, ps = nk + 2, ys = len + 1;
+                float[] p = new float[m * ps + 1], v = new float[nk * vs + 2], y = new float[m * ys + 5];
+                for (int i = 0; i < p.length; i++) p[i] = (float) r.nextDouble();
+                for (int i = 0; i < v.length; i++) v[i] = (float) r.nextGaussian();
+                Ops.weightedRows(m, p, 1, ps, nk, v, 2, vs, len, y, 3, ys);
+                int bound = len / lanes * lanes;
+                for (int h = 0; h < m; h++) {
+                    for (int d = 0; d < len; d++) {
+                        float want = 0f;
+                        for (int j = 0; j < nk; j++) {
+                            float pj = p[1 + h * ps + j], vj = v[2 + j * vs + d];
+                            want = d < bound ? Math.fma(pj, vj, want) : want + pj * vj;
+                        }
+                        assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(y[3 + h * ys + d]), "len " + len + " m " + m + " head " + h + " dim " + d);
+                    }
+                }
+            }
+        }
+    }
 }
