@@ -56,6 +56,28 @@ public final class Shared {
         return p;
     }
 
+    /**
+     * A top-level test resource of the core module ({@code "tiny-gemma3-config.json"}) as a file. Other modules see the core's
+     * test resources in its test jar when the build runs {@code install}, where a resource has no path: it is then copied out
+     * to a temporary file.
+     */
+    public static Path resource(String name) {
+        URL u = Shared.class.getResource("/" + name);
+        if (u == null) throw new IllegalStateException("test resource " + name + " is missing from the class path (peft4j-core's test resources)");
+        try {
+            URI uri = u.toURI();
+            if (uri.getScheme().equals("file")) return Path.of(uri);
+            Path tmp = Files.createTempFile("peft4j-", "-" + name);
+            tmp.toFile().deleteOnExit();
+            try (InputStream in = u.openStream()) { Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING); }
+            return tmp;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        } catch (java.net.URISyntaxException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
     private static String describe(String rel) {
         if (rel.startsWith("tokenizers/gemma3")) return "the real Gemma 3 tokenizer (tokenizer.json + tokenizer_config.json, 33 MB)";
         if (rel.equals("data")) return "the benchmark datasets folder data/ (MMLU CSVs, HellaSwag, a Dolly sample, 19 MB)";

@@ -1,5 +1,6 @@
 package dev.peft4j.cli;
 
+import dev.peft4j.Shared;
 import dev.peft4j.io.SafeTensors;
 import dev.peft4j.model.RandomInit;
 import org.junit.jupiter.api.BeforeAll;
@@ -27,7 +28,7 @@ class BadInputTest {
 
     @BeforeAll
     static void makeModel() throws Exception {
-        Path cfg = Path.of(BadInputTest.class.getResource("/tiny-gemma3-config.json").toURI());
+        Path cfg = Shared.resource("tiny-gemma3-config.json");
         model = tmp.resolve("model");
         RandomInit.write(cfg, model, 7, false, 0.1);
     }
@@ -216,7 +217,7 @@ class BadInputTest {
     void outputPathsOfTheWrongKind() throws Exception {
         Path file = tmp.resolve("a-file.txt");
         Files.writeString(file, "x");
-        Path cfg = Path.of(BadInputTest.class.getResource("/tiny-gemma3-config.json").toURI());
+        Path cfg = Shared.resource("tiny-gemma3-config.json");
         assertCleanError(run("init", "--config", cfg.toString(), "--output", file.toString()), "--output", "a-file.txt", "is a file");
         assertCleanError(run("quickstart", "--output", file.toString()), "--output", "a-file.txt", "is a file");
         Path data = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve("assets-train")).resolve(dev.peft4j.data.QuickstartAssets.DATA);

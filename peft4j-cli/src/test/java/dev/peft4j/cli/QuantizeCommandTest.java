@@ -1,5 +1,6 @@
 package dev.peft4j.cli;
 
+import dev.peft4j.Shared;
 import dev.peft4j.data.QuickstartAssets;
 import dev.peft4j.model.RandomInit;
 import org.junit.jupiter.api.BeforeAll;
@@ -19,7 +20,7 @@ class QuantizeCommandTest {
 
     @BeforeAll
     static void makeModel() throws Exception {
-        Path cfg = Path.of(QuantizeCommandTest.class.getResource("/tiny-gemma3-config.json").toURI());
+        Path cfg = Shared.resource("tiny-gemma3-config.json");
         model = tmp.resolve("model");
         RandomInit.write(cfg, model, 7, false, 0.1);
         Path assets = QuickstartAssets.copyTo(tmp.resolve("assets"));

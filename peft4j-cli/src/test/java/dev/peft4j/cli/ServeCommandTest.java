@@ -1,5 +1,6 @@
 package dev.peft4j.cli;
 
+import dev.peft4j.Shared;
 import dev.peft4j.model.RandomInit;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -33,14 +34,14 @@ class ServeCommandTest {
     @BeforeAll
     static void makeModel() throws Exception {
         model = tmp.resolve("model");
-        RandomInit.write(Path.of(ServeCommandTest.class.getResource("/tiny-gemma3-config.json").toURI()), model, 7, false, 0.1);
+        RandomInit.write(Shared.resource("tiny-gemma3-config.json"), model, 7, false, 0.1);
     }
 
     /** The real process: SIGTERM lets a running stream finish, then the server stops and the process exits 0. */
     @Test
     void sigtermDrainsThenExits() throws Exception {
         Path served = tmp.resolve("served");
-        RandomInit.write(Path.of(ServeCommandTest.class.getResource("/tiny-gemma3-config.json").toURI()), served, 7, false, 0.1);
+        RandomInit.write(Shared.resource("tiny-gemma3-config.json"), served, 7, false, 0.1);
         Path assets = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve("assets"));
         for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) Files.copy(assets.resolve("tokenizer").resolve(f), served.resolve(f));
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),

@@ -1,5 +1,6 @@
 package dev.peft4j.model;
 
+import dev.peft4j.Shared;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -25,7 +26,7 @@ class SeqAdapterTest {
     @BeforeAll
     static void setUp() throws Exception {
         Path dir = tmp.resolve("m");
-        RandomInit.write(Path.of(SeqAdapterTest.class.getResource("/tiny-gemma3-config.json").toURI()), dir, 7, false, 0.1);
+        RandomInit.write(Shared.resource("tiny-gemma3-config.json"), dir, 7, false, 0.1);
         model = Gemma3Model.load(dir);
     }
 

@@ -1,5 +1,6 @@
 package dev.peft4j.train;
 
+import dev.peft4j.Shared;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -31,7 +32,7 @@ class DistillationTrainingTest {
         TrainerTest.tmp = tmp;
         TrainerTest.setUp();
         student = TrainerTest.model;
-        Path cfg = Path.of(DistillationTrainingTest.class.getResource("/tiny-gemma3-config.json").toURI());
+        Path cfg = Shared.resource("tiny-gemma3-config.json");
         teacher = tmp.resolve("teacher");
         RandomInit.write(variant(cfg, "teacher.json", 96, 1024), teacher, 77, false, 0.1);
         otherVocab = tmp.resolve("teacher-1000");

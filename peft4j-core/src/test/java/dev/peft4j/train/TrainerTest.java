@@ -1,5 +1,6 @@
 package dev.peft4j.train;
 
+import dev.peft4j.Shared;
 import dev.peft4j.data.DataConfig;
 import dev.peft4j.data.QuickstartAssets;
 import dev.peft4j.io.SafeTensors;
@@ -30,7 +31,7 @@ class TrainerTest {
     static void setUp() throws Exception {
         Path assets = QuickstartAssets.copyTo(tmp.resolve("assets"));
         model = tmp.resolve("model");
-        RandomInit.write(Path.of(TrainerTest.class.getResource("/tiny-gemma3-config.json").toURI()), model, 11, false, 0.1);
+        RandomInit.write(Shared.resource("tiny-gemma3-config.json"), model, 11, false, 0.1);
         for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) Files.copy(assets.resolve("tokenizer").resolve(f), model.resolve(f));
         data = assets.resolve(QuickstartAssets.DATA);
     }

@@ -139,7 +139,9 @@ public final class OpenAiServer implements AutoCloseable {
         String len = ctx.header("Content-Length");
         if (len != null) {
             try {
-                if (Long.parseLong(len.trim()) > opt.maxBodyBytes()) {
+                long n = Long.parseLong(len.trim());
+                if (n > opt.maxBodyBytes()) {
+                    discardBody(ctx, n);
                     throw new ApiError(413, "invalid_request_error", null, "request_too_large", "the request body is larger than " + opt.maxBodyBytes() + " bytes");
                 }
             } catch (NumberFormatException ignored) {
@@ -147,6 +149,32 @@ public final class OpenAiServer implements AutoCloseable {
             }
         }
     }
+
+    /**
+     * Reads and drops a refused body of moderate size before the 413 goes out. Answering first and closing a connection
+     * whose body is still arriving makes the kernel reset it, and a client still sending then sees the reset instead of
+     * the answer. Bodies over {@link #DISCARD_LIMIT} are not read: for those the connection is closed.
+     */
+    private static void discardBody(Context ctx, long declared) {
+        if (declared > DISCARD_LIMIT) {
+            ctx.header("Connection", "close");
+            return;
+        }
+        try {
+            var in = ctx.req().getInputStream();
+            byte[] buf = new byte[16384];
+            long left = declared;
+            while (left > 0) {
+                int n = in.read(buf, 0, (int) Math.min(buf.length, left));
+                if (n < 0) break;
+                left -= n;
+            }
+        } catch (java.io.IOException ignored) {
+            // the client went away; the 413 goes nowhere
+        }
+    }
+
+    private static final long DISCARD_LIMIT = 16L << 20;
 
     private static ObjectNode errorBody(ApiError e) {
         ObjectNode err = JSON.createObjectNode();

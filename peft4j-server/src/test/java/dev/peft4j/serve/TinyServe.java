@@ -1,5 +1,6 @@
 package dev.peft4j.serve;
 
+import dev.peft4j.Shared;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.peft4j.data.QuickstartAssets;
 import dev.peft4j.io.SafeTensors;
@@ -30,7 +31,7 @@ public final class TinyServe {
         this.root = root;
         this.model = root.resolve("model");
         Path assets = QuickstartAssets.copyTo(root.resolve("assets"));
-        RandomInit.write(Path.of(TinyServe.class.getResource("/tiny-gemma3-config.json").toURI()), model, 11, false, 0.1);
+        RandomInit.write(Shared.resource("tiny-gemma3-config.json"), model, 11, false, 0.1);
         for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) Files.copy(assets.resolve("tokenizer").resolve(f), model.resolve(f));
         Gemma3Model m = Gemma3Model.load(model);
         var cfgJson = new ObjectMapper().readTree(model.resolve("config.json").toFile());

@@ -210,6 +210,14 @@ class ServerTest {
     }
 
     @Test
+    void aTooLargeBodyAlwaysGetsIts413() throws Exception {
+        // the answer must reach a client that is still sending, every time (once it raced the connection's reset)
+        String big = "{\"prompt\": \"" + "x".repeat(300 * 1024) + "\"}";
+        for (int i = 0; i < 40; i++) assertError(f.post("/v1/completions", big), 413, null, "request_too_large");
+        assertEquals(200, f.post("/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 2}").statusCode());
+    }
+
+    @Test
     void aClientThatDisconnectsMidStreamFreesItsSequence() throws Exception {
         // 16 choices of 240 tokens: far more than the few chunks read before hanging up
         String body = "{\"model\":\"lora\",\"prompt\":[2,5],\"max_tokens\":240,\"n\":16,\"logprobs\":20,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}";
