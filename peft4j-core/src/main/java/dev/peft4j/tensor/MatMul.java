@@ -300,22 +300,27 @@ public final class MatMul {
     private static void rows(float[] xp, int r0, int r1, Packed.Kind kind, MemorySegment ws, long wo, int in,
                              float[] y, int yOff, boolean acc, int o0, float[] a, int ys, int oLo, int oHi) {
         final int no = Math.min(P, oHi - o0), col = o0 - oLo;
+        // a whole panel's results go straight to y (row i at yo + i·ys); a partial one, or one added to y, through a and store()
+        final boolean direct = !acc && no == P;
+        final float[] out = direct ? y : a;
         int r = r0;
         for (; r + R <= r1; r += R) {
+            int yo = yOff + r * ys + col, oo = direct ? yo : 0, os = direct ? ys : P;
             switch (kind) {
-                case BF16 -> Tiles.bf16x8(xp, r * in, ws, wo, in, a);
-                case F32 -> Tiles.f32x8(xp, r * in, ws, wo, in, a);
-                case Q8 -> Tiles.q8x8(xp, r * in, ws, wo, in, a);
+                case BF16 -> Tiles.bf16x8(xp, r * in, ws, wo, in, out, oo, os);
+                case F32 -> Tiles.f32x8(xp, r * in, ws, wo, in, out, oo, os);
+                case Q8 -> Tiles.q8x8(xp, r * in, ws, wo, in, a, out, oo, os);
             }
-            store(a, R, y, yOff + r * ys + col, ys, no, acc);
+            if (!direct) store(a, R, y, yo, ys, no, acc);
         }
         for (; r < r1; r++) {
+            int yo = yOff + r * ys + col, oo = direct ? yo : 0;
             switch (kind) {
-                case BF16 -> Tiles.bf16x1(xp, r * in, ws, wo, in, a);
-                case F32 -> Tiles.f32x1(xp, r * in, ws, wo, in, a);
-                case Q8 -> Tiles.q8x1(xp, r * in, ws, wo, in, a);
+                case BF16 -> Tiles.bf16x1(xp, r * in, ws, wo, in, out, oo);
+                case F32 -> Tiles.f32x1(xp, r * in, ws, wo, in, out, oo);
+                case Q8 -> Tiles.q8x1(xp, r * in, ws, wo, in, a, out, oo);
             }
-            store(a, 1, y, yOff + r * ys + col, ys, no, acc);
+            if (!direct) store(a, 1, y, yo, ys, no, acc);
         }
     }
 
@@ -351,11 +356,13 @@ public final class MatMul {
     }
 
     /**
-     * The register tiles: {@code x8} kernels take a packed group of 8 rows (input-major) and leave acc[i·32 + j] for row i,
-     * output j of the panel; {@code x1} kernels take one row. Vectors never leave a kernel (C2 compiles each on its own), and
-     * the weight conversions are written out in each kernel rather than called: a call C2 declines to inline in a large
-     * kernel ("callee uses too much stack") would box a vector per weight load, 6x slower. Q8 kernels widen a block's
-     * fp16 scales through acc (written with the results only at the end).
+     * The register tiles: {@code x8} kernels take a packed group of 8 rows (input-major) and write out[oo + i·os + j] for
+     * row i, output j of the panel; {@code x1} kernels take one row and write out[oo + j]. {@code out} is the product's own
+     * output where the panel's 32 outputs are all wanted and nothing is added to them: the results go from the registers
+     * straight there (storing them in a scratch row first and copying it cost 8-10% of a batched decode step). Vectors never
+     * leave a kernel (C2 compiles each on its own), and the weight conversions are written out in each kernel rather than
+     * called: a call C2 declines to inline in a large kernel ("callee uses too much stack") would box a vector per weight
+     * load, 6x slower. Q8 kernels widen a block's fp16 scales through the scratch row {@code acc}.
      */
     static final class Tiles {
         private Tiles() {}
@@ -366,7 +373,7 @@ public final class MatMul {
          * while a batch of sequences streams the weights (5-8% faster in a 2-thread streaming microbenchmark). Each
          * accumulator still takes its inputs in order.
          */
-        static void bf16x8(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc) {
+        static void bf16x8(float[] x, int xo, MemorySegment w, long wo, int in, float[] out, int oo, int os) {
             FloatVector a00 = FloatVector.zero(F), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
             FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
             int k = 0, xk = xo;
@@ -405,13 +412,13 @@ public final class MatMul {
                 v = FloatVector.broadcast(F, x[xk + 6]); a60 = v.fma(w0, a60); a61 = v.fma(w1, a61);
                 v = FloatVector.broadcast(F, x[xk + 7]); a70 = v.fma(w0, a70); a71 = v.fma(w1, a71);
             }
-            a00.intoArray(acc, 0); a01.intoArray(acc, 16); a10.intoArray(acc, 32); a11.intoArray(acc, 48);
-            a20.intoArray(acc, 64); a21.intoArray(acc, 80); a30.intoArray(acc, 96); a31.intoArray(acc, 112);
-            a40.intoArray(acc, 128); a41.intoArray(acc, 144); a50.intoArray(acc, 160); a51.intoArray(acc, 176);
-            a60.intoArray(acc, 192); a61.intoArray(acc, 208); a70.intoArray(acc, 224); a71.intoArray(acc, 240);
+            a00.intoArray(out, oo); a01.intoArray(out, oo + 16); oo += os; a10.intoArray(out, oo); a11.intoArray(out, oo + 16); oo += os;
+            a20.intoArray(out, oo); a21.intoArray(out, oo + 16); oo += os; a30.intoArray(out, oo); a31.intoArray(out, oo + 16); oo += os;
+            a40.intoArray(out, oo); a41.intoArray(out, oo + 16); oo += os; a50.intoArray(out, oo); a51.intoArray(out, oo + 16); oo += os;
+            a60.intoArray(out, oo); a61.intoArray(out, oo + 16); oo += os; a70.intoArray(out, oo); a71.intoArray(out, oo + 16);
         }
 
-        static void f32x8(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc) {
+        static void f32x8(float[] x, int xo, MemorySegment w, long wo, int in, float[] out, int oo, int os) {
             FloatVector a00 = FloatVector.zero(F), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
             FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
             for (int k = 0; k < in; k++) {
@@ -435,17 +442,17 @@ public final class MatMul {
                 v = FloatVector.broadcast(F, x[xk + 7]);
                 a70 = v.fma(w0, a70); a71 = v.fma(w1, a71);
             }
-            a00.intoArray(acc, 0); a01.intoArray(acc, 16); a10.intoArray(acc, 32); a11.intoArray(acc, 48);
-            a20.intoArray(acc, 64); a21.intoArray(acc, 80); a30.intoArray(acc, 96); a31.intoArray(acc, 112);
-            a40.intoArray(acc, 128); a41.intoArray(acc, 144); a50.intoArray(acc, 160); a51.intoArray(acc, 176);
-            a60.intoArray(acc, 192); a61.intoArray(acc, 208); a70.intoArray(acc, 224); a71.intoArray(acc, 240);
+            a00.intoArray(out, oo); a01.intoArray(out, oo + 16); oo += os; a10.intoArray(out, oo); a11.intoArray(out, oo + 16); oo += os;
+            a20.intoArray(out, oo); a21.intoArray(out, oo + 16); oo += os; a30.intoArray(out, oo); a31.intoArray(out, oo + 16); oo += os;
+            a40.intoArray(out, oo); a41.intoArray(out, oo + 16); oo += os; a50.intoArray(out, oo); a51.intoArray(out, oo + 16); oo += os;
+            a60.intoArray(out, oo); a61.intoArray(out, oo + 16); oo += os; a70.intoArray(out, oo); a71.intoArray(out, oo + 16);
         }
 
         /**
          * Q8 against 8 rows: per block of 32 inputs and per half of the panel (16 outputs), the 8 rows' block sums
          * t = Σ x·q (8 registers), then a += t·d; the 8 x 32 results stay in 16 registers throughout.
          */
-        static void q8x8(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc) {
+        static void q8x8(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc, float[] out, int oo, int os) {
             FloatVector a00 = FloatVector.zero(F), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
             FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
             for (int kb = 0; kb < in; kb += 32) {
@@ -484,13 +491,13 @@ public final class MatMul {
                 a01 = t0.fma(d, a01); a11 = t1.fma(d, a11); a21 = t2.fma(d, a21); a31 = t3.fma(d, a31);
                 a41 = t4.fma(d, a41); a51 = t5.fma(d, a51); a61 = t6.fma(d, a61); a71 = t7.fma(d, a71);
             }
-            a00.intoArray(acc, 0); a01.intoArray(acc, 16); a10.intoArray(acc, 32); a11.intoArray(acc, 48);
-            a20.intoArray(acc, 64); a21.intoArray(acc, 80); a30.intoArray(acc, 96); a31.intoArray(acc, 112);
-            a40.intoArray(acc, 128); a41.intoArray(acc, 144); a50.intoArray(acc, 160); a51.intoArray(acc, 176);
-            a60.intoArray(acc, 192); a61.intoArray(acc, 208); a70.intoArray(acc, 224); a71.intoArray(acc, 240);
+            a00.intoArray(out, oo); a01.intoArray(out, oo + 16); oo += os; a10.intoArray(out, oo); a11.intoArray(out, oo + 16); oo += os;
+            a20.intoArray(out, oo); a21.intoArray(out, oo + 16); oo += os; a30.intoArray(out, oo); a31.intoArray(out, oo + 16); oo += os;
+            a40.intoArray(out, oo); a41.intoArray(out, oo + 16); oo += os; a50.intoArray(out, oo); a51.intoArray(out, oo + 16); oo += os;
+            a60.intoArray(out, oo); a61.intoArray(out, oo + 16); oo += os; a70.intoArray(out, oo); a71.intoArray(out, oo + 16);
         }
 
-        static void bf16x1(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc) {
+        static void bf16x1(float[] x, int xo, MemorySegment w, long wo, int in, float[] out, int oo) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0;
             for (int k = 0; k < in; k++) {
                 IntVector wv = IntVector.fromMemorySegment(I, w, wo + 64L * k, LE);   // lane i: outputs i (low half), 16 + i (high)
@@ -498,10 +505,10 @@ public final class MatMul {
                 a0 = v.fma(wv.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), a0);
                 a1 = v.fma(wv.and(0xFFFF0000).reinterpretAsFloats(), a1);
             }
-            a0.intoArray(acc, 0); a1.intoArray(acc, 16);
+            a0.intoArray(out, oo); a1.intoArray(out, oo + 16);
         }
 
-        static void f32x1(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc) {
+        static void f32x1(float[] x, int xo, MemorySegment w, long wo, int in, float[] out, int oo) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0;
             for (int k = 0; k < in; k++) {
                 long b = wo + 128L * k;
@@ -509,10 +516,10 @@ public final class MatMul {
                 a0 = v.fma(FloatVector.fromMemorySegment(F, w, b, LE), a0);
                 a1 = v.fma(FloatVector.fromMemorySegment(F, w, b + 64, LE), a1);
             }
-            a0.intoArray(acc, 0); a1.intoArray(acc, 16);
+            a0.intoArray(out, oo); a1.intoArray(out, oo + 16);
         }
 
-        static void q8x1(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc) {
+        static void q8x1(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc, float[] out, int oo) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0;
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
@@ -527,7 +534,7 @@ public final class MatMul {
                 a0 = t0.fma(FloatVector.fromArray(F, acc, 0), a0);
                 a1 = t1.fma(FloatVector.fromArray(F, acc, 16), a1);
             }
-            a0.intoArray(acc, 0); a1.intoArray(acc, 16);
+            a0.intoArray(out, oo); a1.intoArray(out, oo + 16);
         }
     }
 }
