@@ -70,4 +70,25 @@ class MatMulTest {
             for (int i = 0; i < want.length; i++) assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(got[i]), "n=" + n + " in=" + in + " out=" + out + " value " + i);
         }
     }
+
+    /**
+     * Every register tile stays larger than C2's inlining limit for hot methods (FreqInlineSize, 325 bytes of bytecode on
+     * x86-64), so it is always compiled on its own: inlined into its caller (as C2 did with the 126-byte one-row tile when
+     * decoding ran before any long prefill) the same loop ran 20-25% slower, and batch-1 decoding with it.
+     */
+    @Test
+    void registerTilesAreTooLargeToBeInlined() throws Exception {
+        byte[] bytes;
+        try (var in = MatMul.class.getResourceAsStream("MatMul$Tiles.class")) { bytes = in.readAllBytes(); }
+        var cm = java.lang.classfile.ClassFile.of().parse(bytes);
+        int tiles = 0;
+        for (var m : cm.methods()) {
+            String name = m.methodName().stringValue();
+            if (!name.matches("(bf16|f32|q8)x\\d+")) continue;
+            tiles++;
+            int size = m.code().map(c -> ((java.lang.classfile.attribute.CodeAttribute) c).codeLength()).orElse(0);
+            assertTrue(size > 325, name + " has " + size + " bytes of bytecode: at most 325 lets C2 inline it into its caller");
+        }
+        assertEquals(6, tiles, "tiles found");
+    }
 }
