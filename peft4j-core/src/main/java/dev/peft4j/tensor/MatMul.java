@@ -309,7 +309,7 @@ public final class MatMul {
             switch (kind) {
                 case BF16 -> Tiles.bf16x8(xp, r * in, ws, wo, in, out, oo, os);
                 case F32 -> Tiles.f32x8(xp, r * in, ws, wo, in, out, oo, os);
-                case Q8 -> Tiles.q8x8(xp, r * in, ws, wo, in, a, out, oo, os);
+                case Q8 -> Tiles.q8x8(xp, r * in, ws, wo, in, out, oo, os);
             }
             if (!direct) store(a, R, y, yo, ys, no, acc);
         }
@@ -318,7 +318,7 @@ public final class MatMul {
             switch (kind) {
                 case BF16 -> Tiles.bf16x1(xp, r * in, ws, wo, in, out, oo);
                 case F32 -> Tiles.f32x1(xp, r * in, ws, wo, in, out, oo);
-                case Q8 -> Tiles.q8x1(xp, r * in, ws, wo, in, a, out, oo);
+                case Q8 -> Tiles.q8x1(xp, r * in, ws, wo, in, out, oo);
             }
             if (!direct) store(a, 1, y, yo, ys, no, acc);
         }
@@ -362,7 +362,7 @@ public final class MatMul {
      * straight there (storing them in a scratch row first and copying it cost 8-10% of a batched decode step). Vectors never
      * leave a kernel (C2 compiles each on its own), and the weight conversions are written out in each kernel rather than
      * called: a call C2 declines to inline in a large kernel ("callee uses too much stack") would box a vector per weight
-     * load, 6x slower. Q8 kernels widen a block's fp16 scales through the scratch row {@code acc}.
+     * load, 6x slower. Q8 kernels read the block scales as float32 (widened once when the weights are packed).
      */
     static final class Tiles {
         private Tiles() {}
@@ -452,15 +452,14 @@ public final class MatMul {
          * Q8 against 8 rows: per block of 32 inputs and per half of the panel (16 outputs), the 8 rows' block sums
          * t = Σ x·q (8 registers), then a += t·d; the 8 x 32 results stay in 16 registers throughout.
          */
-        static void q8x8(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc, float[] out, int oo, int os) {
+        static void q8x8(float[] x, int xo, MemorySegment w, long wo, int in, float[] out, int oo, int os) {
             FloatVector a00 = FloatVector.zero(F), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
             FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
-                Matrix.f16To(w, b, acc, 0); Matrix.f16To(w, b + 32, acc, 16);
                 FloatVector t0 = FloatVector.zero(F), t1 = t0, t2 = t0, t3 = t0, t4 = t0, t5 = t0, t6 = t0, t7 = t0;
                 for (int j = 0; j < 32; j++) {
-                    FloatVector wv = (FloatVector) ByteVector.fromMemorySegment(BQ, w, b + 64 + 32L * j, LE).convertShape(VectorOperators.B2F, F, 0);
+                    FloatVector wv = (FloatVector) ByteVector.fromMemorySegment(BQ, w, b + 128 + 32L * j, LE).convertShape(VectorOperators.B2F, F, 0);
                     int xk = xo + R * (kb + j);
                     t0 = FloatVector.broadcast(F, x[xk]).fma(wv, t0);
                     t1 = FloatVector.broadcast(F, x[xk + 1]).fma(wv, t1);
@@ -471,12 +470,12 @@ public final class MatMul {
                     t6 = FloatVector.broadcast(F, x[xk + 6]).fma(wv, t6);
                     t7 = FloatVector.broadcast(F, x[xk + 7]).fma(wv, t7);
                 }
-                FloatVector d = FloatVector.fromArray(F, acc, 0);
+                FloatVector d = FloatVector.fromMemorySegment(F, w, b, LE);
                 a00 = t0.fma(d, a00); a10 = t1.fma(d, a10); a20 = t2.fma(d, a20); a30 = t3.fma(d, a30);
                 a40 = t4.fma(d, a40); a50 = t5.fma(d, a50); a60 = t6.fma(d, a60); a70 = t7.fma(d, a70);
                 t0 = FloatVector.zero(F); t1 = t0; t2 = t0; t3 = t0; t4 = t0; t5 = t0; t6 = t0; t7 = t0;
                 for (int j = 0; j < 32; j++) {
-                    FloatVector wv = (FloatVector) ByteVector.fromMemorySegment(BQ, w, b + 80 + 32L * j, LE).convertShape(VectorOperators.B2F, F, 0);
+                    FloatVector wv = (FloatVector) ByteVector.fromMemorySegment(BQ, w, b + 144 + 32L * j, LE).convertShape(VectorOperators.B2F, F, 0);
                     int xk = xo + R * (kb + j);
                     t0 = FloatVector.broadcast(F, x[xk]).fma(wv, t0);
                     t1 = FloatVector.broadcast(F, x[xk + 1]).fma(wv, t1);
@@ -487,7 +486,7 @@ public final class MatMul {
                     t6 = FloatVector.broadcast(F, x[xk + 6]).fma(wv, t6);
                     t7 = FloatVector.broadcast(F, x[xk + 7]).fma(wv, t7);
                 }
-                d = FloatVector.fromArray(F, acc, 16);
+                d = FloatVector.fromMemorySegment(F, w, b + 64, LE);
                 a01 = t0.fma(d, a01); a11 = t1.fma(d, a11); a21 = t2.fma(d, a21); a31 = t3.fma(d, a31);
                 a41 = t4.fma(d, a41); a51 = t5.fma(d, a51); a61 = t6.fma(d, a61); a71 = t7.fma(d, a71);
             }
@@ -560,13 +559,13 @@ public final class MatMul {
             a0.intoArray(out, oo); a1.intoArray(out, oo + 16);
         }
 
-        static void q8x1(float[] x, int xo, MemorySegment w, long wo, int in, float[] acc, float[] out, int oo) {
+        static void q8x1(float[] x, int xo, MemorySegment w, long wo, int in, float[] out, int oo) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0;
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
                 FloatVector t0 = FloatVector.zero(F), t1 = t0;
                 for (int j = 0; j < 32; j += 2) {   // unrolled by two by hand: too large to be inlined (see bf16x1)
-                    long q = b + 64 + 32L * j;
+                    long q = b + 128 + 32L * j;
                     FloatVector v = FloatVector.broadcast(F, x[xo + kb + j]);
                     t0 = v.fma((FloatVector) ByteVector.fromMemorySegment(BQ, w, q, LE).convertShape(VectorOperators.B2F, F, 0), t0);
                     t1 = v.fma((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 16, LE).convertShape(VectorOperators.B2F, F, 0), t1);
@@ -574,9 +573,8 @@ public final class MatMul {
                     t0 = v.fma((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 32, LE).convertShape(VectorOperators.B2F, F, 0), t0);
                     t1 = v.fma((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 48, LE).convertShape(VectorOperators.B2F, F, 0), t1);
                 }
-                Matrix.f16To(w, b, acc, 0); Matrix.f16To(w, b + 32, acc, 16);
-                a0 = t0.fma(FloatVector.fromArray(F, acc, 0), a0);
-                a1 = t1.fma(FloatVector.fromArray(F, acc, 16), a1);
+                a0 = t0.fma(FloatVector.fromMemorySegment(F, w, b, LE), a0);
+                a1 = t1.fma(FloatVector.fromMemorySegment(F, w, b + 64, LE), a1);
             }
             a0.intoArray(out, oo); a1.intoArray(out, oo + 16);
         }

@@ -205,11 +205,6 @@ public final class Matrix {
         return bits.or(sign).reinterpretAsFloats();
     }
 
-    /** {@link #f16} stored to dst[o, o + L) (no vector leaves the call). */
-    static void f16To(MemorySegment s, long byteOffset, float[] dst, int o) {
-        f16(s, byteOffset).intoArray(dst, o);
-    }
-
     /** L int8 values at a byte offset times per-lane scales d (the same products as {@link #q8(MemorySegment, long, float)}). */
     static FloatVector q8(MemorySegment s, long byteOffset, FloatVector d) {
         ByteVector bv = ByteVector.fromMemorySegment(B_QUARTER, s, byteOffset, ByteOrder.LITTLE_ENDIAN);
