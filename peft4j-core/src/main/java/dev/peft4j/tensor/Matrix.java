@@ -189,28 +189,6 @@ public final class Matrix {
         return ((FloatVector) bv.convertShape(VectorOperators.B2F, F, 0)).mul(d);
     }
 
-    /**
-     * L fp16 values at a byte offset, widened to float32 exactly (the same values as {@link Float#float16ToFloat}: normal,
-     * subnormal, zero, infinite and NaN), with integer lane operations.
-     */
-    static FloatVector f16(MemorySegment s, long byteOffset) {
-        ShortVector sv = ShortVector.fromMemorySegment(S_HALF, s, byteOffset, ByteOrder.LITTLE_ENDIAN);
-        IntVector h = ((IntVector) sv.convertShape(VectorOperators.S2I, I, 0)).and(0xFFFF);
-        IntVector em = h.and(0x7FFF);
-        IntVector sign = h.and(0x8000).lanewise(VectorOperators.LSHL, 16);
-        IntVector bits = em.add(112 << 10).lanewise(VectorOperators.LSHL, 13);                          // normal numbers
-        IntVector sub = ((FloatVector) em.convert(VectorOperators.I2F, 0)).mul(0x1p-24f).reinterpretAsInts();  // subnormals, zero
-        bits = bits.blend(sub, em.compare(VectorOperators.LT, 0x400));
-        bits = bits.blend(em.lanewise(VectorOperators.LSHL, 13).or(0x7F800000), em.compare(VectorOperators.GE, 0x7C00));
-        return bits.or(sign).reinterpretAsFloats();
-    }
-
-    /** L int8 values at a byte offset times per-lane scales d (the same products as {@link #q8(MemorySegment, long, float)}). */
-    static FloatVector q8(MemorySegment s, long byteOffset, FloatVector d) {
-        ByteVector bv = ByteVector.fromMemorySegment(B_QUARTER, s, byteOffset, ByteOrder.LITTLE_ENDIAN);
-        return ((FloatVector) bv.convertShape(VectorOperators.B2F, F, 0)).mul(d);
-    }
-
     /** The whole matrix as a new float32 array. */
     public float[] toFloatArray() {
         float[] out = new float[rows * cols];
