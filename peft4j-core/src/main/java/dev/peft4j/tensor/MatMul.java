@@ -37,6 +37,13 @@ public final class MatMul {
     static final int L = F.length();
     private static final VectorSpecies<Byte> BQ = Matrix.B_QUARTER;
     private static final VectorSpecies<Integer> I = Matrix.I;
+    private static final VectorSpecies<Short> S = ShortVector.SPECIES_256;
+    /**
+     * An fp16 value h, sign-extended to 32 bits and shifted left by 13, masked to its sign, exponent and mantissa: the float32
+     * with those bits is h·2⁻¹¹², exactly (normal and subnormal h alike), so one multiplication by 2¹¹² widens it exactly.
+     */
+    private static final int F16_BITS = 0x8FFFE000;
+    private static final float F16_SCALE = 0x1p112f;
     /** Rows per register tile. */
     static final int R = 8;
     private static final boolean VEC = L == 16;
@@ -362,7 +369,7 @@ public final class MatMul {
      * straight there (storing them in a scratch row first and copying it cost 8-10% of a batched decode step). Vectors never
      * leave a kernel (C2 compiles each on its own), and the weight conversions are written out in each kernel rather than
      * called: a call C2 declines to inline in a large kernel ("callee uses too much stack") would box a vector per weight
-     * load, 6x slower. Q8 kernels read the block scales as float32 (widened once when the weights are packed).
+     * load, 6x slower. Q8 kernels widen the block scales from fp16 in registers (see {@link #F16_BITS}).
      */
     static final class Tiles {
         private Tiles() {}
@@ -459,7 +466,7 @@ public final class MatMul {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
                 FloatVector t0 = FloatVector.zero(F), t1 = t0, t2 = t0, t3 = t0, t4 = t0, t5 = t0, t6 = t0, t7 = t0;
                 for (int j = 0; j < 32; j++) {
-                    FloatVector wv = (FloatVector) ByteVector.fromMemorySegment(BQ, w, b + 128 + 32L * j, LE).convertShape(VectorOperators.B2F, F, 0);
+                    FloatVector wv = (FloatVector) ByteVector.fromMemorySegment(BQ, w, b + 64 + 32L * j, LE).convertShape(VectorOperators.B2F, F, 0);
                     int xk = xo + R * (kb + j);
                     t0 = FloatVector.broadcast(F, x[xk]).fma(wv, t0);
                     t1 = FloatVector.broadcast(F, x[xk + 1]).fma(wv, t1);
@@ -470,12 +477,12 @@ public final class MatMul {
                     t6 = FloatVector.broadcast(F, x[xk + 6]).fma(wv, t6);
                     t7 = FloatVector.broadcast(F, x[xk + 7]).fma(wv, t7);
                 }
-                FloatVector d = FloatVector.fromMemorySegment(F, w, b, LE);
+                FloatVector d = ((IntVector) ShortVector.fromMemorySegment(S, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13).and(F16_BITS).reinterpretAsFloats().mul(F16_SCALE);
                 a00 = t0.fma(d, a00); a10 = t1.fma(d, a10); a20 = t2.fma(d, a20); a30 = t3.fma(d, a30);
                 a40 = t4.fma(d, a40); a50 = t5.fma(d, a50); a60 = t6.fma(d, a60); a70 = t7.fma(d, a70);
                 t0 = FloatVector.zero(F); t1 = t0; t2 = t0; t3 = t0; t4 = t0; t5 = t0; t6 = t0; t7 = t0;
                 for (int j = 0; j < 32; j++) {
-                    FloatVector wv = (FloatVector) ByteVector.fromMemorySegment(BQ, w, b + 144 + 32L * j, LE).convertShape(VectorOperators.B2F, F, 0);
+                    FloatVector wv = (FloatVector) ByteVector.fromMemorySegment(BQ, w, b + 80 + 32L * j, LE).convertShape(VectorOperators.B2F, F, 0);
                     int xk = xo + R * (kb + j);
                     t0 = FloatVector.broadcast(F, x[xk]).fma(wv, t0);
                     t1 = FloatVector.broadcast(F, x[xk + 1]).fma(wv, t1);
@@ -486,7 +493,7 @@ public final class MatMul {
                     t6 = FloatVector.broadcast(F, x[xk + 6]).fma(wv, t6);
                     t7 = FloatVector.broadcast(F, x[xk + 7]).fma(wv, t7);
                 }
-                d = FloatVector.fromMemorySegment(F, w, b + 64, LE);
+                d = ((IntVector) ShortVector.fromMemorySegment(S, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13).and(F16_BITS).reinterpretAsFloats().mul(F16_SCALE);
                 a01 = t0.fma(d, a01); a11 = t1.fma(d, a11); a21 = t2.fma(d, a21); a31 = t3.fma(d, a31);
                 a41 = t4.fma(d, a41); a51 = t5.fma(d, a51); a61 = t6.fma(d, a61); a71 = t7.fma(d, a71);
             }
@@ -565,7 +572,7 @@ public final class MatMul {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
                 FloatVector t0 = FloatVector.zero(F), t1 = t0;
                 for (int j = 0; j < 32; j += 2) {   // unrolled by two by hand: too large to be inlined (see bf16x1)
-                    long q = b + 128 + 32L * j;
+                    long q = b + 64 + 32L * j;
                     FloatVector v = FloatVector.broadcast(F, x[xo + kb + j]);
                     t0 = v.fma((FloatVector) ByteVector.fromMemorySegment(BQ, w, q, LE).convertShape(VectorOperators.B2F, F, 0), t0);
                     t1 = v.fma((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 16, LE).convertShape(VectorOperators.B2F, F, 0), t1);
@@ -573,8 +580,8 @@ public final class MatMul {
                     t0 = v.fma((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 32, LE).convertShape(VectorOperators.B2F, F, 0), t0);
                     t1 = v.fma((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 48, LE).convertShape(VectorOperators.B2F, F, 0), t1);
                 }
-                a0 = t0.fma(FloatVector.fromMemorySegment(F, w, b, LE), a0);
-                a1 = t1.fma(FloatVector.fromMemorySegment(F, w, b + 64, LE), a1);
+                a0 = t0.fma(((IntVector) ShortVector.fromMemorySegment(S, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13).and(F16_BITS).reinterpretAsFloats().mul(F16_SCALE), a0);
+                a1 = t1.fma(((IntVector) ShortVector.fromMemorySegment(S, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13).and(F16_BITS).reinterpretAsFloats().mul(F16_SCALE), a1);
             }
             a0.intoArray(out, oo); a1.intoArray(out, oo + 16);
         }

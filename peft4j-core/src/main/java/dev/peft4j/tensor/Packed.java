@@ -14,16 +14,16 @@ import java.lang.foreign.ValueLayout;
  *   <li>{@link Kind#BF16}: 64 bytes per k (bf16, widened exactly in registers; outputs j and 16 + j share a 32-bit lane,
  *       see {@link #bf16Slot});</li>
  *   <li>{@link Kind#F32}: 128 bytes per k (F32 and F16 weights; F16 widens exactly);</li>
- *   <li>{@link Kind#Q8}: per block of 32 inputs, the 32 outputs' block scales widened to float32 (exactly, 128 bytes), then
- *       32 x 32 int8 (input-major): 1152 bytes per block, 6% more than Q8_0 rows. A weight is formed as q·d in registers,
- *       the same float32 value as the Q8_0 row format's. The scales are widened here, once, rather than in the kernels:
- *       the fp16 widening (a dozen vector operations) made the kernels large enough that C2 stopped inlining it.</li>
+ *   <li>{@link Kind#Q8}: per block of 32 inputs, the 32 outputs' fp16 block scales (64 bytes), then 32 x 32 int8
+ *       (input-major): 1088 bytes per block, as many as the Q8_0 rows. The kernels widen the scales exactly in registers
+ *       ({@code MatMul.Tiles}: three integer and float operations per 16 scales). An earlier layout held them widened to
+ *       float32 (1152 bytes per block): 6% more bytes to stream per decoded token.</li>
  * </ul>
  */
 final class Packed {
     /** Output rows per panel. */
     static final int P = 32;
-    static final long Q8_BLOCK_BYTES = 4L * P + (long) P * DType.Q8_BLOCK;
+    static final long Q8_BLOCK_BYTES = 2L * P + (long) P * DType.Q8_BLOCK;
 
     enum Kind { F32, BF16, Q8 }
 
@@ -97,9 +97,9 @@ final class Packed {
                     MemorySegment.copy(src, ValueLayout.JAVA_BYTE, (o0 + j) * m.rowBytes, r, 0, r.length);
                     for (int b = 0; b < blocks; b++) {
                         int s = b * DType.Q8_BLOCK_BYTES, d = (int) (b * Q8_BLOCK_BYTES);
-                        int bits = Float.floatToRawIntBits(Float.float16ToFloat((short) ((r[s] & 0xFF) | (r[s + 1] << 8))));
-                        for (int i = 0; i < 4; i++) t[d + 4 * j + i] = (byte) (bits >>> (8 * i));   // the scale, float32 little-endian
-                        for (int k = 0; k < DType.Q8_BLOCK; k++) t[d + 4 * P + P * k + j] = r[s + 2 + k];
+                        t[d + 2 * j] = r[s];   // the fp16 scale, little-endian
+                        t[d + 2 * j + 1] = r[s + 1];
+                        for (int k = 0; k < DType.Q8_BLOCK; k++) t[d + 2 * P + P * k + j] = r[s + 2 + k];
                     }
                 }
                 MemorySegment.copy(t, 0, seg, ValueLayout.JAVA_BYTE, base, t.length);

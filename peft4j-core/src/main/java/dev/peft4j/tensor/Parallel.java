@@ -60,11 +60,13 @@ public final class Parallel {
     }
 
     /**
-     * Runs body over [0, n) in chunks of {@code chunk} items (the last may be shorter) that the threads claim as they go: for
-     * bodies whose items are independent (a chunk's result must not depend on which thread runs it or on the other chunks).
-     * Thread p owns region p of [0, n) (a contiguous 1/threads of the chunks) and claims its chunks in order, then claims
-     * what is left of the other regions: every thread streams one sequential range while all are running, and a thread
-     * that the system does not schedule delays the call by at most the chunk it holds, instead of its whole part.
+     * Runs body over [0, n) in chunks of at most {@code chunk} items that the threads claim as they go: for bodies whose
+     * items are independent (a chunk's result must not depend on which thread runs it or on the other chunks). Thread p
+     * owns region p of [0, n) (a contiguous 1/threads of the items) and claims its chunks in order, then claims what is left
+     * of the other regions: every thread streams one sequential range while all are running, and a thread that the system
+     * does not schedule delays the call by at most the chunk it holds, instead of its whole part. Claims shrink towards a
+     * region's end (half of what is left, down to one item: guided self-scheduling), so the threads finish together: with
+     * whole chunks to the end, the caller waited on the other thread's last chunk, up to an eighth of a small product.
      */
     public static void forChunks(int n, int chunk, RangeBody body) {
         chunk = Math.max(1, chunk);
@@ -112,14 +114,19 @@ public final class Parallel {
         }
     }
 
+    /** Ints per region cursor: one 64-byte line each, so claiming in one region does not evict the other's line. */
+    private static final int PAD = 16;
+
     private static final java.lang.invoke.VarHandle CURSOR = java.lang.invoke.MethodHandles.arrayElementVarHandle(int[].class);
 
     /** One call: static parts (chunk 0, part p of parts run by thread p) or claimed chunks. */
     private static final class Job {
         final RangeBody body;
-        final int n, parts, chunk, chunks;
+        final int n, parts, chunk;
+        /** Units of work: parts (static) or items (claimed); {@link #done} counts them as they finish. */
+        final int total;
         final AtomicInteger done = new AtomicInteger();
-        /** Per region, the next chunk to claim (claimed with an atomic add; one small array per call). */
+        /** Per region (at index r·{@value #PAD}, a cache line each), the next item to claim. */
         final int[] cursor;
         volatile RuntimeException failure;
 
@@ -128,13 +135,13 @@ public final class Parallel {
             this.n = n;
             this.parts = parts;
             this.chunk = chunk;
-            this.chunks = chunk == 0 ? parts : (n + chunk - 1) / chunk;
-            this.cursor = chunk == 0 ? null : new int[parts];
-            if (cursor != null) for (int r = 0; r < parts; r++) cursor[r] = regionStart(r);
+            this.total = chunk == 0 ? parts : n;
+            this.cursor = chunk == 0 ? null : new int[parts * PAD];
+            if (cursor != null) for (int r = 0; r < parts; r++) cursor[r * PAD] = regionStart(r);
         }
 
-        /** Region r: chunks [regionStart(r), regionStart(r + 1)), thread r's own. */
-        int regionStart(int r) { return (int) ((long) chunks * r / parts); }
+        /** Region r: items [regionStart(r), regionStart(r + 1)), thread r's own. */
+        int regionStart(int r) { return (int) ((long) n * r / parts); }
 
         /** Thread p's share: its static part, or chunks until none is left. */
         void work(int p) {
@@ -152,20 +159,22 @@ public final class Parallel {
             // its own region first, in order (one sequential stream per thread, as a static split would read), then what
             // is left of the others' (a thread the system keeps off its core is covered by the others)
             for (int i = 0; i < parts; i++) {
-                int r = (p + i) % parts, end = regionStart(r + 1);
-                for (int c; (c = (int) CURSOR.getAndAdd(cursor, r, 1)) < end; ) {
+                int r = (p + i) % parts, at = r * PAD, end = regionStart(r + 1);
+                for (int c; (c = (int) CURSOR.getVolatile(cursor, at)) < end; ) {
+                    int size = Math.max(1, Math.min(chunk, (end - c) / 2));
+                    if (!CURSOR.compareAndSet(cursor, at, c, c + size)) continue;
                     try {
-                        if (failure == null) body.run(c * chunk, Math.min(n, (c + 1) * chunk));
+                        if (failure == null) body.run(c, c + size);
                     } catch (RuntimeException | Error e) {
                         fail(e);
                     } finally {
-                        done.incrementAndGet();
+                        done.addAndGet(size);
                     }
                 }
             }
         }
 
-        boolean finished() { return done.get() >= chunks; }
+        boolean finished() { return done.get() >= total; }
 
         private synchronized void fail(Throwable e) {
             if (failure == null) failure = e instanceof RuntimeException r ? r : new RuntimeException(e);

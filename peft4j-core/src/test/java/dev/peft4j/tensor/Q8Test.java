@@ -71,4 +71,31 @@ class Q8Test {
             }
         }
     }
+    /**
+     * The kernels widen the fp16 block scales in registers: every kind of fp16 value (zeros, subnormals, the extremes, both
+     * signs) must give bitwise the block dot product with the exact scale, on the one-row and the 8-row tiles.
+     */
+    @Test
+    void everyKindOfScaleWidensExactly() {
+        short[] kinds = {0x0000, (short) 0x8000, 0x0001, 0x0155, 0x03FF, 0x0400, 0x3C00, 0x2E66, 0x7BFF, (short) 0xBC00, (short) 0x83FF, (short) 0xFBFF, 0x1234};
+        SplittableRandom r = new SplittableRandom(5);
+        int out = 40, in = 64, blocks = out * in / DType.Q8_BLOCK;
+        MemorySegment seg = Arena.ofAuto().allocate((long) blocks * DType.Q8_BLOCK_BYTES);
+        for (int b = 0; b < blocks; b++) {
+            long at = (long) b * DType.Q8_BLOCK_BYTES;
+            short h = b < kinds.length ? kinds[b] : kinds[r.nextInt(kinds.length)];
+            seg.set(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), at, h);
+            for (int k = 0; k < DType.Q8_BLOCK; k++) seg.set(java.lang.foreign.ValueLayout.JAVA_BYTE, at + 2 + k, (byte) (r.nextInt(255) - 127));
+        }
+        Matrix q = Matrix.mapped(out, in, DType.Q8_0, seg);
+        for (int n : new int[]{1, 8, 9}) {
+            float[] x = new float[n * in];
+            for (int i = 0; i < x.length; i++) x[i] = (float) r.nextGaussian();
+            float[] a = new float[n * out];
+            MatMul.xWt(x, 0, n, q, a, 0, false);
+            for (int i = 0; i < n; i++)
+                for (int o = 0; o < out; o++)
+                    assertEquals(Float.floatToRawIntBits(RowInvarianceTest.q8BlockDot(q, o, x, i * in)), Float.floatToRawIntBits(a[i * out + o]), "n=" + n + " row " + i + " out " + o);
+        }
+    }
 }
