@@ -114,9 +114,6 @@ public final class Parallel {
         }
     }
 
-    /** Ints per region cursor: one 64-byte line each, so claiming in one region does not evict the other's line. */
-    private static final int PAD = 16;
-
     private static final java.lang.invoke.VarHandle CURSOR = java.lang.invoke.MethodHandles.arrayElementVarHandle(int[].class);
 
     /** One call: static parts (chunk 0, part p of parts run by thread p) or claimed chunks. */
@@ -126,7 +123,7 @@ public final class Parallel {
         /** Units of work: parts (static) or items (claimed); {@link #done} counts them as they finish. */
         final int total;
         final AtomicInteger done = new AtomicInteger();
-        /** Per region (at index r·{@value #PAD}, a cache line each), the next item to claim. */
+        /** Per region, the next item to claim. */
         final int[] cursor;
         volatile RuntimeException failure;
 
@@ -136,8 +133,8 @@ public final class Parallel {
             this.parts = parts;
             this.chunk = chunk;
             this.total = chunk == 0 ? parts : n;
-            this.cursor = chunk == 0 ? null : new int[parts * PAD];
-            if (cursor != null) for (int r = 0; r < parts; r++) cursor[r * PAD] = regionStart(r);
+            this.cursor = chunk == 0 ? null : new int[parts];
+            if (cursor != null) for (int r = 0; r < parts; r++) cursor[r] = regionStart(r);
         }
 
         /** Region r: items [regionStart(r), regionStart(r + 1)), thread r's own. */
@@ -159,10 +156,10 @@ public final class Parallel {
             // its own region first, in order (one sequential stream per thread, as a static split would read), then what
             // is left of the others' (a thread the system keeps off its core is covered by the others)
             for (int i = 0; i < parts; i++) {
-                int r = (p + i) % parts, at = r * PAD, end = regionStart(r + 1);
-                for (int c; (c = (int) CURSOR.getVolatile(cursor, at)) < end; ) {
+                int r = (p + i) % parts, end = regionStart(r + 1);
+                for (int c; (c = (int) CURSOR.getVolatile(cursor, r)) < end; ) {
                     int size = Math.max(1, Math.min(chunk, (end - c) / 2));
-                    if (!CURSOR.compareAndSet(cursor, at, c, c + size)) continue;
+                    if (!CURSOR.compareAndSet(cursor, r, c, c + size)) continue;
                     try {
                         if (failure == null) body.run(c, c + size);
                     } catch (RuntimeException | Error e) {
