@@ -39,11 +39,13 @@ public final class MatMul {
     private static final VectorSpecies<Integer> I = Matrix.I;
     private static final VectorSpecies<Short> S = ShortVector.SPECIES_256;
     /**
-     * An fp16 value h, sign-extended to 32 bits and shifted left by 13, masked to its sign, exponent and mantissa: the float32
-     * with those bits is h·2⁻¹¹², exactly (normal and subnormal h alike), so one multiplication by 2¹¹² widens it exactly.
+     * Widening fp16 scales h exactly, with no subnormal float ever an operand (this CPU takes a microcode assist on one: a
+     * q8 tile ran at half speed over blocks with subnormal scales when they were widened by multiplying by 2¹¹²): with e =
+     * h's exponent and mantissa bits shifted left by 13, the float with bits e + {@code F16_NORMAL} is |h| when h is normal;
+     * when it is subnormal or zero, the float with bits e + {@code F16_SUBNORMAL} is 2⁻¹⁴ + |h|, and subtracting 2⁻¹⁴ leaves
+     * |h| exactly. The sign bit is put back last.
      */
-    private static final int F16_BITS = 0x8FFFE000;
-    private static final float F16_SCALE = 0x1p112f;
+    private static final int F16_NORMAL = 112 << 23, F16_SUBNORMAL = 113 << 23;
     /** Rows per register tile. */
     static final int R = 8;
     private static final boolean VEC = L == 16;
@@ -369,7 +371,7 @@ public final class MatMul {
      * straight there (storing them in a scratch row first and copying it cost 8-10% of a batched decode step). Vectors never
      * leave a kernel (C2 compiles each on its own), and the weight conversions are written out in each kernel rather than
      * called: a call C2 declines to inline in a large kernel ("callee uses too much stack") would box a vector per weight
-     * load, 6x slower. Q8 kernels widen the block scales from fp16 in registers (see {@link #F16_BITS}).
+     * load, 6x slower. Q8 kernels widen the block scales from fp16 in registers (see {@link #F16_NORMAL}).
      */
     static final class Tiles {
         private Tiles() {}
@@ -477,7 +479,11 @@ public final class MatMul {
                     t6 = FloatVector.broadcast(F, x[xk + 6]).fma(wv, t6);
                     t7 = FloatVector.broadcast(F, x[xk + 7]).fma(wv, t7);
                 }
-                FloatVector d = ((IntVector) ShortVector.fromMemorySegment(S, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13).and(F16_BITS).reinterpretAsFloats().mul(F16_SCALE);
+                FloatVector d; {   // the 16 fp16 scales at b, widened exactly (see F16_NORMAL)
+                    IntVector m = ((IntVector) ShortVector.fromMemorySegment(S, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13), e = m.and(0x0FFFE000);
+                    d = e.add(F16_NORMAL).reinterpretAsFloats().blend(e.add(F16_SUBNORMAL).reinterpretAsFloats().sub(0x1p-14f), e.compare(VectorOperators.LT, 0x00800000).cast(F))
+                            .reinterpretAsInts().or(m.and(0x80000000)).reinterpretAsFloats();
+                }
                 a00 = t0.fma(d, a00); a10 = t1.fma(d, a10); a20 = t2.fma(d, a20); a30 = t3.fma(d, a30);
                 a40 = t4.fma(d, a40); a50 = t5.fma(d, a50); a60 = t6.fma(d, a60); a70 = t7.fma(d, a70);
                 t0 = FloatVector.zero(F); t1 = t0; t2 = t0; t3 = t0; t4 = t0; t5 = t0; t6 = t0; t7 = t0;
@@ -493,7 +499,11 @@ public final class MatMul {
                     t6 = FloatVector.broadcast(F, x[xk + 6]).fma(wv, t6);
                     t7 = FloatVector.broadcast(F, x[xk + 7]).fma(wv, t7);
                 }
-                d = ((IntVector) ShortVector.fromMemorySegment(S, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13).and(F16_BITS).reinterpretAsFloats().mul(F16_SCALE);
+                {   // the 16 fp16 scales at b + 32, widened exactly (see F16_NORMAL)
+                    IntVector m = ((IntVector) ShortVector.fromMemorySegment(S, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13), e = m.and(0x0FFFE000);
+                    d = e.add(F16_NORMAL).reinterpretAsFloats().blend(e.add(F16_SUBNORMAL).reinterpretAsFloats().sub(0x1p-14f), e.compare(VectorOperators.LT, 0x00800000).cast(F))
+                            .reinterpretAsInts().or(m.and(0x80000000)).reinterpretAsFloats();
+                }
                 a01 = t0.fma(d, a01); a11 = t1.fma(d, a11); a21 = t2.fma(d, a21); a31 = t3.fma(d, a31);
                 a41 = t4.fma(d, a41); a51 = t5.fma(d, a51); a61 = t6.fma(d, a61); a71 = t7.fma(d, a71);
             }
@@ -580,8 +590,18 @@ public final class MatMul {
                     t0 = v.fma((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 32, LE).convertShape(VectorOperators.B2F, F, 0), t0);
                     t1 = v.fma((FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 48, LE).convertShape(VectorOperators.B2F, F, 0), t1);
                 }
-                a0 = t0.fma(((IntVector) ShortVector.fromMemorySegment(S, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13).and(F16_BITS).reinterpretAsFloats().mul(F16_SCALE), a0);
-                a1 = t1.fma(((IntVector) ShortVector.fromMemorySegment(S, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13).and(F16_BITS).reinterpretAsFloats().mul(F16_SCALE), a1);
+                FloatVector d0; {   // the 16 fp16 scales at b, widened exactly (see F16_NORMAL)
+                    IntVector m = ((IntVector) ShortVector.fromMemorySegment(S, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13), e = m.and(0x0FFFE000);
+                    d0 = e.add(F16_NORMAL).reinterpretAsFloats().blend(e.add(F16_SUBNORMAL).reinterpretAsFloats().sub(0x1p-14f), e.compare(VectorOperators.LT, 0x00800000).cast(F))
+                            .reinterpretAsInts().or(m.and(0x80000000)).reinterpretAsFloats();
+                }
+                FloatVector d1; {   // the 16 fp16 scales at b + 32, widened exactly (see F16_NORMAL)
+                    IntVector m = ((IntVector) ShortVector.fromMemorySegment(S, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13), e = m.and(0x0FFFE000);
+                    d1 = e.add(F16_NORMAL).reinterpretAsFloats().blend(e.add(F16_SUBNORMAL).reinterpretAsFloats().sub(0x1p-14f), e.compare(VectorOperators.LT, 0x00800000).cast(F))
+                            .reinterpretAsInts().or(m.and(0x80000000)).reinterpretAsFloats();
+                }
+                a0 = t0.fma(d0, a0);
+                a1 = t1.fma(d1, a1);
             }
             a0.intoArray(out, oo); a1.intoArray(out, oo + 16);
         }

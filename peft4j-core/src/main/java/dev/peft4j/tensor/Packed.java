@@ -16,8 +16,8 @@ import java.lang.foreign.ValueLayout;
  *   <li>{@link Kind#F32}: 128 bytes per k (F32 and F16 weights; F16 widens exactly);</li>
  *   <li>{@link Kind#Q8}: per block of 32 inputs, the 32 outputs' fp16 block scales (64 bytes), then 32 x 32 int8
  *       (input-major): 1088 bytes per block, as many as the Q8_0 rows. The kernels widen the scales exactly in registers
- *       ({@code MatMul.Tiles}: three integer and float operations per 16 scales). An earlier layout held them widened to
- *       float32 (1152 bytes per block): 6% more bytes to stream per decoded token.</li>
+ *       ({@code MatMul.Tiles}: a few integer and float operations per 16 scales, none with a subnormal operand). An
+ *       earlier layout held them widened to float32 (1152 bytes per block): 6% more bytes to stream per decoded token.</li>
  * </ul>
  */
 final class Packed {
