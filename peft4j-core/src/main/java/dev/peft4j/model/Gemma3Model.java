@@ -197,10 +197,14 @@ public final class Gemma3Model {
             // MLP block
             if (lt != null) lt.xMid = x.clone();
             Ops.rmsNorm(x, 0, h, 0, N, H, w.preFfNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdPreFf, 0);
-            if (perSeq == null && w.gate.baseThenLora() && w.up.baseThenLora()) {
+            if ((perSeq == null || !perSeq.scalesInput(l, 4, 5)) && w.gate.baseThenLora() && w.up.baseThenLora()) {
                 MatMul.xWtMany(h, N, new dev.peft4j.tensor.Matrix[]{w.gate.weight, w.up.weight}, new float[][]{g, u});
                 addLora(w.gate, l, 4, h, N, g, lt, tape);
                 addLora(w.up, l, 5, h, N, u, lt, tape);
+                if (perSeq != null) {
+                    perSeq.after(w.gate, l, 4, h, N, g);
+                    perSeq.after(w.up, l, 5, h, N, u);
+                }
             } else {
                 project(w.gate, l, 4, h, N, g, lt, tape, perSeq);
                 project(w.up, l, 5, h, N, u, lt, tape, perSeq);
@@ -236,12 +240,18 @@ public final class Gemma3Model {
         final Gemma3Config c = config;
         final int H = c.hidden(), D = c.headDim(), nH = c.heads(), nKV = c.kvHeads(), S = inputs.size();
         Ops.rmsNorm(x, 0, h, 0, N, H, w.inputNorm, (float) c.rmsEps(), lt == null ? null : lt.rstdIn, 0);
-        if (perSeq == null && w.q.baseThenLora() && w.k.baseThenLora() && w.v.baseThenLora()) {
-            // the three base products in one dispatch, then any LoRA branch added (training LoRA on q/v keeps the fusion)
+        if ((perSeq == null || !perSeq.scalesInput(l, 0, 1, 2)) && w.q.baseThenLora() && w.k.baseThenLora() && w.v.baseThenLora()) {
+            // the three base products in one dispatch, then any LoRA branch added (training LoRA on q/v keeps the fusion),
+            // then the sequences' own adapters on their rows (serving several adapters keeps it too)
             MatMul.xWtMany(h, N, new dev.peft4j.tensor.Matrix[]{w.q.weight, w.k.weight, w.v.weight}, new float[][]{q, k, v});
             addLora(w.q, l, 0, h, N, q, lt, tape);
             addLora(w.k, l, 1, h, N, k, lt, tape);
             addLora(w.v, l, 2, h, N, v, lt, tape);
+            if (perSeq != null) {
+                perSeq.after(w.q, l, 0, h, N, q);
+                perSeq.after(w.k, l, 1, h, N, k);
+                perSeq.after(w.v, l, 2, h, N, v);
+            }
         } else {
             project(w.q, l, 0, h, N, q, lt, tape, perSeq);
             project(w.k, l, 1, h, N, k, lt, tape, perSeq);
@@ -441,10 +451,14 @@ public final class Gemma3Model {
         Ops.addInPlace(xc, oc, M * H);
         Ops.rmsNorm(xc, 0, hc, 0, M, H, w.preFfNorm, eps, null, 0);
         float[] gc = new float[M * I], uc = new float[M * I];
-        if (perC == null && w.gate.baseThenLora() && w.up.baseThenLora()) {
+        if ((perC == null || !perC.scalesInput(l, 4, 5)) && w.gate.baseThenLora() && w.up.baseThenLora()) {
             MatMul.xWtMany(hc, M, new Matrix[]{w.gate.weight, w.up.weight}, new float[][]{gc, uc});
             addLora(w.gate, l, 4, hc, M, gc, null, null);
             addLora(w.up, l, 5, hc, M, uc, null, null);
+            if (perC != null) {
+                perC.after(w.gate, l, 4, hc, M, gc);
+                perC.after(w.up, l, 5, hc, M, uc);
+            }
         } else {
             project(w.gate, l, 4, hc, M, gc, null, null, perC);
             project(w.up, l, 5, hc, M, uc, null, null, perC);

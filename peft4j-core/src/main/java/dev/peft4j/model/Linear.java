@@ -33,6 +33,18 @@ public final class Linear {
             this.a = Matrix.heap(r, in, a);
             this.b = Matrix.heap(out, r, b);
         }
+
+        private Lora(int r, float scale, Matrix a, Matrix b) {
+            this.r = r;
+            this.scale = scale;
+            this.a = a;
+            this.b = b;
+        }
+
+        /** These factors held off-heap and packed once, for inference only (see {@link Matrix#offHeapCopy}); same results. */
+        public Lora frozen() {
+            return a.onHeap() && b.onHeap() ? new Lora(r, scale, a.offHeapCopy(), b.offHeapCopy()) : this;
+        }
     }
 
     /**

@@ -34,7 +34,7 @@ public final class SeqAdapter {
                 Linear.Lora lo = lora.get(lin[m].name);
                 Linear.Ia3 ia = ia3.get(lin[m].name);
                 if (lo != null && ia != null) throw new IllegalArgumentException(lin[m].name + ": LoRA and (IA)³ on the same module");
-                a.lora[l][m] = lo;
+                a.lora[l][m] = lo == null ? null : lo.frozen();   // off-heap, packed once: served, never trained
                 a.ia3[l][m] = ia;
                 if (lo != null || ia != null) found++;
             }
@@ -71,7 +71,7 @@ public final class SeqAdapter {
 
         /** y[n, out] = x·Wᵀ of the base (plus any adapter attached to {@code lin} itself), then each sequence's adapter on its rows. */
         void forward(Linear lin, int layer, int m, float[] x, int n, float[] y) {
-            int in = lin.in(), out = lin.out();
+            int in = lin.in();
             float[] xin = x;
             for (var e : ranges.entrySet()) {             // feed-forward (IA)³: scale the input rows before the shared product
                 Linear.Ia3 ia = e.getKey().ia3[layer][m];
@@ -82,6 +82,27 @@ public final class SeqAdapter {
                         for (int c = 0; c < in; c++) xin[i * in + c] *= ia.l[c];
             }
             lin.forward(xin, n, y, null, 0L);
+            after(lin, layer, m, x, n, y);
+        }
+
+        /**
+         * Whether some sequence's adapter scales module m's input rows (a feed-forward (IA)³): then the module's base product
+         * needs its own input ({@link #forward}); otherwise it may be computed together with other modules' of the same
+         * input and the adapters applied after it ({@link #after}).
+         */
+        boolean scalesInput(int layer, int... modules) {
+            for (SeqAdapter a : ranges.keySet())
+                for (int m : modules)
+                    if (a.ia3[layer][m] != null && a.ia3[layer][m].feedforward) return true;
+            return false;
+        }
+
+        /**
+         * The adapters' part after the base product y = x·Wᵀ (and any adapter of {@code lin} itself) of a module whose input
+         * no adapter scales: output (IA)³ scales its sequences' rows of y, LoRA adds scale·(x·Aᵀ)·Bᵀ to them.
+         */
+        void after(Linear lin, int layer, int m, float[] x, int n, float[] y) {
+            int in = lin.in(), out = lin.out();
             for (var e : ranges.entrySet()) {
                 SeqAdapter a = e.getKey();
                 Linear.Ia3 ia = a.ia3[layer][m];

@@ -62,6 +62,19 @@ public final class Matrix {
         return new Matrix(rows, cols, dtype, seg, null);
     }
 
+    /**
+     * This heap float32 matrix copied off-heap (F32, as {@link #mapped} reads it), for a matrix that no longer changes and is
+     * multiplied often with few rows: a product packs a heap matrix's panels on every call, an off-heap one once (an
+     * adapter's LoRA factors while serving: one sequence's step against them had cost more in packing than in arithmetic).
+     * The products are bitwise the same.
+     */
+    public Matrix offHeapCopy() {
+        if (data == null) throw new IllegalStateException("offHeapCopy: not a heap matrix");
+        MemorySegment s = NativeMemory.allocate(4L * rows * cols);
+        MemorySegment.copy(data, 0, s, LE_FLOAT, 0, rows * cols);
+        return mapped(rows, cols, DType.F32, s.asSlice(0, 4L * rows * cols));
+    }
+
     public static Matrix heap(int rows, int cols, float[] data) {
         if (data.length != rows * cols) throw new IllegalArgumentException("data length " + data.length + " != " + rows + "x" + cols);
         return new Matrix(rows, cols, DType.F32, null, data);

@@ -40,7 +40,7 @@ class SeqAdapterTest {
         Random r = new Random(seed);
         Map<String, Linear.Lora> m = new HashMap<>();
         for (Linear l : model.weights.linears()) {
-            if (!(l.name.endsWith("q_proj") || l.name.endsWith("v_proj") || l.name.endsWith("down_proj") || l.name.endsWith("o_proj"))) continue;
+            if (!(l.name.endsWith("q_proj") || l.name.endsWith("v_proj") || l.name.endsWith("down_proj") || l.name.endsWith("o_proj") || l.name.endsWith("up_proj"))) continue;
             int rk = 4;
             m.put(l.name, new Linear.Lora(rk, 2f, rnd(r, rk * l.in(), 0.2f), rnd(r, l.out() * rk, 0.2f), l.in(), l.out()));
         }
