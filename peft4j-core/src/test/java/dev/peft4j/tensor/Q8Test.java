@@ -71,6 +71,7 @@ class Q8Test {
             }
         }
     }
+
     /**
      * The kernels widen the fp16 block scales in registers: every kind of fp16 value (zeros, subnormals, the extremes, both
      * signs) must give bitwise the block dot product with the exact scale, on the one-row and the 8-row tiles.
