@@ -26,7 +26,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -51,6 +50,7 @@ public final class BenchServeCommand implements Callable<Integer> {
     @Option(names = "--random-adapters", description = "in-process: also serve 2 random prompt-tuning (pt-a, pt-b) and 2 random LoRA (lora-a, lora-b) adapters and run the N streams over them too") boolean randomAdapters;
     @Option(names = "--prefill-chunk", defaultValue = "256", description = "in-process server's prefill chunk (default ${DEFAULT-VALUE})") int prefillChunk;
     @Option(names = "--warmup", defaultValue = "60", description = "in-process: most seconds of warm-up while the JIT still compiles (default ${DEFAULT-VALUE})") int warmupMax;
+    @Option(names = "--rounds", defaultValue = "3", description = "timed rounds: batch 1, then per round the concurrent phases and batch 1 again; each concurrent phase is judged against the batch-1 phases on either side of it (default ${DEFAULT-VALUE})") int rounds;
     @Option(names = "--json", description = "print one JSON object") boolean json;
 
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -70,7 +70,7 @@ public final class BenchServeCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if ((model == null) == (url == null)) throw new UserException("give exactly one of --model DIR (in-process server) or --url URL");
-        if (streams < 1 || requests < 1 || maxTokens < 1 || promptTokens < 1) throw new UserException("--streams, --requests, --max-tokens and --prompt-tokens must be >= 1");
+        if (streams < 1 || requests < 1 || maxTokens < 1 || promptTokens < 1 || rounds < 1) throw new UserException("--streams, --requests, --max-tokens, --prompt-tokens and --rounds must be >= 1");
         if (randomAdapters && model == null) throw new UserException("--random-adapters needs --model (an in-process server)");
         OpenAiServer server = null;
         Engine engine = null;
@@ -120,12 +120,14 @@ public final class BenchServeCommand implements Callable<Integer> {
             }
             jitBefore = jit.getTotalCompilationTime();
             long timedStart = System.nanoTime();
-            // batch 1 before and after the concurrent phases: the reference is their mean (a host's memory speed drifts)
+            // batch 1 before and after each round's concurrent phases: their reference is the mean of the two (a host's
+            // memory speed drifts from minute to minute, and a ratio means something only against batch 1 of that moment)
             phases.add(run(base, List.of(ids.get(0)), 1, vocab, false));
-            phases.add(run(base, ids, streams, vocab, false));
-            if (randomAdapters) phases.add(run(base, mix, streams, vocab, false));
-            Phase after = run(base, List.of(ids.get(0)), 1, vocab, false);
-            phases.add(new Phase(after.name().replace("(batch 1)", "(batch 1, again)"), after.streams(), after.tokens(), after.seconds(), after.ttft(), after.gaps(), after.decodeRates(), after.stepDecodePerSec()));
+            for (int r = 0; r < rounds; r++) {
+                phases.add(run(base, ids, streams, vocab, false));
+                if (randomAdapters) phases.add(run(base, mix, streams, vocab, false));
+                phases.add(run(base, List.of(ids.get(0)), 1, vocab, false));
+            }
             jitDuring = jit.getTotalCompilationTime() - jitBefore;
             timedSeconds = (System.nanoTime() - timedStart) / 1e9;
             warmupSeconds = (timedStart - warmStart) / 1e9;
@@ -263,55 +265,118 @@ public final class BenchServeCommand implements Callable<Integer> {
     private long jitBefore, jitDuring;
     private double timedSeconds, warmupSeconds;
 
+    /** For each phase, the batch-1 reference it is judged against: the mean of the batch-1 phases before and after its round. */
+    private static Phase[][] references(List<Phase> phases) {
+        Phase[][] ref = new Phase[phases.size()][];
+        Phase before = null;
+        for (int i = 0; i < phases.size(); i++) {
+            if (phases.get(i).streams() == 1) {
+                before = phases.get(i);
+                ref[i] = new Phase[]{before};
+                continue;
+            }
+            Phase after = null;
+            for (int j = i + 1; j < phases.size() && after == null; j++) if (phases.get(j).streams() == 1) after = phases.get(j);
+            ref[i] = after == null ? new Phase[]{before} : new Phase[]{before, after};
+        }
+        return ref;
+    }
+
+    private static double mean(Phase[] ps, java.util.function.ToDoubleFunction<Phase> f) {
+        double s = 0;
+        for (Phase p : ps) s += f.applyAsDouble(p);
+        return s / ps.length;
+    }
+
+    private static double median(List<Double> v) {
+        List<Double> s = new ArrayList<>(v);
+        Collections.sort(s);
+        int n = s.size();
+        return n == 0 ? Double.NaN : n % 2 == 1 ? s.get(n / 2) : (s.get(n / 2 - 1) + s.get(n / 2)) / 2;
+    }
+
     private void report(List<Phase> phases) {
-        Phase b0 = phases.get(0), b1 = phases.get(phases.size() - 1);
-        double batch1 = (b0.tokPerSec() + b1.tokPerSec()) / 2, decode1 = (b0.decodePerSec() + b1.decodePerSec()) / 2;
-        double step1 = (b0.stepDecodePerSec() + b1.stepDecodePerSec()) / 2;
+        Phase[][] ref = references(phases);
+        // per concurrent configuration (phase name): its rounds' decode/s and engine d/s ratios
+        Map<String, List<Double>> decodeX = new LinkedHashMap<>(), engineX = new LinkedHashMap<>();
+        List<Double> b1 = new ArrayList<>();
+        for (int i = 0; i < phases.size(); i++) {
+            Phase p = phases.get(i);
+            if (p.streams() == 1) {
+                b1.add(p.decodePerSec());
+                continue;
+            }
+            decodeX.computeIfAbsent(p.name(), k -> new ArrayList<>()).add(p.decodePerSec() / mean(ref[i], Phase::decodePerSec));
+            engineX.computeIfAbsent(p.name(), k -> new ArrayList<>()).add(p.stepDecodePerSec() / mean(ref[i], Phase::stepDecodePerSec));
+        }
         if (json) {
             ObjectNode o = JSON.createObjectNode();
             o.put("threads", Parallel.threads());
             o.put("max_tokens", maxTokens);
             o.put("prompt_tokens", promptTokens);
-            o.put("batch1_tokens_per_s", batch1);
-            o.put("batch1_decode_tokens_per_s", decode1);
+            o.put("rounds", rounds);
+            o.put("batch1_decode_tokens_per_s_median", median(b1));
             o.put("warmup_s", warmupSeconds);
             if (model != null) o.put("jit_compile_ms_during_timed_phases", jitDuring);
             o.put("timed_s", timedSeconds);
             var arr = o.putArray("phases");
-            for (Phase p : phases) {
+            for (int i = 0; i < phases.size(); i++) {
+                Phase p = phases.get(i);
                 ObjectNode x = arr.addObject();
                 x.put("name", p.name());
                 x.put("streams", p.streams());
                 x.put("tokens", p.tokens());
                 x.put("seconds", p.seconds());
                 x.put("tokens_per_s", p.tokPerSec());
-                x.put("x_batch1", p.tokPerSec() / batch1);
                 x.put("decode_tokens_per_s", p.decodePerSec());
-                x.put("decode_x_batch1", p.decodePerSec() / decode1);
-                if (steps != null) {
-                    x.put("engine_decode_tokens_per_s", p.stepDecodePerSec());
-                    x.put("engine_decode_x_batch1", p.stepDecodePerSec() / step1);
+                if (steps != null) x.put("engine_decode_tokens_per_s", p.stepDecodePerSec());
+                if (p.streams() > 1) {
+                    x.put("x_batch1", p.tokPerSec() / mean(ref[i], Phase::tokPerSec));
+                    x.put("decode_x_batch1", p.decodePerSec() / mean(ref[i], Phase::decodePerSec));
+                    if (steps != null) x.put("engine_decode_x_batch1", p.stepDecodePerSec() / mean(ref[i], Phase::stepDecodePerSec));
                 }
                 x.put("ttft_p50_s", pct(p.ttft(), 0.5));
                 x.put("ttft_p99_s", pct(p.ttft(), 0.99));
                 x.put("per_token_p50_s", pct(p.gaps(), 0.5));
                 x.put("per_token_p99_s", pct(p.gaps(), 0.99));
             }
+            var sum = o.putObject("median_x_batch1");
+            for (String k : decodeX.keySet()) {
+                ObjectNode x = sum.putObject(k);
+                x.put("decode", median(decodeX.get(k)));
+                if (steps != null) x.put("engine_decode", median(engineX.get(k)));
+            }
             System.out.println(o.toPrettyString());
             return;
         }
         System.out.printf("%-44s %7s %8s %6s %10s %6s %10s %6s %9s %9s %11s %11s%n", "phase", "tokens", "tok/s", "x b1", "decode/s", "x b1", "engine d/s", "x b1",
                 "TTFT p50", "TTFT p99", "tok lat p50", "tok lat p99");
-        for (Phase p : phases) {
-            System.out.printf("%-44s %7d %8.1f %6.2f %10.1f %6.2f %10.1f %6.2f %7.0fms %7.0fms %9.1fms %9.1fms%n", p.name(), p.tokens(), p.tokPerSec(), p.tokPerSec() / batch1,
-                    p.decodePerSec(), p.decodePerSec() / decode1, p.stepDecodePerSec(), p.stepDecodePerSec() / step1,
+        for (int i = 0; i < phases.size(); i++) {
+            Phase p = phases.get(i);
+            boolean one = p.streams() == 1;
+            String name = one && i > 0 ? p.name().replace("(batch 1)", "(batch 1, again)") : p.name();
+            System.out.printf("%-44s %7d %8.1f %6s %10.1f %6s %10.1f %6s %7.0fms %7.0fms %9.1fms %9.1fms%n", name, p.tokens(), p.tokPerSec(),
+                    one ? "" : String.format("%.2f", p.tokPerSec() / mean(ref[i], Phase::tokPerSec)),
+                    p.decodePerSec(), one ? "" : String.format("%.2f", p.decodePerSec() / mean(ref[i], Phase::decodePerSec)),
+                    p.stepDecodePerSec(), one ? "" : String.format("%.2f", p.stepDecodePerSec() / mean(ref[i], Phase::stepDecodePerSec)),
                     1e3 * pct(p.ttft(), 0.5), 1e3 * pct(p.ttft(), 0.99), 1e3 * pct(p.gaps(), 0.5), 1e3 * pct(p.gaps(), 0.99));
+        }
+        for (String k : decodeX.keySet()) {
+            System.out.printf("%-44s decode/s x b1 %s, median %.2f%s%n", k, fmt(decodeX.get(k)), median(decodeX.get(k)),
+                    steps == null ? "" : String.format("; engine d/s x b1 %s, median %.2f", fmt(engineX.get(k)), median(engineX.get(k))));
         }
         System.out.printf("(%d requests per client, %d prompt tokens, %d generated tokens each, greedy; tok/s = generated tokens / wall time, prefill included;%n"
                 + " decode/s = mean per-stream decode speed after the first token x streams (other requests' prefills included);%n"
-                + " engine d/s = decode rows / time of the scheduler's decode-only steps (in-process server); x b1 = against the mean of the two batch-1 phases)%n",
+                + " engine d/s = decode rows / time of the scheduler's decode-only steps (in-process server);%n"
+                + " x b1 = against the mean of the batch-1 phases just before and just after the phase's round)%n",
                 requests, promptTokens, maxTokens);
         System.out.printf("(warm-up %.0f s%s)%n", warmupSeconds, model == null ? "" : String.format("; JIT compiling %.1f s of the timed phases' %.0f s", jitDuring / 1e3, timedSeconds));
+    }
+
+    private static String fmt(List<Double> v) {
+        StringBuilder b = new StringBuilder("[");
+        for (double d : v) b.append(b.length() > 1 ? " " : "").append(String.format("%.2f", d));
+        return b.append(']').toString();
     }
 
     /** Two random prompt-tuning adapters (20 virtual tokens) and two random LoRA adapters (r 16 on q,k,v,o) for {@code m}. */

@@ -98,5 +98,53 @@ class ServeCommandTest {
         assertCleanError(run("serve", "--model", model.toString()), "tokenizer.json");
         assertCleanError(run("bench-serve"), "--model", "--url");
         assertCleanError(run("bench-serve", "--model", model.toString(), "--streams", "0"), "--streams");
+        assertCleanError(run("bench-serve", "--model", model.toString(), "--rounds", "0"), "--rounds");
+    }
+
+    /**
+     * bench-serve end to end on the tiny model: batch 1, then per round the concurrent phases and batch 1 again; every
+     * concurrent phase's ratio is against the mean of the batch-1 phases on either side of it (recomputed here from the
+     * printed speeds), and the summary is the median of the rounds.
+     */
+    @Test
+    void benchServeJudgesEachRoundAgainstTheBatchOnePhasesAroundIt() throws Exception {
+        Path served = tmp.resolve("bench-served");
+        RandomInit.write(Shared.resource("tiny-gemma3-config.json"), served, 7, false, 0.1);
+        Path assets = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve("bench-assets"));
+        for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) Files.copy(assets.resolve("tokenizer").resolve(f), served.resolve(f));
+        var buf = new java.io.ByteArrayOutputStream();
+        var oldOut = System.out;
+        BadInputTest.Run r;
+        System.setOut(new java.io.PrintStream(buf, true, StandardCharsets.UTF_8));   // the report goes to System.out
+        try {
+            r = run("bench-serve", "--model", served.toString(), "--streams", "2", "--requests", "1", "--max-tokens", "6", "--prompt-tokens", "4",
+                    "--rounds", "3", "--warmup", "0", "--random-adapters", "--json");
+        } finally {
+            System.setOut(oldOut);
+        }
+        assertEquals(0, r.code(), r.err());
+        var o = new com.fasterxml.jackson.databind.ObjectMapper().readTree(buf.toString(StandardCharsets.UTF_8));
+        var ph = o.get("phases");
+        List<String> names = new ArrayList<>();
+        for (var p : ph) names.add(p.get("name").asText());
+        String b1 = "1 stream (batch 1)", base = "2 streams over base", mix = "2 streams over pt-a,pt-b,lora-a,lora-b";
+        assertEquals(List.of(b1, base, mix, b1, base, mix, b1, base, mix, b1), names);
+        List<Double> baseX = new ArrayList<>();
+        for (int i = 0; i < ph.size(); i++) {
+            var p = ph.get(i);
+            if (p.get("streams").asInt() == 1) {
+                assertFalse(p.has("decode_x_batch1"), "a batch-1 phase has no ratio");
+                continue;
+            }
+            int before = i - 1, after = i + 1;
+            while (ph.get(before).get("streams").asInt() != 1) before--;
+            while (ph.get(after).get("streams").asInt() != 1) after++;
+            double ref = (ph.get(before).get("decode_tokens_per_s").asDouble() + ph.get(after).get("decode_tokens_per_s").asDouble()) / 2;
+            assertEquals(p.get("decode_tokens_per_s").asDouble() / ref, p.get("decode_x_batch1").asDouble(), 1e-9, p.get("name").asText() + " #" + i);
+            if (p.get("name").asText().equals(base)) baseX.add(p.get("decode_x_batch1").asDouble());
+        }
+        baseX.sort(null);
+        assertEquals(baseX.get(1), o.get("median_x_batch1").get(base).get("decode").asDouble(), 1e-9);
+        assertTrue(o.get("median_x_batch1").has(mix));
     }
 }
