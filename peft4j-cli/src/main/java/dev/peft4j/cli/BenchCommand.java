@@ -156,6 +156,9 @@ public final class BenchCommand implements Callable<Integer> {
             ref.model.weights.close();
         }
         double bestPrefill = best(pre), bestForward = best(fwd), bestDecode = best(dec), bestBatch = decodeBatch > 0 ? best(bat) : 0;
+        // each batched run against the batch-1 run just before it (the same minute: a host's memory speed drifts)
+        double[] batX = new double[bat.length];
+        for (int i = 0; i < bat.length; i++) batX[i] = bat[i] / dec[i];
         Ceilings.Result ceil = meter == null ? null : new Ceilings.Result(median(bw), Math.max(fmaBefore, Ceilings.fmaPeak()), meter.bytes(), Parallel.threads());
         double decodeFraction = meter == null ? 0 : median(decFrac);
         if (meter != null) meter.close();
@@ -196,6 +199,9 @@ public final class BenchCommand implements Callable<Integer> {
                 o.put("batched_decode_speedup", round(bestBatch / bestDecode));
                 var arr = o.putArray("batched_decode_runs");
                 for (int i = repeat == 0 ? 0 : 1; i < bat.length; i++) arr.add(round(bat[i]));
+                o.put("batched_decode_speedup_median", round(median(batX)));
+                var bx = o.putArray("batched_decode_speedup_runs");
+                for (int i = repeat == 0 ? 0 : 1; i < batX.length; i++) bx.add(round(batX[i]));
             }
             if (acc != null) {
                 o.put("float_decode_tokens_per_s", round(best(refDec)));
@@ -237,7 +243,8 @@ public final class BenchCommand implements Callable<Integer> {
             System.out.printf("decode       %.1f tok/s (batch 1, %d tokens; %.1f GB/s of weights%s)%n", bestDecode, decodeTokens, bestDecode * wBytes / 1e9,
                     ceil == null ? "" : String.format("; each run %s%% of the read bandwidth measured beside it, median %.0f%%; ceiling %.1f tok/s", runs(scaled(decFrac, 100)), 100 * decodeFraction, ceil.readBytesPerS() / wBytes));
             if (decodeBatch > 0) {
-                System.out.printf("batched      %.1f tok/s (%d sequences advancing together, all tokens; %.2fx batch 1)%n", bestBatch, decodeBatch, bestBatch / bestDecode);
+                System.out.printf("batched      %.1f tok/s (%d sequences advancing together, all tokens; %.2fx batch 1; each run against the batch-1 run before it %s, median %.2fx)%n",
+                        bestBatch, decodeBatch, bestBatch / bestDecode, runs(batX, "%.2f"), median(batX));
             }
             System.out.printf("allocation   %.0f bytes/token in the decode loop (%.2f MB/s, %d GCs)%s%n", allocPerToken,
                     allocSeconds == 0 ? 0 : allocBytes / allocSeconds / 1e6, gcs,
