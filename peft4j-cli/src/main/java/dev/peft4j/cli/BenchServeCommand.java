@@ -265,14 +265,16 @@ public final class BenchServeCommand implements Callable<Integer> {
     private long jitBefore, jitDuring;
     private double timedSeconds, warmupSeconds;
 
-    /** For each phase, the batch-1 reference it is judged against: the mean of the batch-1 phases before and after its round. */
+    /**
+     * For each concurrent phase, the batch-1 phases it is judged against (their mean): the one before its round and the one
+     * after it. Null for the batch-1 phases themselves.
+     */
     private static Phase[][] references(List<Phase> phases) {
         Phase[][] ref = new Phase[phases.size()][];
         Phase before = null;
         for (int i = 0; i < phases.size(); i++) {
             if (phases.get(i).streams() == 1) {
                 before = phases.get(i);
-                ref[i] = new Phase[]{before};
                 continue;
             }
             Phase after = null;
