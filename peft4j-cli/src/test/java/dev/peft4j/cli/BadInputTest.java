@@ -64,6 +64,8 @@ class BadInputTest {
     void goodModelWorks() {
         Run r = run("generate", "--model", model.toString(), "--prompt-ids", "2,17,9", "--max-new-tokens", "3");
         assertEquals(0, r.code(), r.err());
+        Run pl = run("generate", "--model", model.toString(), "--prompt-ids", "2,17,9,17,9", "--max-new-tokens", "12", "--prompt-lookup", "7");
+        assertEquals(0, pl.code(), pl.err());
     }
 
     @Test
@@ -188,6 +190,8 @@ class BadInputTest {
     @Test
     void mistypedOptionsGiveOneLine() {
         assertCleanError(run("generate", "--model", model.toString(), "--temperature", "abc", "--prompt-ids", "2"), "--temperature", "abc");
+        assertCleanError(run("generate", "--model", model.toString(), "--prompt-lookup", "-1", "--prompt-ids", "2"), "--prompt-lookup");
+        assertCleanError(run("generate", "--model", model.toString(), "--prompt-lookup", "4", "--temperature", "0.7", "--prompt-ids", "2"), "--prompt-lookup", "greedy");
         assertCleanError(run("generate", "--model", model.toString(), "--no-such-option"), "--no-such-option");
         assertCleanError(run("generate"), "--model");
         assertCleanError(run("nope"), "nope");

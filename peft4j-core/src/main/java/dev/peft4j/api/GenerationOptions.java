@@ -15,7 +15,7 @@ import java.util.List;
 public final class GenerationOptions {
     private final int maxNewTokens;
     private final float temperature, topP, minP, repetitionPenalty;
-    private final int topK;
+    private final int topK, promptLookup;
     private final long seed;
     private final List<String> stop;
     private final boolean stopAtEos, addBos;
@@ -31,6 +31,7 @@ public final class GenerationOptions {
         this.stop = List.copyOf(b.stop);
         this.stopAtEos = b.stopAtEos;
         this.addBos = b.addBos;
+        this.promptLookup = b.promptLookup;
     }
 
     /**
@@ -56,6 +57,7 @@ public final class GenerationOptions {
         Builder b = new Builder();
         b.maxNewTokens = maxNewTokens; b.temperature = temperature; b.topK = topK; b.topP = topP; b.minP = minP;
         b.repetitionPenalty = repetitionPenalty; b.seed = seed; b.stop.addAll(stop); b.stopAtEos = stopAtEos; b.addBos = addBos;
+        b.promptLookup = promptLookup;
         return b;
     }
 
@@ -120,11 +122,20 @@ public final class GenerationOptions {
      */
     public boolean addBos() { return addBos; }
 
+    /**
+     * Draft tokens per step of prompt lookup (0 = off, the default): greedy decoding then checks up to this many tokens
+     * copied from where the last tokens occurred earlier in the prompt or output, in one pass with the next token. The
+     * generated tokens are the same; text that repeats its prompt (extraction, quoting, editing) comes faster.
+     *
+     * @return draft tokens per step of prompt lookup (0 = off)
+     */
+    public int promptLookup() { return promptLookup; }
+
     /** Collects options; {@link #build()} checks them. */
     public static final class Builder {
         private int maxNewTokens = 128;
         private float temperature = 0f, topP = 1f, minP = 0f, repetitionPenalty = 1f;
-        private int topK = 0;
+        private int topK = 0, promptLookup = 0;
         private long seed = 0;
         private final List<String> stop = new ArrayList<>();
         private boolean stopAtEos = true, addBos = true;
@@ -211,6 +222,14 @@ public final class GenerationOptions {
          * @return this
          */
         public Builder addBos(boolean on) { this.addBos = on; return this; }
+        /**
+         * Sets the draft tokens per step of prompt lookup (&gt;= 0; 0 = off; greedy decoding only), see
+         * {@link GenerationOptions#promptLookup()}.
+         *
+         * @param n draft tokens per step (&gt;= 0; 0 = off)
+         * @return this
+         */
+        public Builder promptLookup(int n) { this.promptLookup = n; return this; }
 
         /**
          * Checks the options and makes them.
@@ -225,6 +244,8 @@ public final class GenerationOptions {
             if (!(topP > 0 && topP <= 1)) throw new Peft4jException("topP: expected a value in (0, 1], got " + topP);
             if (!(minP >= 0 && minP <= 1)) throw new Peft4jException("minP: expected a value in [0, 1], got " + minP);
             if (!(repetitionPenalty > 0)) throw new Peft4jException("repetitionPenalty: expected > 0 (1 = off), got " + repetitionPenalty);
+            if (promptLookup < 0) throw new Peft4jException("promptLookup: expected >= 0 (0 = off), got " + promptLookup);
+            if (promptLookup > 0 && temperature > 0) throw new Peft4jException("promptLookup: needs greedy decoding (temperature 0), got temperature " + temperature);
             return new GenerationOptions(this);
         }
     }

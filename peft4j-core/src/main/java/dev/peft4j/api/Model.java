@@ -190,7 +190,7 @@ public final class Model implements AutoCloseable {
         Sampler sampler = new Sampler(new Sampler.Options(o.temperature(), o.topK(), o.topP(), o.minP(), o.repetitionPenalty(), o.seed()));
         Stream stream = new Stream(listener, stops);
         Generator.Result r = Guard.call(() -> new Generator(lm).generate(ids, o.maxNewTokens(), sampler, o.stopAtEos() ? stopIds : new int[0],
-                stops, x -> tok.decode(x, true), stream::token));
+                stops, x -> tok.decode(x, true), stream::token, o.promptLookup()));
         String text = cut(tok.decode(r.tokens(), true), stops);
         stream.finish(text);
         FinishReason why = switch (r.stopReason()) {

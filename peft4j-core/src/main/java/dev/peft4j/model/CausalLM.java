@@ -53,5 +53,11 @@ public interface CausalLM {
          * cache memory on the way (a hint; appending more still works).
          */
         default void reserve(int tokens) {}
+
+        /**
+         * Forgets the caller tokens from {@code length} on, as if they had never been appended (speculative decoding rolls
+         * back the draft tokens the model did not confirm). At least the length before the last {@code append}.
+         */
+        default void truncate(int length) { throw new UnsupportedOperationException("this session cannot be truncated"); }
     }
 }

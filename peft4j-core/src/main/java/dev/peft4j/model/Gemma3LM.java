@@ -291,5 +291,10 @@ public final class Gemma3LM implements CausalLM {
         @Override public int length() { return length; }
         @Override public Session fork() { return new Sess(cache.copy(), length); }
         @Override public void reserve(int tokens) { cache.ensureCapacity(nVirtual + tokens); }
+        @Override public void truncate(int len) {
+            if (len < 0 || len > length) throw new IllegalArgumentException("truncate to " + len + " tokens: the session holds " + length);
+            cache.truncate(cache.length() - (length - len));
+            length = len;
+        }
     }
 }

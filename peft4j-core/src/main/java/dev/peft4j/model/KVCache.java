@@ -81,6 +81,21 @@ public final class KVCache {
 
     public int length() { return length; }
 
+    /**
+     * Drops the positions from {@code len} on, in place (a speculative step's rejected draft tokens). Every row a later
+     * position can see must still be held: truncating to a length at or after the one before the last append always is
+     * (a sliding layer drops rows only before an append, keeping the window's last rows before it).
+     */
+    public void truncate(int len) {
+        if (len < 0 || len > length) throw new IllegalArgumentException("truncate to " + len + " positions: the cache holds " + length);
+        for (int l = 0; l < layers; l++) {
+            int need = sliding[l] ? Math.max(0, len - window + 1) : 0;
+            if (start[l] > need) throw new IllegalStateException("truncate to " + len + ": layer " + l + " has dropped rows from before position " + start[l]);
+        }
+        for (int l = 0; l < layers; l++) count[l] = len - start[l];
+        length = len;
+    }
+
     /** Makes room for t new rows in layer l (dropping invisible rows of sliding layers) and returns the row index to write at. */
     int reserve(int l, int t) {
         if (sliding[l]) {

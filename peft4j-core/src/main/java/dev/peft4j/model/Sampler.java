@@ -21,6 +21,8 @@ public final class Sampler {
     private long[] keys;
     private int[] cand;
 
+    public Options options() { return opt; }
+
     public Sampler(Options opt) {
         this.opt = opt;
         this.rng = new SplittableRandom(opt.seed());

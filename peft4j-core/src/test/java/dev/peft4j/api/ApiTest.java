@@ -69,6 +69,12 @@ class ApiTest {
 
             // prompt as ids
             assertArrayEquals(g.tokenIds(), m.generate(m.encode("Why is the sky blue?", true), GREEDY_16, null).tokenIds());
+            // prompt lookup: the same tokens and text
+            Generation pl = m.generate("Why is the sky blue?", GREEDY_16.toBuilder().promptLookup(7).build());
+            assertArrayEquals(g.tokenIds(), pl.tokenIds());
+            assertEquals(g.text(), pl.text());
+            Peft4jException hot = assertThrows(Peft4jException.class, () -> GenerationOptions.builder().temperature(0.7f).promptLookup(4).build());
+            assertTrue(hot.getMessage().startsWith("promptLookup:"), hot.getMessage());
             assertEquals(0, m.generate("x", GenerationOptions.builder().maxNewTokens(0).build()).generatedTokens());
         }
     }
