@@ -37,13 +37,19 @@ class ServeCommandTest {
         RandomInit.write(Shared.resource("tiny-gemma3-config.json"), model, 7, false, 0.1);
     }
 
+    /** The tiny random model with the quickstart's tokenizer, in a directory of its own. */
+    static Path servedModel(String name) throws Exception {
+        Path served = tmp.resolve(name);
+        RandomInit.write(Shared.resource("tiny-gemma3-config.json"), served, 7, false, 0.1);
+        Path assets = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve(name + "-assets"));
+        for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) Files.copy(assets.resolve("tokenizer").resolve(f), served.resolve(f));
+        return served;
+    }
+
     /** The real process: SIGTERM lets a running stream finish, then the server stops and the process exits 0. */
     @Test
     void sigtermDrainsThenExits() throws Exception {
-        Path served = tmp.resolve("served");
-        RandomInit.write(Shared.resource("tiny-gemma3-config.json"), served, 7, false, 0.1);
-        Path assets = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve("assets"));
-        for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) Files.copy(assets.resolve("tokenizer").resolve(f), served.resolve(f));
+        Path served = servedModel("served");
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx1g",
                 "-cp", System.getProperty("java.class.path"), "dev.peft4j.cli.Main", "serve", "--model", served.toString(), "--port", "0"));
@@ -108,10 +114,7 @@ class ServeCommandTest {
      */
     @Test
     void benchServeJudgesEachRoundAgainstTheBatchOnePhasesAroundIt() throws Exception {
-        Path served = tmp.resolve("bench-served");
-        RandomInit.write(Shared.resource("tiny-gemma3-config.json"), served, 7, false, 0.1);
-        Path assets = dev.peft4j.data.QuickstartAssets.copyTo(tmp.resolve("bench-assets"));
-        for (String f : new String[]{"tokenizer.json", "tokenizer_config.json"}) Files.copy(assets.resolve("tokenizer").resolve(f), served.resolve(f));
+        Path served = servedModel("bench-served");
         var buf = new java.io.ByteArrayOutputStream();
         var oldOut = System.out;
         BadInputTest.Run r;
