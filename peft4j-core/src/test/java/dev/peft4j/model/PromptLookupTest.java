@@ -53,6 +53,23 @@ class PromptLookupTest {
         for (int n = 1; n <= 7; n++) assertArrayEquals(Arrays.copyOf(plain, n), gen(prompt, n, 1f, new int[0], 5).tokens(), "limit " + n);
     }
 
+    /** With an adapter: prompt tuning's virtual tokens sit before the caller's in the cache; LoRA runs on every row. */
+    @Test
+    void sameTokensWithPromptTuningAndLoraAdapters() {
+        java.nio.file.Path fx = Shared.require("fixtures");
+        int[] prompt = {2, 17, 33, 17, 33, 17, 33, 90, 17, 33};
+        for (String adapter : new String[]{"tiny-prompt-tuning", "tiny-lora"}) {
+            Gemma3LM a = Models.load(fx.resolve("tiny-gemma3"), fx.resolve(adapter));
+            for (float penalty : new float[]{1f, 1.3f}) {
+                Sampler s0 = new Sampler(new Sampler.Options(0f, 0, 1f, 0f, penalty, 0)), s1 = new Sampler(new Sampler.Options(0f, 0, 1f, 0f, penalty, 0));
+                Generator.Result plain = new Generator(a).generate(prompt, 60, s0, new int[0], null, null, null, 0);
+                Generator.Result spec = new Generator(a).generate(prompt, 60, s1, new int[0], null, null, null, 7);
+                assertArrayEquals(plain.tokens(), spec.tokens(), adapter + ", penalty " + penalty);
+                assertTrue(spec.draftTokens() > 0);
+            }
+        }
+    }
+
     @Test
     void lookupFindsTheFirstEarlierOccurrenceOfTheLastTokens() {
         assertArrayEquals(new int[]{3, 1, 2}, Generator.lookup(new int[]{1, 2, 3, 1, 2}, 5, 3));
