@@ -245,13 +245,63 @@ public final class MatMul {
     static void pack(float[] x, int xOff, int n, int in, float[] xp, int xpOff) {
         int full = n / R * R;
         for (int g = 0; g < full; g += R) {
-            int d = xpOff + g * in;
+            int d = xpOff + g * in, k0 = 0;
+            if (VEC) k0 = transpose8(x, xOff + g * in, in, xp, d);
             for (int i = 0; i < R; i++) {
                 int s = xOff + (g + i) * in;
-                for (int k = 0; k < in; k++) xp[d + k * R + i] = x[s + k];
+                for (int k = k0; k < in; k++) xp[d + k * R + i] = x[s + k];
             }
         }
         if (full < n) System.arraycopy(x, xOff + full * in, xp, xpOff + full * in, (n - full) * in);
+    }
+
+    /**
+     * The vector part of {@link #pack} for one group of 8 rows (row i at {@code s + i·in}): per 16 inputs, the 8 rows' 16
+     * values are transposed in three rounds of two-vector permutes (pairs of rows, then pairs of pairs, then halves), giving
+     * the 8 vectors of the packed layout (inputs k, k+1 of rows 0..7 each). Returns the first input left to the scalar loop.
+     * Plain copies: the same packed values, 2-3x faster than element by element (a prefill packed ~40 M values).
+     */
+    private static int transpose8(float[] x, int s, int in, float[] xp, int d) {
+        int k = 0;
+        for (; k + L <= in; k += L) {
+            FloatVector r0 = FloatVector.fromArray(F, x, s + k), r1 = FloatVector.fromArray(F, x, s + in + k);
+            FloatVector r2 = FloatVector.fromArray(F, x, s + 2 * in + k), r3 = FloatVector.fromArray(F, x, s + 3 * in + k);
+            FloatVector r4 = FloatVector.fromArray(F, x, s + 4 * in + k), r5 = FloatVector.fromArray(F, x, s + 5 * in + k);
+            FloatVector r6 = FloatVector.fromArray(F, x, s + 6 * in + k), r7 = FloatVector.fromArray(F, x, s + 7 * in + k);
+            // rows (0,1), (2,3), (4,5), (6,7) interleaved: inputs 0..7 (lo) and 8..15 (hi), two rows per input
+            FloatVector a0 = T1_LO.selectFrom(r0, r1), a1 = T1_HI.selectFrom(r0, r1), a2 = T1_LO.selectFrom(r2, r3), a3 = T1_HI.selectFrom(r2, r3);
+            FloatVector a4 = T1_LO.selectFrom(r4, r5), a5 = T1_HI.selectFrom(r4, r5), a6 = T1_LO.selectFrom(r6, r7), a7 = T1_HI.selectFrom(r6, r7);
+            // rows 0..3 and 4..7 per input: inputs 0..3, 4..7, 8..11, 12..15
+            FloatVector b0 = T2_LO.selectFrom(a0, a2), b1 = T2_HI.selectFrom(a0, a2), b2 = T2_LO.selectFrom(a1, a3), b3 = T2_HI.selectFrom(a1, a3);
+            FloatVector b4 = T2_LO.selectFrom(a4, a6), b5 = T2_HI.selectFrom(a4, a6), b6 = T2_LO.selectFrom(a5, a7), b7 = T2_HI.selectFrom(a5, a7);
+            // rows 0..7 per input, two inputs per vector
+            int o = d + k * R;
+            T3_LO.selectFrom(b0, b4).intoArray(xp, o);
+            T3_HI.selectFrom(b0, b4).intoArray(xp, o + L);
+            T3_LO.selectFrom(b1, b5).intoArray(xp, o + 2 * L);
+            T3_HI.selectFrom(b1, b5).intoArray(xp, o + 3 * L);
+            T3_LO.selectFrom(b2, b6).intoArray(xp, o + 4 * L);
+            T3_HI.selectFrom(b2, b6).intoArray(xp, o + 5 * L);
+            T3_LO.selectFrom(b3, b7).intoArray(xp, o + 6 * L);
+            T3_HI.selectFrom(b3, b7).intoArray(xp, o + 7 * L);
+        }
+        return k;
+    }
+
+    /**
+     * The permutes of {@link #transpose8} (lane j takes lane idx[j] of the concatenation of two vectors: 0..15 the first,
+     * 16..31 the second): round r interleaves units of 2^(r-1) values of the two, from their low (LO) or high (HI) halves.
+     */
+    private static final FloatVector T1_LO = interleave(1, 0), T1_HI = interleave(1, 8), T2_LO = interleave(2, 0), T2_HI = interleave(2, 8),
+            T3_LO = interleave(4, 0), T3_HI = interleave(4, 8);
+
+    private static FloatVector interleave(int unit, int from) {
+        float[] idx = new float[L];
+        for (int j = 0; j < L; j++) {
+            int u = j / unit;
+            idx[j] = (u % 2 == 0 ? 0 : L) + from + unit * (u / 2) + j % unit;
+        }
+        return FloatVector.fromArray(F, idx, 0);
     }
 
     /**

@@ -53,6 +53,29 @@ class MatMulTest {
         }
     }
 
+    /**
+     * The packed input rows are the layout the tiles read: whole groups of 8 rows input-major (row i, input k of group g at
+     * g·8·in + 8k + i), the rest as they are; widths with and without a vector tail, a partial last group, an offset.
+     */
+    @Test
+    void packLaysOutGroupsOfEightRowsInputMajor() {
+        SplittableRandom r = new SplittableRandom(5);
+        for (int in : new int[]{1, 15, 16, 48, 100, 640}) {
+            for (int n : new int[]{7, 8, 19, 64}) {
+                int off = 3;
+                float[] x = rand(off + n * in, r), xp = new float[n * in + 5];
+                MatMul.pack(x, off, n, in, xp, 0);
+                int full = n / 8 * 8;
+                for (int row = 0; row < n; row++) {
+                    for (int k = 0; k < in; k++) {
+                        int at = row < full ? (row / 8) * 8 * in + 8 * k + row % 8 : row * in + k;
+                        assertEquals(x[off + row * in + k], xp[at], "in=" + in + " n=" + n + " row " + row + " input " + k);
+                    }
+                }
+            }
+        }
+    }
+
     /** Weights given as their panels give bitwise the product of the same matrix (every tile and a partial last panel). */
     @Test
     void panelsGiveTheProductOfTheMatrix() {
