@@ -6,6 +6,7 @@ import dev.peft4j.tensor.Ops;
 import dev.peft4j.tensor.Parallel;
 import dev.peft4j.util.UserException;
 
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -267,13 +268,19 @@ public final class Gemma3Model {
         boolean sl = c.isSliding(l);
         Ops.rope(q, N, nH, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
         Ops.rope(k, N, nKV, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
-        for (int s = 0; s < S; s++) {
-            KVCache kv = inputs.get(s).cache();
-            int at = kv.reserve(l, rowCount[s]);
-            System.arraycopy(k, rowStart[s] * nKV * D, kv.k[l], at * nKV * D, rowCount[s] * nKV * D);
-            System.arraycopy(v, rowStart[s] * nKV * D, kv.v[l], at * nKV * D, rowCount[s] * nKV * D);
-            kv.count[l] += rowCount[s];
-        }
+        int[] at = new int[S];
+        for (int s = 0; s < S; s++) at[s] = inputs.get(s).cache().reserve(l, rowCount[s]);
+        // the new keys and values into the caches: split over the threads when they are a prefill's megabytes
+        Parallel.RangeBody append = (a, b) -> {
+            for (int i = a; i < b; i++) {
+                int s = i / 2;
+                KVCache kv = inputs.get(s).cache();
+                System.arraycopy(i % 2 == 0 ? k : v, rowStart[s] * nKV * D, i % 2 == 0 ? kv.k[l] : kv.v[l], at[s] * nKV * D, rowCount[s] * nKV * D);
+            }
+        };
+        if ((long) N * nKV * D >= 1 << 16) Parallel.forChunks(2 * S, 1, append);
+        else append.run(0, 2 * S);
+        for (int s = 0; s < S; s++) inputs.get(s).cache().count[l] += rowCount[s];
         return sl;
     }
 
@@ -354,16 +361,66 @@ public final class Gemma3Model {
     /**
      * Attention as matrix products, for chunks of many rows (prefill, scoring, training): per sequence, KV head and block of
      * {@value #QBLOCK} query positions, the queries of the head's group are stacked into one matrix, S = Q·Kᵀ over the keys any
-     * of them can see, masked (causal, sliding window) and softmaxed row by row, then O = P·V. Both products run on the
-     * outer-product kernel.
+     * of them can see, masked (causal, sliding window) and softmaxed row by row, then O = P·V, head by head (queries read and
+     * outputs written in place). Both products run on the outer-product kernel, against panels of the keys and of the values laid out once per call (every block reads a window
+     * of them; laying them out per block, as before, cost about a third of a prefill's attention). A block's window starts
+     * at a multiple of 32 cached keys: keys before its first visible one get probability zero, as masked keys already did,
+     * and a chain of FMAs that starts with zero terms is exactly the chain that starts after them (+0 stays +0), so every
+     * result is bitwise what the per-block layout gave.
      */
     private void blockAttention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding, boolean[] only, int[] qFrom) {
         final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads(), groups = nH / nKV;
-        final int W = config.slidingWindow();
+        final int W = config.slidingWindow(), S = rowStart.length, dPanels = (D + 31) / 32;
         List<int[]> work = new java.util.ArrayList<>();   // (sequence, kv head, first row of the block)
-        for (int s = 0; s < rowStart.length; s++)
-            if (only[s]) for (int g = 0; g < nKV; g++)      // blocks from the one holding the first wanted row (same blocks as for all rows)
-                for (int t = qFrom == null ? 0 : qFrom[s] / QBLOCK * QBLOCK; t < rowCount[s]; t += QBLOCK) work.add(new int[]{s, g, t});
+        // per sequence: its blocks' keys, as cache rows [base, base + keys) (base a multiple of 32, keys padded to one), and
+        // where its KV heads' key and value panels start in the shared layout
+        int[] base = new int[S], keys = new int[S];
+        long[] at = new long[S];
+        long bytes = 0;
+        for (int s = 0; s < S; s++) {
+            if (!only[s]) continue;
+            int first = qFrom == null ? 0 : qFrom[s] / QBLOCK * QBLOCK;   // blocks from the one holding the first wanted row (same blocks as for all rows)
+            for (int g = 0; g < nKV; g++) for (int t = first; t < rowCount[s]; t += QBLOCK) work.add(new int[]{s, g, t});
+            if (first >= rowCount[s]) continue;
+            int kStart = inputs.get(s).cache().start[l];
+            int lo = sliding ? Math.max(kStart, pos[rowStart[s] + first] - W + 1) : kStart;
+            base[s] = (lo - kStart) / 32 * 32;
+            keys[s] = (pos[rowStart[s] + rowCount[s] - 1] - kStart - base[s] + 1 + 31) / 32 * 32;
+            at[s] = bytes;
+            bytes += (long) nKV * keys[s] * 4 * (D + 32 * dPanels);   // per KV head: keys/32 panels of D x 32 floats, then dPanels of keys x 32
+        }
+        MemorySegment panels = attentionPanels(bytes);
+        // the keys as the panels of K [keys, D] (per 32 keys, each dimension's 32 values), the values as those of Vᵀ [D, keys]
+        // (per 32 dimensions, each key's 32 values); cache rows past the sequence's last are zeros
+        int[] units = new int[S + 1];
+        for (int s = 0; s < S; s++) units[s + 1] = units[s] + (keys[s] > 0 ? nKV * (keys[s] / 32 + dPanels) : 0);
+        Parallel.forChunks(units[S], 1, (a, b) -> {   // claimed one at a time: a value panel costs more than a key panel
+            float[] tmp = grow(BLOCK_BUFFERS.get(), 0, 32 * D);
+            for (int u = a; u < b; u++) {
+                int s = 0;
+                while (units[s + 1] <= u) s++;
+                KVCache kv = inputs.get(s).cache();
+                int per = keys[s] / 32 + dPanels, g = (u - units[s]) / per, i = (u - units[s]) % per;
+                int valid = kv.count[l] - base[s];   // cache rows of this layer written so far (this chunk's included)
+                long kOff = at[s] + (long) g * keys[s] * 4 * (D + 32 * dPanels), vOff = kOff + (long) keys[s] * D * 4;
+                float[] K = kv.k[l], V = kv.v[l];
+                if (i < keys[s] / 32) {   // key panel i
+                    for (int j = 0; j < 32; j++) {
+                        int row = base[s] + 32 * i + j;
+                        if (j < valid - 32 * i) for (int d = 0; d < D; d++) tmp[d * 32 + j] = K[(row * nKV + g) * D + d];
+                        else for (int d = 0; d < D; d++) tmp[d * 32 + j] = 0f;
+                    }
+                    MemorySegment.copy(tmp, 0, panels, LE_FLOAT, kOff + (long) i * D * 32 * 4, D * 32);
+                } else {                  // value panel p: dimensions 32p..32p+31 of every key
+                    int p = i - keys[s] / 32, w = Math.min(32, D - 32 * p);
+                    for (int j0 = 0; j0 < keys[s]; j0 += 32) {
+                        java.util.Arrays.fill(tmp, 0, 32 * 32, 0f);
+                        for (int j = j0; j < j0 + 32 && j < valid; j++) System.arraycopy(V, ((base[s] + j) * nKV + g) * D + 32 * p, tmp, (j - j0) * 32, w);
+                        MemorySegment.copy(tmp, 0, panels, LE_FLOAT, vOff + ((long) p * keys[s] + j0) * 32 * 4, 32 * 32);
+                    }
+                }
+            }
+        });
         // the costliest blocks first (a causal block's keys grow with its position), claimed one at a time: a thread that
         // finishes early takes the next block instead of idling while the other works through the long ones
         work.sort((x, y) -> Integer.compare(pos[rowStart[y[0]] + y[2]], pos[rowStart[x[0]] + x[2]]));
@@ -372,47 +429,46 @@ public final class Gemma3Model {
                 int s = work.get(wi)[0], g = work.get(wi)[1], t0 = work.get(wi)[2];
                 int nq = Math.min(QBLOCK, rowCount[s] - t0);
                 int r0 = rowStart[s] + t0;
-                KVCache kv = inputs.get(s).cache();
-                float[] K = kv.k[l], V = kv.v[l];
-                int kStart = kv.start[l];
+                int kStart = inputs.get(s).cache().start[l];
                 int pFirst = pos[r0], pLast = pos[r0 + nq - 1];
                 int lo = sliding ? Math.max(kStart, pFirst - W + 1) : kStart;
-                int nk = pLast - lo + 1;
-                int rows = groups * nq;
-                float[][] buf = BLOCK_BUFFERS.get();
-                float[] qb = grow(buf, 0, rows * D), sc = grow(buf, 1, rows * nk), ob = grow(buf, 2, rows * D);
-                // the products' weight operands in per-thread buffers: the keys [nk, D] (a view of the first values), and the
-                // values as the panels of Vᵀ [D, nk] (per 32 dimensions, each key's 32 consecutive values: plain copies)
-                int dPanels = (D + 31) / 32;
-                float[] kb = grow(buf, 3, nk * D), vp = grow(buf, 4, dPanels * 32 * nk);
-                for (int h = 0; h < groups; h++)
-                    for (int i = 0; i < nq; i++)
-                        System.arraycopy(q, ((r0 + i) * nH + g * groups + h) * D, qb, (h * nq + i) * D, D);
-                if (D % 32 != 0) java.util.Arrays.fill(vp, 0, dPanels * 32 * nk, 0f);
-                for (int j = 0; j < nk; j++) {
-                    int src = ((lo - kStart + j) * nKV + g) * D;
-                    System.arraycopy(K, src, kb, j * D, D);
-                    for (int p = 0; p < dPanels; p++) System.arraycopy(V, src + 32 * p, vp, (p * nk + j) * 32, Math.min(32, D - 32 * p));
-                }
-                MatMul.xWtSerial(qb, 0, rows, dev.peft4j.tensor.Matrix.heapView(nk, D, kb), sc, 0, false);
+                int c0 = (lo - kStart) / 32 * 32;   // the block's window of cache rows: [c0, c0 + nk), column j is row c0 + j
+                int nk = pLast - kStart - c0 + 1;
+                float[] sc = grow(BLOCK_BUFFERS.get(), 1, groups * nq * nk);
+                long kOff = at[s] + (long) g * keys[s] * 4 * (D + 32 * dPanels), vOff = kOff + (long) keys[s] * D * 4;
+                // per head of the group: its queries read in place (rows nH·D apart), its scores rows h·nq.. of sc, its
+                // output written in place
                 for (int h = 0; h < groups; h++) {
+                    int qo = (r0 * nH + g * groups + h) * D, so = h * nq * nk;
+                    MatMul.xWtPanelsSerial(q, qo, nH * D, nq, D, panels, kOff + (long) (c0 - base[s]) * D * 4, (long) D * 32 * 4, nk, sc, so, nk);
                     for (int i = 0; i < nq; i++) {
                         int p = pos[r0 + i];
-                        int jlo = (sliding ? Math.max(kStart, p - W + 1) : kStart) - lo, jhi = p - lo; // visible keys [jlo, jhi]
-                        int ro = (h * nq + i) * nk;
+                        int jlo = (sliding ? Math.max(kStart, p - W + 1) : kStart) - kStart - c0, jhi = p - kStart - c0; // visible keys [jlo, jhi]
+                        int ro = so + i * nk;
                         // the visible keys' softmax as the decoding path computes it (vector exp), zeros elsewhere
                         Ops.softmaxScaled(sc, ro + jlo, jhi - jlo + 1, attnScale);
                         java.util.Arrays.fill(sc, ro, ro + jlo, 0f);
                         java.util.Arrays.fill(sc, ro + jhi + 1, ro + nk, 0f);
                     }
+                    MatMul.xWtPanelsSerial(sc, so, nk, nq, nk, panels, vOff + (long) (c0 - base[s]) * 32 * 4, (long) keys[s] * 32 * 4, D, out, qo, nH * D);
                 }
-                MatMul.xWtPanelsSerial(sc, rows, nk, vp, D, ob);
-                for (int h = 0; h < groups; h++)
-                    for (int i = 0; i < nq; i++)
-                        System.arraycopy(ob, (h * nq + i) * D, out, ((r0 + i) * nH + g * groups + h) * D, D);
             }
         });
     }
+
+    private static final java.lang.foreign.ValueLayout.OfFloat LE_FLOAT = java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+
+    /** The calling thread's native buffer for {@link #blockAttention}'s key and value panels (grown as needed, never shrunk). */
+    private static MemorySegment attentionPanels(long bytes) {
+        MemorySegment m = ATTENTION_PANELS.get();
+        if (m.byteSize() < bytes) {
+            m = java.lang.foreign.Arena.ofAuto().allocate(Math.max(bytes, m.byteSize() + m.byteSize() / 2), 64);
+            ATTENTION_PANELS.set(m);
+        }
+        return m;
+    }
+
+    private static final ThreadLocal<MemorySegment> ATTENTION_PANELS = ThreadLocal.withInitial(() -> MemorySegment.NULL);
 
     /**
      * The last layer for the kept rows only (see {@link #forward(List, Tape, int[])}): keys and values of every row go to the
@@ -470,8 +526,8 @@ public final class Gemma3Model {
         for (int s = 0; s < S; s++) System.arraycopy(xc, cStart[s] * H, x, (rowStart[s] + from[s]) * H, cCount[s] * H);
     }
 
-    /** Per-thread query, score and output buffers of {@link #blockAttention} (grown as needed, never shrunk). */
-    private static final ThreadLocal<float[][]> BLOCK_BUFFERS = ThreadLocal.withInitial(() -> new float[5][0]);
+    /** Per-thread scratch and score buffers of {@link #blockAttention} (grown as needed, never shrunk). */
+    private static final ThreadLocal<float[][]> BLOCK_BUFFERS = ThreadLocal.withInitial(() -> new float[2][0]);
 
     private static float[] grow(float[][] buf, int i, int n) {
         if (buf[i].length < n) buf[i] = new float[Math.max(n, buf[i].length + buf[i].length / 2)];

@@ -138,35 +138,35 @@ public final class MatMul {
     }
 
     /**
-     * y[n, out] = x[n, in]·Wᵀ on the calling thread, for a float32 W given directly as its panels: the layout {@link Packed}
-     * uses, per panel of 32 outputs the inputs in order with 32 values each ({@code panels[(p·in
-     * + k)·32 + j]} = W[32p + j, k]; zeros past the last output). For operands a kernel assembles itself (attention's values
-     * are already rows of 32 consecutive outputs per input): bitwise {@link #xWtSerial} of the same matrix, without transposing.
+     * y[n, out] = x[n, in]·Wᵀ on the calling thread, for a float32 W given directly as its panels in native memory: panel p
+     * (outputs 32p..32p+31) at byte {@code offset + p·stride} holds, for every input k in order, the 32 outputs' weights
+     * (float32, little-endian: W[32p + j, k] at {@code (k·32 + j)·4}; zeros past the last output). For operands a kernel lays
+     * out once and reads many times (attention's keys, and its values, per query block): bitwise {@link #xWtSerial} of the
+     * same matrix, without packing it per call. {@code stride} lets a product use a window of longer panels (the same
+     * inputs of each). Rows of x and of y may be spaced: row r is x[xOff + r·xs ..] and y[yOff + r·ys ..] (xs ≥ in, ys ≥
+     * out), so a product can read and write one head's rows of a wider matrix in place.
      */
-    public static void xWtPanelsSerial(float[] x, int n, int in, float[] panels, int out, float[] y) {
+    public static void xWtPanelsSerial(float[] x, int xOff, int xs, int n, int in, MemorySegment panels, long offset, long stride, int out, float[] y, int yOff, int ys) {
         int nPanels = (out + P - 1) / P;
-        if (panels.length < (long) nPanels * P * in || x.length < (long) n * in || y.length < (long) n * out) throw new IllegalArgumentException("xWtPanelsSerial: arrays too short for " + n + " x " + in + " -> " + out);
+        if (n > 0 && (xs < in || ys < out || xOff < 0 || yOff < 0 || x.length < xOff + (long) (n - 1) * xs + in || y.length < yOff + (long) (n - 1) * ys + out)) {
+            throw new IllegalArgumentException("xWtPanelsSerial: arrays too short for " + n + " rows of " + in + " -> " + out);
+        }
+        if (nPanels > 0 && (offset < 0 || stride < 4L * P * in || offset + (nPanels - 1) * stride + 4L * P * in > panels.byteSize())) {
+            throw new IllegalArgumentException("xWtPanelsSerial: " + nPanels + " panels of " + in + " inputs at " + offset + " (stride " + stride + ") outside " + panels.byteSize() + " bytes");
+        }
         if (n <= 0 || out == 0) return;
         if (!VEC || in == 0) {
-            scalar(x, 0, n, Matrix.heap(out, in, unpanel(panels, in, out)), y, 0, false, 0, out);
+            float[] w = new float[out * in], xr = new float[n * in], yr = new float[n * out];
+            for (int o = 0; o < out; o++) for (int k = 0; k < in; k++) w[o * in + k] = panels.get(Matrix.LE_FLOAT, offset + (o / P) * stride + 4L * (k * P + o % P));
+            for (int r = 0; r < n; r++) System.arraycopy(x, xOff + r * xs, xr, r * in, in);
+            scalar(xr, 0, n, Matrix.heap(out, in, w), yr, 0, false, 0, out);
+            for (int r = 0; r < n; r++) System.arraycopy(yr, r * out, y, yOff + r * ys, out);
             return;
         }
         Scratch s = SCRATCH.get();
         float[] xp = s.xp(n * in);
-        pack(x, 0, n, in, xp);
-        // each panel copied (a bulk copy) into the thread's off-heap panel buffer: the tiles read native memory at full
-        // speed, a heap segment over the array several times slower
-        MemorySegment ws = s.panel(4L * P * in);
-        for (int p = 0; p < nPanels; p++) {
-            MemorySegment.copy(panels, P * in * p, ws, Matrix.LE_FLOAT, 0, P * in);
-            rows(xp, 0, n, Packed.Kind.F32, ws, 0, in, y, 0, false, p * P, s.acc, out, 0, out);
-        }
-    }
-
-    private static float[] unpanel(float[] panels, int in, int out) {
-        float[] w = new float[out * in];
-        for (int o = 0; o < out; o++) for (int k = 0; k < in; k++) w[o * in + k] = panels[((o / P) * in + k) * P + o % P];
-        return w;
+        pack(x, xOff, xs, n, in, xp, 0);
+        for (int p = 0; p < nPanels; p++) rows(xp, 0, n, Packed.Kind.F32, panels, offset + p * stride, in, y, yOff, false, p * P, s.acc, ys, 0, out);
     }
 
     /**
@@ -243,16 +243,25 @@ public final class MatMul {
 
     /** {@link #pack} into xp from {@code xpOff} on (rows [0, n) of x from xOff; a whole number of groups before them). */
     static void pack(float[] x, int xOff, int n, int in, float[] xp, int xpOff) {
+        pack(x, xOff, in, n, in, xp, xpOff);
+    }
+
+    /** {@link #pack} of rows that are {@code xs} values apart in x (row r at {@code xOff + r·xs}; xs ≥ in). */
+    static void pack(float[] x, int xOff, int xs, int n, int in, float[] xp, int xpOff) {
         int full = n / R * R;
         for (int g = 0; g < full; g += R) {
             int d = xpOff + g * in, k0 = 0;
-            if (VEC) k0 = transpose8(x, xOff + g * in, in, xp, d);
+            if (VEC) k0 = transpose8(x, xOff + g * xs, xs, in, xp, d);
             for (int i = 0; i < R; i++) {
-                int s = xOff + (g + i) * in;
+                int s = xOff + (g + i) * xs;
                 for (int k = k0; k < in; k++) xp[d + k * R + i] = x[s + k];
             }
         }
-        if (full < n) System.arraycopy(x, xOff + full * in, xp, xpOff + full * in, (n - full) * in);
+        if (xs == in) {
+            if (full < n) System.arraycopy(x, xOff + full * in, xp, xpOff + full * in, (n - full) * in);
+        } else {
+            for (int r = full; r < n; r++) System.arraycopy(x, xOff + r * xs, xp, xpOff + r * in, in);
+        }
     }
 
     /**
@@ -261,13 +270,13 @@ public final class MatMul {
      * the 8 vectors of the packed layout (inputs k, k+1 of rows 0..7 each). Returns the first input left to the scalar loop.
      * Plain copies: the same packed values, 2-3x faster than element by element (a prefill packed ~40 M values).
      */
-    private static int transpose8(float[] x, int s, int in, float[] xp, int d) {
+    private static int transpose8(float[] x, int s, int xs, int in, float[] xp, int d) {
         int k = 0;
         for (; k + L <= in; k += L) {
-            FloatVector r0 = FloatVector.fromArray(F, x, s + k), r1 = FloatVector.fromArray(F, x, s + in + k);
-            FloatVector r2 = FloatVector.fromArray(F, x, s + 2 * in + k), r3 = FloatVector.fromArray(F, x, s + 3 * in + k);
-            FloatVector r4 = FloatVector.fromArray(F, x, s + 4 * in + k), r5 = FloatVector.fromArray(F, x, s + 5 * in + k);
-            FloatVector r6 = FloatVector.fromArray(F, x, s + 6 * in + k), r7 = FloatVector.fromArray(F, x, s + 7 * in + k);
+            FloatVector r0 = FloatVector.fromArray(F, x, s + k), r1 = FloatVector.fromArray(F, x, s + xs + k);
+            FloatVector r2 = FloatVector.fromArray(F, x, s + 2 * xs + k), r3 = FloatVector.fromArray(F, x, s + 3 * xs + k);
+            FloatVector r4 = FloatVector.fromArray(F, x, s + 4 * xs + k), r5 = FloatVector.fromArray(F, x, s + 5 * xs + k);
+            FloatVector r6 = FloatVector.fromArray(F, x, s + 6 * xs + k), r7 = FloatVector.fromArray(F, x, s + 7 * xs + k);
             // rows (0,1), (2,3), (4,5), (6,7) interleaved: inputs 0..7 (lo) and 8..15 (hi), two rows per input
             FloatVector a0 = T1_LO.selectFrom(r0, r1), a1 = T1_HI.selectFrom(r0, r1), a2 = T1_LO.selectFrom(r2, r3), a3 = T1_HI.selectFrom(r2, r3);
             FloatVector a4 = T1_LO.selectFrom(r4, r5), a5 = T1_HI.selectFrom(r4, r5), a6 = T1_LO.selectFrom(r6, r7), a7 = T1_HI.selectFrom(r6, r7);

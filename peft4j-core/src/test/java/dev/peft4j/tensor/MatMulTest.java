@@ -76,7 +76,11 @@ class MatMulTest {
         }
     }
 
-    /** Weights given as their panels give bitwise the product of the same matrix (every tile and a partial last panel). */
+    /**
+     * Weights given as their panels in native memory give bitwise the product of the same matrix (every tile and a partial
+     * last panel), also as a window of longer panels (an offset and a stride, as attention reads its keys and values), with rows of x and
+     * y spaced (one head's rows of a wider matrix, read and written in place).
+     */
     @Test
     void panelsGiveTheProductOfTheMatrix() {
         SplittableRandom r = new SplittableRandom(12);
@@ -84,13 +88,27 @@ class MatMulTest {
         for (int[] sh : shapes) {
             int n = sh[0], in = sh[1], out = sh[2];
             float[] x = rand(n * in, r), w = rand(out * in, r);
-            int np = (out + 31) / 32;
-            float[] panels = new float[np * 32 * in];
-            for (int o = 0; o < out; o++) for (int k = 0; k < in; k++) panels[((o / 32) * in + k) * 32 + o % 32] = w[o * in + k];
-            float[] want = new float[n * out], got = new float[n * out];
+            int np = (out + 31) / 32, skip = 3, longer = in + skip + 2;   // each panel holds longer inputs; the product uses [skip, skip + in)
+            MemorySegment panels = Arena.ofAuto().allocate(4L * np * 32 * longer + 64, 64);
+            var le = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+            for (int o = 0; o < np * 32; o++)
+                for (int k = 0; k < longer; k++) {
+                    int kk = k - skip;
+                    float v = o < out && kk >= 0 && kk < in ? w[o * in + kk] : (o < out ? 1e30f : 0f);   // outside the window: values that would show
+                    panels.set(le, 64 + 4L * ((o / 32) * 32 * longer + k * 32 + o % 32), v);
+                }
+            float[] want = new float[n * out];
             MatMul.xWtSerial(x, 0, n, Matrix.heap(out, in, w), want, 0, false);
-            MatMul.xWtPanelsSerial(x, n, in, panels, out, got);
-            for (int i = 0; i < want.length; i++) assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(got[i]), "n=" + n + " in=" + in + " out=" + out + " value " + i);
+            // x's rows spaced by in + 5 (from value 2 on), y's by out + 3 (from value 1 on): gaps keep their values
+            float[] xs = new float[2 + n * (in + 5)], got = new float[1 + n * (out + 3)];
+            for (int i = 0; i < n; i++) System.arraycopy(x, i * in, xs, 2 + i * (in + 5), in);
+            java.util.Arrays.fill(got, -7f);
+            MatMul.xWtPanelsSerial(xs, 2, in + 5, n, in, panels, 64 + 4L * skip * 32, 4L * 32 * longer, out, got, 1, out + 3);
+            for (int i = 0; i < n; i++) {
+                for (int o = 0; o < out; o++) assertEquals(Float.floatToRawIntBits(want[i * out + o]), Float.floatToRawIntBits(got[1 + i * (out + 3) + o]), "n=" + n + " in=" + in + " out=" + out + " row " + i + " output " + o);
+                if (i < n - 1) for (int o = out; o < out + 3; o++) assertEquals(-7f, got[1 + i * (out + 3) + o], "gap after row " + i);
+            }
+            assertEquals(-7f, got[0]);
         }
     }
 
