@@ -268,18 +268,26 @@ public final class Gemma3Model {
         boolean sl = c.isSliding(l);
         Ops.rope(q, N, nH, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
         Ops.rope(k, N, nKV, D, pos, sl ? cosSl : cosFull, sl ? sinSl : sinFull);
-        int[] at = new int[S];
-        for (int s = 0; s < S; s++) at[s] = inputs.get(s).cache().reserve(l, rowCount[s]);
-        // the new keys and values into the caches: split over the threads when they are a prefill's megabytes
-        Parallel.RangeBody append = (a, b) -> {
-            for (int i = a; i < b; i++) {
-                int s = i / 2;
+        // the new keys and values into the caches: split over the threads when they are a prefill's megabytes (decoding
+        // copies a few KB per layer and allocates nothing here)
+        if ((long) N * nKV * D >= 1 << 16) {
+            int[] at = new int[S];
+            for (int s = 0; s < S; s++) at[s] = inputs.get(s).cache().reserve(l, rowCount[s]);
+            Parallel.forChunks(2 * S, 1, (a, b) -> {
+                for (int i = a; i < b; i++) {
+                    int s = i / 2;
+                    KVCache kv = inputs.get(s).cache();
+                    System.arraycopy(i % 2 == 0 ? k : v, rowStart[s] * nKV * D, i % 2 == 0 ? kv.k[l] : kv.v[l], at[s] * nKV * D, rowCount[s] * nKV * D);
+                }
+            });
+        } else {
+            for (int s = 0; s < S; s++) {
                 KVCache kv = inputs.get(s).cache();
-                System.arraycopy(i % 2 == 0 ? k : v, rowStart[s] * nKV * D, i % 2 == 0 ? kv.k[l] : kv.v[l], at[s] * nKV * D, rowCount[s] * nKV * D);
+                int at = kv.reserve(l, rowCount[s]);
+                System.arraycopy(k, rowStart[s] * nKV * D, kv.k[l], at * nKV * D, rowCount[s] * nKV * D);
+                System.arraycopy(v, rowStart[s] * nKV * D, kv.v[l], at * nKV * D, rowCount[s] * nKV * D);
             }
-        };
-        if ((long) N * nKV * D >= 1 << 16) Parallel.forChunks(2 * S, 1, append);
-        else append.run(0, 2 * S);
+        }
         for (int s = 0; s < S; s++) inputs.get(s).cache().count[l] += rowCount[s];
         return sl;
     }
