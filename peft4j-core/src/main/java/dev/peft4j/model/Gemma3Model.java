@@ -370,11 +370,11 @@ public final class Gemma3Model {
      * Attention as matrix products, for chunks of many rows (prefill, scoring, training): per sequence, KV head and block of
      * {@value #QBLOCK} query positions, the queries of the head's group are stacked into one matrix, S = Q·Kᵀ over the keys any
      * of them can see, masked (causal, sliding window) and softmaxed row by row, then O = P·V, head by head (queries read and
-     * outputs written in place). Both products run on the outer-product kernel, against panels of the keys and of the values laid out once per call (every block reads a window
-     * of them; laying them out per block, as before, cost about a third of a prefill's attention). A block's window starts
-     * at a multiple of 32 cached keys: keys before its first visible one get probability zero, as masked keys already did,
-     * and a chain of FMAs that starts with zero terms is exactly the chain that starts after them (+0 stays +0), so every
-     * result is bitwise what the per-block layout gave.
+     * outputs written in place). Both products run on the outer-product kernel, against panels of the keys and of the values
+     * laid out once per call: every block reads a window of them (laying them out per block, as before, cost about a third
+     * of a prefill's attention). A block's window starts at a multiple of 32 cached keys: keys before its first visible one
+     * get probability zero, as masked keys already did, and a chain of FMAs that starts with zero terms is exactly the chain
+     * that starts after them (+0 stays +0), so every result is bitwise what the per-block layout gave.
      */
     private void blockAttention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding, boolean[] only, int[] qFrom) {
         final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads(), groups = nH / nKV;

@@ -265,7 +265,7 @@ public final class MatMul {
     }
 
     /**
-     * The vector part of {@link #pack} for one group of 8 rows (row i at {@code s + i·in}): per 16 inputs, the 8 rows' 16
+     * The vector part of {@link #pack} for one group of 8 rows (row i at {@code s + i·xs}): per 16 inputs, the 8 rows' 16
      * values are transposed in three rounds of two-vector permutes (pairs of rows, then pairs of pairs, then halves), giving
      * the 8 vectors of the packed layout (inputs k, k+1 of rows 0..7 each). Returns the first input left to the scalar loop.
      * Plain copies: the same packed values, 2-3x faster than element by element (a prefill packed ~40 M values).
