@@ -76,6 +76,15 @@ public final class OpenAiServer implements AutoCloseable {
             c.http.compressionStrategy = io.javalin.compression.CompressionStrategy.NONE;
             // SIGTERM: the caller's shutdown hook drains first (drainAndStop); Jetty must not close connections on its own
             c.jetty.modifyServer(server -> server.setStopAtShutdown(false));
+            c.jetty.addConnector((server, http) -> {
+                var connector = new org.eclipse.jetty.server.ServerConnector(server, new org.eclipse.jetty.server.HttpConnectionFactory(http));
+                connector.setHost(opt.host());
+                connector.setPort(opt.port());
+                // a burst of clients connecting at once must wait in the kernel's queue, not overflow it: the JDK's default
+                // backlog of 50 overflowed in a burst of 200 (ListenOverflows), and an overflowed connection can be reset
+                connector.setAcceptQueueSize(ACCEPT_QUEUE);
+                return connector;
+            });
             var r = c.routes;
             r.before(this::guard);
             r.get("/health", ctx -> ctx.status(engine.draining() ? 503 : 200).result(""));
@@ -106,6 +115,11 @@ public final class OpenAiServer implements AutoCloseable {
     }
 
     public int port() { return app.port(); }
+
+    /** The listening connector's backlog as Jetty bound it (for tests). */
+    int acceptQueueSize() {
+        return ((org.eclipse.jetty.server.ServerConnector) app.jettyServer().server().getConnectors()[0]).getAcceptQueueSize();
+    }
 
     /**
      * SIGTERM: new requests get 503, running and queued ones finish (at most {@code timeoutMs}), then the server stops.
@@ -175,6 +189,8 @@ public final class OpenAiServer implements AutoCloseable {
     }
 
     private static final long DISCARD_LIMIT = 16L << 20;
+    /** Listen backlog, as uvicorn's default (what vLLM serves with); the kernel caps it at {@code net.core.somaxconn}. */
+    static final int ACCEPT_QUEUE = 2048;
 
     private static ObjectNode errorBody(ApiError e) {
         ObjectNode err = JSON.createObjectNode();
