@@ -32,6 +32,7 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--quantize", description = "quantize the weights at load: q8 (8-bit blocks of 32, as llama.cpp's Q8_0)") String quantize;
     @Option(names = "--prompt-len", defaultValue = "512", description = "prefill: tokens of the random prompt (default ${DEFAULT-VALUE})") int promptLen;
     @Option(names = "--decode-tokens", defaultValue = "128", description = "decode: tokens generated (default ${DEFAULT-VALUE})") int decodeTokens;
+    @Option(names = "--decode-context", defaultValue = "4", description = "decode: tokens of context (of the random prompt) before the decoded ones; a long one adds attention over it (default ${DEFAULT-VALUE})") int decodeContext;
     @Option(names = "--decode-batch", defaultValue = "8", description = "batched decode: sequences advancing together; 0 = skip (default ${DEFAULT-VALUE})") int decodeBatch;
     @Option(names = "--repeat", defaultValue = "5", description = "timed repetitions (after one warm-up); the best is reported, fractions of the bandwidth are the median run's (default ${DEFAULT-VALUE})") int repeat;
     @Option(names = "--ceiling-mb", defaultValue = "1024", description = "buffer read to measure the memory bandwidth, MiB; 0 = skip the ceilings (default ${DEFAULT-VALUE})") int ceilingMb;
@@ -54,10 +55,11 @@ public final class BenchCommand implements Callable<Integer> {
         if (promptLen < 4) throw new UserException("--prompt-len: expected >= 4, got " + promptLen);
         if (decodeTokens < 1) throw new UserException("--decode-tokens: expected >= 1, got " + decodeTokens);
         if (decodeBatch < 0) throw new UserException("--decode-batch: expected >= 0, got " + decodeBatch);
+        if (decodeContext < 4 || decodeContext > promptLen) throw new UserException("--decode-context: expected 4 to --prompt-len (" + promptLen + "), got " + decodeContext);
         long t0 = System.nanoTime();
         Gemma3LM lm = Models.load(model, adapter, false, Quantization.parse(quantize));
         if (promptLen > lm.maxPositions()) throw new UserException("--prompt-len: " + promptLen + " is more than max_position_embeddings " + lm.maxPositions());
-        if (4 + decodeTokens > lm.maxPositions()) throw new UserException("--decode-tokens: " + decodeTokens + " do not fit in max_position_embeddings " + lm.maxPositions());
+        if (decodeContext + decodeTokens > lm.maxPositions()) throw new UserException("--decode-tokens: " + decodeTokens + " after " + decodeContext + " tokens of context do not fit in max_position_embeddings " + lm.maxPositions());
         double loadS = (System.nanoTime() - t0) / 1e9;
         int V = lm.vocabSize();
         SplittableRandom rng = new SplittableRandom(1);
@@ -104,10 +106,10 @@ public final class BenchCommand implements Callable<Integer> {
             ProductStats.Reading f1 = ProductStats.FORWARD.read().since(f0);
             if (rep > 0 || repeat == 0) if (fwdProducts == null || fwd[rep] >= best(fwd, rep)) fwdProducts = f1;
             System.gc();
-            // decode from a short context so the measurement is the per-token cost at batch 1
+            // decode from a short context (by default) so the measurement is the per-token cost at batch 1
             CausalLM.Session d = lm.newSession();
-            d.reserve(4 + decodeTokens);
-            logits = d.append(new int[]{prompt[0], prompt[1], prompt[2], prompt[3]});
+            d.reserve(decodeContext + decodeTokens);
+            logits = d.append(java.util.Arrays.copyOf(prompt, decodeContext));
             double bw0 = meter != null ? meter.read(3) : 0;
             long gc0 = gcCount();
             long al0 = allocatedBytes();
@@ -131,10 +133,10 @@ public final class BenchCommand implements Callable<Integer> {
             }
             if (ref != null) {
                 System.gc();
-                refDec[rep] = greedyDecode(ref, prompt, decodeTokens);
+                refDec[rep] = greedyDecode(ref, java.util.Arrays.copyOf(prompt, decodeContext), decodeTokens);
                 speedup[rep] = dec[rep] / refDec[rep];
             }
-            if (decodeBatch > 0) bat[rep] = batchedDecode(lm, prompt, decodeBatch, Math.max(8, decodeTokens / 4));
+            if (decodeBatch > 0) bat[rep] = batchedDecode(lm, prompt, decodeContext, decodeBatch, Math.max(8, decodeTokens / 4));
         }
         long peakHeap = peakHeapBytes();
         long rss = rssBytes();
@@ -182,6 +184,7 @@ public final class BenchCommand implements Callable<Integer> {
             phase(o, "forward_all_logits", bestForward, fwd, forwardFlops / promptLen, ceil);
             products(o, "forward_all_logits", fwdProducts, promptLen / bestForward, ceil);
             o.put("decode_tokens", decodeTokens);
+            o.put("decode_context", decodeContext);
             phase(o, "decode", bestDecode, dec, decodeFlops, null);
             o.put("decode_weight_bandwidth_gb_per_s", round(bestDecode * wBytes / 1e9));
             if (ceil != null) {
@@ -240,7 +243,7 @@ public final class BenchCommand implements Callable<Integer> {
             System.out.printf("forward      %.1f tok/s (the same sequence, logits at every position; %.3f GFLOP/token)%s%n", bestForward,
                     forwardFlops / promptLen / 1e9, gflops(bestForward, forwardFlops / promptLen, ceil));
             System.out.println(productsLine(fwdProducts, promptLen / bestForward, ceil));
-            System.out.printf("decode       %.1f tok/s (batch 1, %d tokens; %.1f GB/s of weights%s)%n", bestDecode, decodeTokens, bestDecode * wBytes / 1e9,
+            System.out.printf("decode       %.1f tok/s (batch 1, %d tokens after %d of context; %.1f GB/s of weights%s)%n", bestDecode, decodeTokens, decodeContext, bestDecode * wBytes / 1e9,
                     ceil == null ? "" : String.format("; each run %s%% of the read bandwidth measured beside it, median %.0f%%; ceiling %.1f tok/s", runs(scaled(decFrac, 100)), 100 * decodeFraction, ceil.readBytesPerS() / wBytes));
             if (decodeBatch > 0) {
                 System.out.printf("batched      %.1f tok/s (%d sequences advancing together, all tokens; %.2fx batch 1; each run against the batch-1 run before it %s, median %.2fx)%n",
@@ -275,15 +278,15 @@ public final class BenchCommand implements Callable<Integer> {
         int V = lm.vocabSize();
         lm.newSession().append(prompt);
         lm.logits(java.util.List.of(java.util.Arrays.copyOf(prompt, Math.min(prompt.length, 64))), new int[]{0});
-        if (decodeBatch > 0) batchedDecode(lm, prompt, decodeBatch, 8);
+        if (decodeBatch > 0) batchedDecode(lm, prompt, decodeContext, decodeBatch, 8);
         double last = 0;
         int chunk = 32, agreed = 0;
         while ((System.nanoTime() - t0) / 1e9 < 30) {
             CausalLM.Session d = lm.newSession();
-            float[] logits = d.append(new int[]{prompt[0], prompt[1], prompt[2], prompt[3]});
+            float[] logits = d.append(java.util.Arrays.copyOf(prompt, decodeContext));
             long al0 = allocatedBytes();
             long a = System.nanoTime();
-            for (int i = 0; i < chunk && 5 + i < lm.maxPositions(); i++) logits = d.append(new int[]{Sampler.argmax(logits, 0, V)});
+            for (int i = 0; i < chunk && decodeContext + 1 + i < lm.maxPositions(); i++) logits = d.append(new int[]{Sampler.argmax(logits, 0, V)});
             double rate = chunk / ((System.nanoTime() - a) / 1e9);
             long perToken = (allocatedBytes() - al0) / chunk;
             agreed = last > 0 && Math.abs(rate - last) <= 0.1 * Math.max(rate, last) ? agreed + 1 : 0;
@@ -294,23 +297,24 @@ public final class BenchCommand implements Callable<Integer> {
         return (System.nanoTime() - t0) / 1e9;
     }
 
-    /** Greedy decoding of {@code tokens} tokens at batch 1 from a 4-token context: tokens per second. */
-    private static double greedyDecode(Gemma3LM lm, int[] prompt, int tokens) {
+    /** Greedy decoding of {@code tokens} tokens at batch 1 after the context {@code ctx}: tokens per second. */
+    private static double greedyDecode(Gemma3LM lm, int[] ctx, int tokens) {
         int V = lm.vocabSize();
         CausalLM.Session d = lm.newSession();
-        d.reserve(4 + tokens);
-        float[] logits = d.append(new int[]{prompt[0], prompt[1], prompt[2], prompt[3]});
+        d.reserve(ctx.length + tokens);
+        float[] logits = d.append(ctx);
         long b = System.nanoTime();
         for (int i = 0; i < tokens; i++) logits = d.append(new int[]{Sampler.argmax(logits, 0, V)});
         return tokens / ((System.nanoTime() - b) / 1e9);
     }
 
     /**
-     * {@code n} sequences decoding together: each starts from a 4-token context of its own, then every step runs one token of
+     * {@code n} sequences decoding together: each starts from a {@code context}-token context of its own (the prompt's first
+     * token, then its tokens from position 1 + s on, cyclically), then every step runs one token of
      * each sequence through one {@link Gemma3Model#forward} call (the weights are read once per step). Returns all sequences'
      * tokens per second.
      */
-    static double batchedDecode(Gemma3LM lm, int[] prompt, int n, int steps) {
+    static double batchedDecode(Gemma3LM lm, int[] prompt, int context, int n, int steps) {
         Gemma3Model m = lm.model;
         int V = lm.vocabSize(), H = m.config.hidden();
         KVCache[] caches = new KVCache[n];
@@ -318,7 +322,9 @@ public final class BenchCommand implements Callable<Integer> {
         float[] row = new float[V];
         for (int s = 0; s < n; s++) {
             caches[s] = lm.newCache();
-            int[] ctx = {prompt[0], prompt[(1 + s) % prompt.length], prompt[(2 + s) % prompt.length], prompt[(3 + s) % prompt.length]};
+            int[] ctx = new int[context];
+            ctx[0] = prompt[0];
+            for (int i = 1; i < context; i++) ctx[i] = prompt[(i + s) % prompt.length];
             float[] h = m.forward(java.util.List.of(new Gemma3Model.Input(caches[s], lm.virtualVectors(), ctx)), null);
             m.logits(h, new int[]{h.length / H - 1}, row);
             next[s] = Sampler.argmax(row, 0, V);

@@ -259,6 +259,8 @@ class BadInputTest {
     void benchChecksItsNumbers() {
         assertCleanError(run("bench", "--model", model.toString(), "--prompt-len", "0"), "--prompt-len");
         assertCleanError(run("bench", "--model", model.toString(), "--train", "lora", "--batch", "0"), "--batch");
+        assertCleanError(run("bench", "--model", model.toString(), "--decode-context", "2"), "--decode-context");
+        assertCleanError(run("bench", "--model", model.toString(), "--prompt-len", "16", "--decode-context", "17"), "--decode-context");
     }
 
     @Test

@@ -32,13 +32,14 @@ class BenchCommandTest {
         System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
         try {
             r = BadInputTest.run("bench", "--model", model.toString(), "--repeat", "3", "--decode-tokens", "16", "--prompt-len", "16",
-                    "--decode-batch", "4", "--ceiling-mb", "0", "--json");
+                    "--decode-batch", "4", "--decode-context", "12", "--ceiling-mb", "0", "--json");
         } finally {
             System.setOut(old);
         }
         assertEquals(0, r.code(), r.err());
         JsonNode o = new ObjectMapper().readTree(buf.toString(StandardCharsets.UTF_8));
         JsonNode dec = o.get("decode_runs"), bat = o.get("batched_decode_runs"), x = o.get("batched_decode_speedup_runs");
+        assertEquals(12, o.get("decode_context").asInt());
         assertEquals(3, x.size());
         assertEquals(dec.size(), x.size());
         List<Double> ratios = new ArrayList<>();

@@ -334,30 +334,76 @@ public final class Gemma3Model {
             for (int t = 0; t < rowCount[s]; t++) seqOf[rowStart[s] + t] = s;
             if (!block[s]) for (int t = qFrom == null ? 0 : qFrom[s]; t < rowCount[s]; t++) rowOf[at++] = rowStart[s] + t;
         }
-        // one work item = a row's heads that share a KV head (their keys and values are read once for all of them); when
-        // there are fewer such groups than threads (decoding one sequence) the group's heads are split over the threads.
-        // Each head's result is computed the same way whatever the split.
-        final int split = nRows * nKV < Parallel.threads() ? Math.min(groups, Parallel.threads()) : 1;
-        final int per = (groups + split - 1) / split;
-        Parallel.forChunks(nRows * nKV * split, 1, (a, b) -> {
+        // one work item = a row's heads that share a KV head (their keys and values are read once for all of them). When
+        // there are fewer such items than threads (decoding one sequence), each item is split over the threads instead: the
+        // scores by keys, the weighted sums of the values by dimensions, so every thread reads its own part of the keys and
+        // values (splitting the heads made every thread read all of them). Each score and each output is computed the same
+        // way whatever the split (dots are bitwise the same for any number of heads, and every output sums its keys in
+        // order), so batch 1 and a batch of sequences give the same results.
+        if (nRows * nKV < Parallel.threads()) {
+            for (int item = 0; item < nRows * nKV; item++) {
+                int r = rowOf[item / nKV], kvh = item % nKV;
+                KVCache kv = inputs.get(seqOf[r]).cache();
+                int kStart = kv.start[l], p = pos[r];
+                int lo = sliding ? Math.max(kStart, p - W + 1) : kStart;
+                splitItem(kv.k[l], kv.v[l], ((lo - kStart) * nKV + kvh) * D, p - lo + 1, q, (r * nH + kvh * groups) * D, groups, out);
+            }
+            return;
+        }
+        Parallel.forChunks(nRows * nKV, 1, (a, b) -> {
             float[][] hold = SCORES.get();
             for (int item = a; item < b; item++) {
-                int r = rowOf[item / (nKV * split)], kvh = item / split % nKV, part = item % split;
-                int h0 = kvh * groups + part * per, m = Math.min(per, groups - part * per);
-                if (m <= 0) continue;
+                int r = rowOf[item / nKV], kvh = item % nKV;
                 KVCache kv = inputs.get(seqOf[r]).cache();
                 float[] K = kv.k[l], V = kv.v[l];
                 int kStart = kv.start[l];
                 int p = pos[r];
                 int lo = sliding ? Math.max(kStart, p - W + 1) : kStart;
                 int nk = p - lo + 1;
-                if (hold[0].length < m * nk) hold[0] = new float[Math.max(m * nk, 2 * hold[0].length)];
+                if (hold[0].length < groups * nk) hold[0] = new float[Math.max(groups * nk, 2 * hold[0].length)];
                 float[] sc = hold[0];
-                int qo = (r * nH + h0) * D;
+                int qo = (r * nH + kvh * groups) * D;
                 int ko = ((lo - kStart) * nKV + kvh) * D;
-                for (int j = 0; j < nk; j++) Ops.dots(m, q, qo, D, K, ko + j * nKV * D, D, sc, j, nk, hold[1]);
-                for (int h = 0; h < m; h++) Ops.softmaxScaled(sc, h * nk, nk, attnScale);
-                Ops.weightedRows(m, sc, 0, nk, nk, V, ko, nKV * D, D, out, qo, D);
+                for (int j = 0; j < nk; j++) Ops.dots(groups, q, qo, D, K, ko + j * nKV * D, D, sc, j, nk, hold[1]);
+                for (int h = 0; h < groups; h++) Ops.softmaxScaled(sc, h * nk, nk, attnScale);
+                Ops.weightedRows(groups, sc, 0, nk, nk, V, ko, nKV * D, D, out, qo, D);
+            }
+        });
+    }
+
+    /**
+     * One row's m heads that share a KV head, over nk cached keys from K/V offset ko, on all threads: thread t scores keys
+     * [nk·t/T, nk·(t+1)/T) for every head, the caller softmaxes each head's scores, then thread t sums the values of
+     * dimensions [d0, d1) (boundaries on whole vectors, so each output runs through the same kernel as unsplit). Below
+     * {@link #SPLIT_MIN_KEYS} keys the calling thread does it all (the same operations, so the same results).
+     */
+    /** Cached keys from which one decoding row's attention is split over the threads (below, one thread does it all). */
+    static final int SPLIT_MIN_KEYS = 128;
+
+    private void splitItem(float[] K, float[] V, int ko, int nk, float[] q, int qo, int m, float[] out) {
+        final int D = config.headDim(), kvw = config.kvHeads() * D, T = Parallel.threads(), vecs = Math.max(1, D / Ops.LANES);
+        float[][] hold = SCORES.get();
+        if (hold[0].length < m * nk) hold[0] = new float[Math.max(m * nk, 2 * hold[0].length)];
+        final float[] sc = hold[0];
+        if (nk < SPLIT_MIN_KEYS) {   // a short context: cheaper on the calling thread than two dispatches
+            for (int j = 0; j < nk; j++) Ops.dots(m, q, qo, D, K, ko + j * kvw, D, sc, j, nk, hold[1]);
+            for (int h = 0; h < m; h++) Ops.softmaxScaled(sc, h * nk, nk, attnScale);
+            Ops.weightedRows(m, sc, 0, nk, nk, V, ko, kvw, D, out, qo, D);
+            return;
+        }
+        Parallel.forRange(T, 1, (a, b) -> {
+            float[] tmp = SCORES.get()[1];
+            for (int t = a; t < b; t++) {
+                for (int j = (int) ((long) nk * t / T), j1 = (int) ((long) nk * (t + 1) / T); j < j1; j++) {
+                    Ops.dots(m, q, qo, D, K, ko + j * kvw, D, sc, j, nk, tmp);
+                }
+            }
+        });
+        for (int h = 0; h < m; h++) Ops.softmaxScaled(sc, h * nk, nk, attnScale);
+        Parallel.forRange(T, 1, (a, b) -> {
+            for (int t = a; t < b; t++) {
+                int d0 = t == 0 ? 0 : vecs * t / T * Ops.LANES, d1 = t == T - 1 ? D : vecs * (t + 1) / T * Ops.LANES;
+                if (d1 > d0) Ops.weightedRows(m, sc, 0, nk, nk, V, ko + d0, kvw, d1 - d0, out, qo + d0, D);
             }
         });
     }

@@ -9,6 +9,8 @@ import jdk.incubator.vector.VectorSpecies;
 public final class Ops {
     private static final VectorSpecies<Float> F = Matrix.F;
     private static final int L = F.length();
+    /** Floats per vector in these kernels (16 with AVX-512). */
+    public static final int LANES = L;
 
     private Ops() {}
 
