@@ -323,8 +323,7 @@ public final class Gemma3Model {
         for (int s = 0; s < rowCount.length; s++) if (block[s] = rowCount[s] >= BLOCK_ATTENTION_MIN_ROWS) manyRows++;
         if (manyRows > 0) blockAttention(inputs, l, rowStart, rowCount, pos, q, out, sliding, block, qFrom);
         if (manyRows == rowCount.length) return;
-        final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads(), groups = nH / nKV;
-        final int W = config.slidingWindow();
+        final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads();
         final int N = q.length / (nH * D);
         final int[] seqOf = new int[N];
         int nRows = 0;
@@ -341,56 +340,42 @@ public final class Gemma3Model {
         // way whatever the split (dots are bitwise the same for any number of heads, and every output sums its keys in
         // order), so batch 1 and a batch of sequences give the same results.
         if (nRows * nKV < Parallel.threads()) {
-            for (int item = 0; item < nRows * nKV; item++) {
-                int r = rowOf[item / nKV], kvh = item % nKV;
-                KVCache kv = inputs.get(seqOf[r]).cache();
-                int kStart = kv.start[l], p = pos[r];
-                int lo = sliding ? Math.max(kStart, p - W + 1) : kStart;
-                splitItem(kv.k[l], kv.v[l], ((lo - kStart) * nKV + kvh) * D, p - lo + 1, q, (r * nH + kvh * groups) * D, groups, out);
-            }
+            for (int item = 0; item < nRows * nKV; item++) attendRow(inputs, l, rowOf, seqOf, pos, sliding, q, out, item, true);
             return;
         }
         Parallel.forChunks(nRows * nKV, 1, (a, b) -> {
-            float[][] hold = SCORES.get();
-            for (int item = a; item < b; item++) {
-                int r = rowOf[item / nKV], kvh = item % nKV;
-                KVCache kv = inputs.get(seqOf[r]).cache();
-                float[] K = kv.k[l], V = kv.v[l];
-                int kStart = kv.start[l];
-                int p = pos[r];
-                int lo = sliding ? Math.max(kStart, p - W + 1) : kStart;
-                int nk = p - lo + 1;
-                if (hold[0].length < groups * nk) hold[0] = new float[Math.max(groups * nk, 2 * hold[0].length)];
-                float[] sc = hold[0];
-                int qo = (r * nH + kvh * groups) * D;
-                int ko = ((lo - kStart) * nKV + kvh) * D;
-                for (int j = 0; j < nk; j++) Ops.dots(groups, q, qo, D, K, ko + j * nKV * D, D, sc, j, nk, hold[1]);
-                for (int h = 0; h < groups; h++) Ops.softmaxScaled(sc, h * nk, nk, attnScale);
-                Ops.weightedRows(groups, sc, 0, nk, nk, V, ko, nKV * D, D, out, qo, D);
-            }
+            for (int item = a; item < b; item++) attendRow(inputs, l, rowOf, seqOf, pos, sliding, q, out, item, false);
         });
     }
 
-    /**
-     * One row's m heads that share a KV head, over nk cached keys from K/V offset ko, on all threads: thread t scores keys
-     * [nk·t/T, nk·(t+1)/T) for every head, the caller softmaxes each head's scores, then thread t sums the values of
-     * dimensions [d0, d1) (boundaries on whole vectors, so each output runs through the same kernel as unsplit). Below
-     * {@link #SPLIT_MIN_KEYS} keys the calling thread does it all (the same operations, so the same results).
-     */
     /** Cached keys from which one decoding row's attention is split over the threads (below, one thread does it all). */
     static final int SPLIT_MIN_KEYS = 128;
 
-    private void splitItem(float[] K, float[] V, int ko, int nk, float[] q, int qo, int m, float[] out) {
-        final int D = config.headDim(), kvw = config.kvHeads() * D, T = Parallel.threads(), vecs = Math.max(1, D / Ops.LANES);
+    /**
+     * Work item {@code item} of {@link #attention}: row rowOf[item / nKV]'s heads that share KV head item % nKV, against the
+     * keys its position sees. On the calling thread, or with {@code split} (and at least {@link #SPLIT_MIN_KEYS} keys) on
+     * all threads: thread t scores keys [nk·t/T, nk·(t+1)/T) for every head, the caller softmaxes each head's scores, then
+     * thread t sums the values of dimensions [d0, d1) (boundaries on whole vectors, so each output runs through the same
+     * kernel as unsplit). The same operations either way, so the same results.
+     */
+    private void attendRow(List<Input> inputs, int l, int[] rowOf, int[] seqOf, int[] pos, boolean sliding, float[] q, float[] out, int item, boolean split) {
+        final int D = config.headDim(), nH = config.heads(), nKV = config.kvHeads(), m = nH / nKV, kvw = nKV * D;
+        int r = rowOf[item / nKV], kvh = item % nKV;
+        KVCache kv = inputs.get(seqOf[r]).cache();
+        final float[] K = kv.k[l], V = kv.v[l];
+        int kStart = kv.start[l], p = pos[r];
+        int lo = sliding ? Math.max(kStart, p - config.slidingWindow() + 1) : kStart;
+        final int nk = p - lo + 1, ko = ((lo - kStart) * nKV + kvh) * D, qo = (r * nH + kvh * m) * D;
         float[][] hold = SCORES.get();
         if (hold[0].length < m * nk) hold[0] = new float[Math.max(m * nk, 2 * hold[0].length)];
         final float[] sc = hold[0];
-        if (nk < SPLIT_MIN_KEYS) {   // a short context: cheaper on the calling thread than two dispatches
+        if (!split || nk < SPLIT_MIN_KEYS) {   // a short context: cheaper on one thread than two dispatches
             for (int j = 0; j < nk; j++) Ops.dots(m, q, qo, D, K, ko + j * kvw, D, sc, j, nk, hold[1]);
             for (int h = 0; h < m; h++) Ops.softmaxScaled(sc, h * nk, nk, attnScale);
             Ops.weightedRows(m, sc, 0, nk, nk, V, ko, kvw, D, out, qo, D);
             return;
         }
+        final int T = Parallel.threads(), vecs = Math.max(1, D / Ops.LANES);
         Parallel.forRange(T, 1, (a, b) -> {
             float[] tmp = SCORES.get()[1];
             for (int t = a; t < b; t++) {
