@@ -313,7 +313,7 @@ public final class Gemma3Model {
         return lt.adapterMid[idx] = new float[n * lin.midWidth()];
     }
 
-    private static final ThreadLocal<float[][]> SCORES = ThreadLocal.withInitial(() -> new float[][]{new float[0], new float[64]});
+    private static final ThreadLocal<float[][]> SCORES = ThreadLocal.withInitial(() -> new float[][]{new float[0], new float[256]});
 
     /** Causal (and sliding-window) attention of every new row against its own sequence's cache. */
     private void attention(List<Input> inputs, int l, int[] rowStart, int[] rowCount, int[] pos, float[] q, float[] out, boolean sliding, int[] qFrom) {
@@ -370,7 +370,7 @@ public final class Gemma3Model {
         if (hold[0].length < m * nk) hold[0] = new float[Math.max(m * nk, 2 * hold[0].length)];
         final float[] sc = hold[0];
         if (!split || nk < SPLIT_MIN_KEYS) {   // a short context: cheaper on one thread than two dispatches
-            for (int j = 0; j < nk; j++) Ops.dots(m, q, qo, D, K, ko + j * kvw, D, sc, j, nk, hold[1]);
+            Ops.scores(m, q, qo, D, K, ko, kvw, D, 0, nk, sc, 0, nk, hold[1]);
             for (int h = 0; h < m; h++) Ops.softmaxScaled(sc, h * nk, nk, attnScale);
             Ops.weightedRows(m, sc, 0, nk, nk, V, ko, kvw, D, out, qo, D);
             return;
@@ -379,9 +379,7 @@ public final class Gemma3Model {
         Parallel.forRange(T, 1, (a, b) -> {
             float[] tmp = SCORES.get()[1];
             for (int t = a; t < b; t++) {
-                for (int j = (int) ((long) nk * t / T), j1 = (int) ((long) nk * (t + 1) / T); j < j1; j++) {
-                    Ops.dots(m, q, qo, D, K, ko + j * kvw, D, sc, j, nk, tmp);
-                }
+                Ops.scores(m, q, qo, D, K, ko, kvw, D, (int) ((long) nk * t / T), (int) ((long) nk * (t + 1) / T), sc, 0, nk, tmp);
             }
         });
         for (int h = 0; h < m; h++) Ops.softmaxScaled(sc, h * nk, nk, attnScale);

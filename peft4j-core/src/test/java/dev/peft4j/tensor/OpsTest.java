@@ -59,6 +59,39 @@ class OpsTest {
     }
 
     /**
+     * Scores of a head group against a range of keys (four heads against four keys at a time, the rest one by one) equal
+     * dot() of each head and key bit for bit, and nothing outside the range is written.
+     */
+    @org.junit.jupiter.api.Test
+    void scoresOverKeysEqualDotBitForBit() {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(6);
+        for (int len : new int[]{256, 48, 40, 7}) {
+            for (int m : new int[]{4, 1, 6, 8}) {
+                int nk = 23, bs = len + 5, os = nk + 2, oo = 1;
+                float[] a = new float[m * len + 3], b = new float[nk * bs + 2];
+                for (int i = 0; i < a.length; i++) a[i] = (float) (r.nextGaussian() * Math.pow(10, r.nextInt(5) - 2));
+                for (int i = 0; i < b.length; i++) b[i] = (float) r.nextGaussian();
+                for (int[] range : new int[][]{{0, 23}, {3, 21}, {5, 7}}) {
+                    float[] out = new float[oo + m * os];
+                    java.util.Arrays.fill(out, Float.NaN);
+                    Ops.scores(m, a, 3, len, b, 2, bs, len, range[0], range[1], out, oo, os, new float[256]);
+                    for (int h = 0; h < m; h++) {
+                        for (int j = 0; j < os; j++) {
+                            float got = out[oo + h * os + j];
+                            if (j < range[0] || j >= range[1]) {
+                                org.junit.jupiter.api.Assertions.assertTrue(Float.isNaN(got), "written outside the range: head " + h + " key " + j);
+                                continue;
+                            }
+                            org.junit.jupiter.api.Assertions.assertEquals(Float.floatToRawIntBits(Ops.dot(a, 3 + h * len, b, 2 + j * bs, len)),
+                                    Float.floatToRawIntBits(got), "len " + len + ", " + m + " heads: head " + h + " key " + j + " of " + java.util.Arrays.toString(range));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /**
      * Attention's weighted sum of values (heads in fours, 64 then 16 dimensions at a time, then the rest): every output is
      * the plain loop over the keys in order, fused multiply-adds on the vector part and a plain sum past it, bit for bit.
      */
