@@ -16,6 +16,8 @@ public final class KVCache {
     int length;
     /** Reused activations of small forward steps on this sequence (never copied with the cache). */
     Workspace workspace;
+    /** See {@link #compactions()}. */
+    private long compactions;
 
     KVCache(Gemma3Config c) {
         this.layers = c.layers();
@@ -127,8 +129,6 @@ public final class KVCache {
 
     /** Times a sliding layer has dropped rows (moved its window to the front), over all layers: for tests. */
     long compactions() { return compactions; }
-
-    private long compactions;
 
     /**
      * Grows every layer to hold {@code positions} positions in all (a sliding layer at most its window plus a chunk), so that
