@@ -211,10 +211,18 @@ public final class Ops {
      * −∞, then 0): a vector maximum, then the first position holding it.
      */
     public static int argmax(float[] v, int off, int n) {
-        FloatVector m = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+        // four independent maxima (one chain waited on each max's latency: 32% slower over 8 rows of 262,144 logits); the
+        // maximum does not depend on the order it is taken in
+        FloatVector m = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY), m1 = m, m2 = m, m3 = m;
         int i = 0;
+        for (; i + 4 * L <= n; i += 4 * L) {
+            m = m.max(FloatVector.fromArray(F, v, off + i));
+            m1 = m1.max(FloatVector.fromArray(F, v, off + i + L));
+            m2 = m2.max(FloatVector.fromArray(F, v, off + i + 2 * L));
+            m3 = m3.max(FloatVector.fromArray(F, v, off + i + 3 * L));
+        }
         for (; i + L <= n; i += L) m = m.max(FloatVector.fromArray(F, v, off + i));
-        float best = m.reduceLanes(VectorOperators.MAX);
+        float best = m.max(m1).max(m2.max(m3)).reduceLanes(VectorOperators.MAX);
         for (; i < n; i++) best = Math.max(best, v[off + i]);
         if (Float.isNaN(best) || best == Float.NEGATIVE_INFINITY) {   // the rare rows: the plain scan's answer
             int b = 0;

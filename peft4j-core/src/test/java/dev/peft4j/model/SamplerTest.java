@@ -93,7 +93,7 @@ class SamplerTest {
     @Test
     void argmaxIsTheFirstLargestLikeAPlainScan() {
         java.util.SplittableRandom r = new java.util.SplittableRandom(4);
-        for (int n : new int[]{1, 5, 16, 17, 63, 100, 1000}) {
+        for (int n : new int[]{1, 5, 16, 17, 63, 64, 100, 130, 1000}) {
             for (int trial = 0; trial < 20; trial++) {
                 float[] v = new float[n + 3];
                 for (int i = 0; i < v.length; i++) v[i] = (float) r.nextInt(7) - 3;        // many ties
