@@ -99,6 +99,7 @@ class SamplerTest {
                 for (int i = 0; i < v.length; i++) v[i] = (float) r.nextInt(7) - 3;        // many ties
                 if (trial % 4 == 1) v[3 + r.nextInt(n)] = Float.NaN;
                 if (trial % 4 == 2) java.util.Arrays.fill(v, Float.NEGATIVE_INFINITY);
+                if (trial % 4 == 3) v[3 + r.nextInt(n)] = 100f;                        // one largest, anywhere
                 int best = 0;
                 float bv = Float.NEGATIVE_INFINITY;
                 for (int i = 0; i < n; i++) if (v[3 + i] > bv) { bv = v[3 + i]; best = i; }
