@@ -71,19 +71,21 @@ public final class BenchCommand implements Callable<Integer> {
         double forwardFlops = flops.forwardAllLogits(nv + promptLen) - nv * flops.headPerRow();
         double decodeFlops = flops.decode(nv + lm.prefixLength() + 4, decodeTokens) / decodeTokens;
         double warmS = warmUp(lm, prompt);
-        // quantized: the float model decodes beside it in every run (right after), so the speed-up is judged at one moment
+        // quantized: the float model decodes in turns with it in every run, so the speed-up is judged at the same moments
         Gemma3LM ref = Quantization.parse(quantize) != Quantization.NONE ? Models.load(model, adapter, false, Quantization.NONE) : null;
         if (ref != null) warmS += warmUp(ref, prompt);
         double[] refDec = new double[repeat + 1], speedup = new double[repeat + 1];
         double[] pre = new double[repeat + 1], fwd = new double[repeat + 1], dec = new double[repeat + 1], bat = new double[repeat + 1];
-        // the read bandwidth is measured right before and after every decode run: on a shared host it drifts by up to 2x
-        // from minute to minute, so each run is judged against the ceiling of its own moment
+        // the read bandwidth is measured right before and after every slice of batch-1 decoding: on a shared host it changes
+        // by up to 2x within seconds, so each slice is judged against the ceiling of its own moment
         double[] bw = new double[repeat + 1], decFrac = new double[repeat + 1];
         // the meter reads the packed weights themselves (the bytes decoding streams, where the system placed them): a separate
         // buffer can land in memory that reads at a different speed, which made fractions above 1 on a shared host
         Ceilings.Meter meter = ceilingMb > 0 ? new Ceilings.Meter(lm.model.weights.decodeMatrices()) : null;
         // the FMA peak before the runs and again after them, the higher of the two: one moment's neighbour must not halve it
         double fmaBefore = meter == null ? 0 : Ceilings.fmaPeak();
+        // and what the host takes from the cores (a thread stopped for tens of microseconds, many times a second)
+        Ceilings.HostGaps host = meter == null ? null : Ceilings.hostGaps(1.0);
         ProductStats.Reading preProducts = null, fwdProducts = null;   // the matrix products of the best run
         long allocBytes = 0, allocTokens = 0, gcs = 0;
         double allocSeconds = 0;
@@ -106,37 +108,60 @@ public final class BenchCommand implements Callable<Integer> {
             ProductStats.Reading f1 = ProductStats.FORWARD.read().since(f0);
             if (rep > 0 || repeat == 0) if (fwdProducts == null || fwd[rep] >= best(fwd, rep)) fwdProducts = f1;
             System.gc();
-            // decode from a short context (by default) so the measurement is the per-token cost at batch 1
-            CausalLM.Session d = lm.newSession();
-            d.reserve(decodeContext + decodeTokens);
-            logits = d.append(java.util.Arrays.copyOf(prompt, decodeContext));
-            double bw0 = meter != null ? meter.read(3) : 0;
-            long gc0 = gcCount();
-            long al0 = allocatedBytes();
-            long b = System.nanoTime();
-            for (int i = 0; i < decodeTokens; i++) {
-                int tok = Sampler.argmax(logits, 0, V);
-                logits = d.append(new int[]{tok});
+            // decode from a short context (by default) so the measurement is the per-token cost at batch 1. Batch 1, the
+            // batched sequences and (quantized) the float model advance in turns, a slice of each per round, and the read
+            // bandwidth is measured right before and after every batch-1 slice: a shared host's memory speed changes within
+            // seconds (by up to 2x), so every figure is judged against what the memory gave at its own moment, and the ratios
+            // compare runs that met the same moments
+            Greedy d = new Greedy(lm, java.util.Arrays.copyOf(prompt, decodeContext), decodeTokens);
+            Greedy fd = ref != null ? new Greedy(ref, java.util.Arrays.copyOf(prompt, decodeContext), decodeTokens) : null;
+            Batched bd = decodeBatch > 0 ? new Batched(lm, prompt, decodeContext, decodeBatch) : null;
+            int rounds = Math.max(1, Math.min(decodeTokens, (decodeTokens + SLICE - 1) / SLICE));
+            int batchedSteps = Math.max(8, decodeTokens / 4);
+            long decNs = 0, refNs = 0, batNs = 0, gc0 = 0, gcIn = 0, alIn = 0;
+            double allowedBytes = 0;   // Σ slice time × the bandwidth measured beside it: what the memory could have given
+            for (int i = 0, done = 0, bDone = 0; i < rounds; i++) {
+                int k = (int) ((long) decodeTokens * (i + 1) / rounds) - done;
+                int kb = (int) ((long) batchedSteps * (i + 1) / rounds) - bDone;
+                double m0 = meter != null ? meter.read(1) : 0;
+                gc0 = gcCount();
+                long al0 = allocatedBytes();
+                long b = System.nanoTime();
+                d.tokens(k);
+                long el = System.nanoTime() - b;
+                alIn += allocatedBytes() - al0;
+                gcIn += gcCount() - gc0;
+                decNs += el;
+                if (meter != null) allowedBytes += el / 1e9 * Math.max(m0, meter.read(1));   // the faster of its two moments
+                if (fd != null) {
+                    b = System.nanoTime();
+                    fd.tokens(k);
+                    refNs += System.nanoTime() - b;
+                }
+                if (bd != null && kb > 0) {
+                    b = System.nanoTime();
+                    bd.steps(kb);
+                    batNs += System.nanoTime() - b;
+                }
+                done += k;
+                bDone += kb;
             }
-            long el = System.nanoTime() - b;
-            long al1 = allocatedBytes();
-            dec[rep] = decodeTokens / (el / 1e9);
+            dec[rep] = decodeTokens / (decNs / 1e9);
             if (meter != null) {
-                bw[rep] = Math.max(bw0, meter.read(3));   // the ceiling: the faster of the two moments
-                decFrac[rep] = dec[rep] * lm.model.weights.weightBytes() / bw[rep];
+                bw[rep] = allowedBytes / (decNs / 1e9);   // the slices' bandwidths, weighted by their time
+                decFrac[rep] = (double) decodeTokens * lm.model.weights.weightBytes() / allowedBytes;
             }
             if (rep > 0) {
-                allocBytes += al1 - al0;
+                allocBytes += alIn;
                 allocTokens += decodeTokens;
-                allocSeconds += el / 1e9;
-                gcs += gcCount() - gc0;
+                allocSeconds += decNs / 1e9;
+                gcs += gcIn;
             }
-            if (ref != null) {
-                System.gc();
-                refDec[rep] = greedyDecode(ref, java.util.Arrays.copyOf(prompt, decodeContext), decodeTokens);
+            if (fd != null) {
+                refDec[rep] = decodeTokens / (refNs / 1e9);
                 speedup[rep] = dec[rep] / refDec[rep];
             }
-            if (decodeBatch > 0) bat[rep] = batchedDecode(lm, prompt, decodeContext, decodeBatch, Math.max(8, decodeTokens / 4));
+            if (bd != null) bat[rep] = (double) decodeBatch * batchedSteps / (batNs / 1e9);
         }
         long peakHeap = peakHeapBytes();
         long rss = rssBytes();
@@ -158,7 +183,7 @@ public final class BenchCommand implements Callable<Integer> {
             ref.model.weights.close();
         }
         double bestPrefill = best(pre), bestForward = best(fwd), bestDecode = best(dec), bestBatch = decodeBatch > 0 ? best(bat) : 0;
-        // each batched run against the batch-1 run just before it (the same minute: a host's memory speed drifts)
+        // each batched run against the batch-1 decoding it took turns with (the same moments: a host's memory speed drifts)
         double[] batX = new double[bat.length];
         for (int i = 0; i < bat.length; i++) batX[i] = bat[i] / dec[i];
         Ceilings.Result ceil = meter == null ? null : new Ceilings.Result(median(bw), Math.max(fmaBefore, Ceilings.fmaPeak()), meter.bytes(), Parallel.threads());
@@ -177,6 +202,9 @@ public final class BenchCommand implements Callable<Integer> {
                 o.put("read_bandwidth_gb_per_s", round(ceil.readBytesPerS() / 1e9));
                 o.put("fma_peak_gflop_per_s", round(ceil.fmaFlopPerS() / 1e9));
                 o.put("ceiling_buffer_bytes", ceil.bufferBytes());
+                o.put("host_gaps_fraction_of_time", round4(host.fraction()));
+                o.put("host_gaps_per_s_per_thread", round(host.perSecond()));
+                o.put("host_gaps_median_us", round(host.medianMicros()));
             }
             o.put("prefill_tokens", promptLen);
             phase(o, "prefill", bestPrefill, pre, prefillFlops / promptLen, ceil);
@@ -234,8 +262,10 @@ public final class BenchCommand implements Callable<Integer> {
             System.out.printf("model        %s (%s weights, %.0f MB, %d threads)%n", model, lm.model.weights.embed.dtype, wBytes / 1e6, Parallel.threads());
             System.out.printf("load         %.2f s (then %.1f s of JIT warm-up)%n", loadS, warmS);
             if (ceil != null) {
-                System.out.printf("ceilings     read bandwidth %.1f GB/s (a vector sum over the packed weights, right before and after each decode run: %s GB/s), float32 FMA peak %.0f GFLOP/s (this run, %d threads)%n",
+                System.out.printf("ceilings     read bandwidth %.1f GB/s (a vector sum over the packed weights, right before and after each batch-1 slice; each run's, weighted by time: %s GB/s), float32 FMA peak %.0f GFLOP/s (this run, %d threads)%n",
                         ceil.readBytesPerS() / 1e9, runs(scaled(bw, 1e-9)), ceil.fmaFlopPerS() / 1e9, ceil.threads());
+                System.out.printf("host         stops each thread %.0f times a second for a median %.0f µs: %.1f%% of its time (a product both threads share waits for the later one)%n",
+                        host.perSecond(), host.medianMicros(), 100 * host.fraction());
             }
             System.out.printf("prefill      %.1f tok/s (one %d-token sequence, cache + last logits; %.3f GFLOP/token)%s%n", bestPrefill, promptLen,
                     prefillFlops / promptLen / 1e9, gflops(bestPrefill, prefillFlops / promptLen, ceil));
@@ -244,16 +274,16 @@ public final class BenchCommand implements Callable<Integer> {
                     forwardFlops / promptLen / 1e9, gflops(bestForward, forwardFlops / promptLen, ceil));
             System.out.println(productsLine(fwdProducts, promptLen / bestForward, ceil));
             System.out.printf("decode       %.1f tok/s (batch 1, %d tokens after %d of context; %.1f GB/s of weights%s)%n", bestDecode, decodeTokens, decodeContext, bestDecode * wBytes / 1e9,
-                    ceil == null ? "" : String.format("; each run %s%% of the read bandwidth measured beside it, median %.0f%%; ceiling %.1f tok/s", runs(scaled(decFrac, 100)), 100 * decodeFraction, ceil.readBytesPerS() / wBytes));
+                    ceil == null ? "" : String.format("; each run %s%% of the read bandwidth, every slice of %d tokens against the bandwidth measured right before and after it; median %.0f%%; ceiling %.1f tok/s", runs(scaled(decFrac, 100)), SLICE, 100 * decodeFraction, ceil.readBytesPerS() / wBytes));
             if (decodeBatch > 0) {
-                System.out.printf("batched      %.1f tok/s (%d sequences advancing together, all tokens; %.2fx batch 1; each run against the batch-1 run before it %s, median %.2fx)%n",
+                System.out.printf("batched      %.1f tok/s (%d sequences advancing together, all tokens; %.2fx batch 1; each run against the batch-1 decoding it took turns with %s, median %.2fx)%n",
                         bestBatch, decodeBatch, bestBatch / bestDecode, runs(batX, "%.2f"), median(batX));
             }
             System.out.printf("allocation   %.0f bytes/token in the decode loop (%.2f MB/s, %d GCs)%s%n", allocPerToken,
                     allocSeconds == 0 ? 0 : allocBytes / allocSeconds / 1e6, gcs,
                     allocPerToken > 256 * 1024 ? " -- a kernel runs outside C2's vector intrinsics (boxed vectors)" : "");
             if (acc != null) {
-                System.out.printf("vs float     %s decode %.2fx the float weights' (median of runs %s; float decoding right after each run: %s tok/s)%n", quantize,
+                System.out.printf("vs float     %s decode %.2fx the float weights' (median of runs %s; the float weights decoding in turns with them: %s tok/s)%n", quantize,
                         median(speedup), runs(speedup, "%.2f"), runs(refDec));
                 System.out.printf("accuracy     %s vs float: top-1 agreement %.2f%% of %d positions, mean KL %.2e nats (max %.2e); float's median top-1 margin %.3g%n", quantize,
                         100 * acc.top1Agreement(), acc.positions(), acc.meanKl(), acc.maxKl(), acc.medianMargin());
@@ -278,7 +308,7 @@ public final class BenchCommand implements Callable<Integer> {
         int V = lm.vocabSize();
         lm.newSession().append(prompt);
         lm.logits(java.util.List.of(java.util.Arrays.copyOf(prompt, Math.min(prompt.length, 64))), new int[]{0});
-        if (decodeBatch > 0) batchedDecode(lm, prompt, decodeContext, decodeBatch, 8);
+        if (decodeBatch > 0) new Batched(lm, prompt, decodeContext, decodeBatch).steps(8);
         double last = 0;
         int chunk = 32, agreed = 0;
         while ((System.nanoTime() - t0) / 1e9 < 30) {
@@ -297,58 +327,80 @@ public final class BenchCommand implements Callable<Integer> {
         return (System.nanoTime() - t0) / 1e9;
     }
 
-    /** Greedy decoding of {@code tokens} tokens at batch 1 after the context {@code ctx}: tokens per second. */
-    private static double greedyDecode(Gemma3LM lm, int[] ctx, int tokens) {
-        int V = lm.vocabSize();
-        CausalLM.Session d = lm.newSession();
-        d.reserve(ctx.length + tokens);
-        float[] logits = d.append(ctx);
-        long b = System.nanoTime();
-        for (int i = 0; i < tokens; i++) logits = d.append(new int[]{Sampler.argmax(logits, 0, V)});
-        return tokens / ((System.nanoTime() - b) / 1e9);
+    /** Tokens of batch-1 decoding per slice: with a bandwidth reading before and after each (see {@link #call}). */
+    static final int SLICE = 16;
+
+    /** Greedy decoding at batch 1 after a context, advanced a slice at a time. */
+    static final class Greedy {
+        private final CausalLM.Session s;
+        private final int V;
+        private float[] logits;
+
+        Greedy(Gemma3LM lm, int[] ctx, int tokens) {
+            V = lm.vocabSize();
+            s = lm.newSession();
+            s.reserve(ctx.length + tokens);
+            logits = s.append(ctx);
+        }
+
+        void tokens(int k) {
+            for (int i = 0; i < k; i++) logits = s.append(new int[]{Sampler.argmax(logits, 0, V)});
+        }
     }
 
     /**
      * {@code n} sequences decoding together: each starts from a {@code context}-token context of its own (the prompt's first
-     * token, then its tokens from position 1 + s on, cyclically), then every step runs one token of
-     * each sequence through one {@link Gemma3Model#forward} call (the weights are read once per step). Returns all sequences'
-     * tokens per second.
+     * token, then its tokens from position 1 + s on, cyclically), then every step runs one token of each sequence through
+     * one {@link Gemma3Model#forward} call (the weights are read once per step), advanced a few steps at a time.
      */
-    static double batchedDecode(Gemma3LM lm, int[] prompt, int context, int n, int steps) {
-        Gemma3Model m = lm.model;
-        int V = lm.vocabSize(), H = m.config.hidden();
-        KVCache[] caches = new KVCache[n];
-        int[] next = new int[n];
-        float[] row = new float[V];
-        for (int s = 0; s < n; s++) {
-            caches[s] = lm.newCache();
-            int[] ctx = new int[context];
-            ctx[0] = prompt[0];
-            for (int i = 1; i < context; i++) ctx[i] = prompt[(i + s) % prompt.length];
-            float[] h = m.forward(java.util.List.of(new Gemma3Model.Input(caches[s], lm.virtualVectors(), ctx)), null);
-            m.logits(h, new int[]{h.length / H - 1}, row);
-            next[s] = Sampler.argmax(row, 0, V);
-        }
-        float[] rows = new float[n * V];
-        int[] all = new int[n];
-        for (int s = 0; s < n; s++) all[s] = s;
-        java.util.List<Gemma3Model.Input> step = new java.util.ArrayList<>(n);
-        int[][] ids = new int[n][1];
-        long t = System.nanoTime();
-        for (int i = 0; i < steps; i++) {
-            step.clear();
+    static final class Batched {
+        private final Gemma3Model m;
+        private final int n, V;
+        private final KVCache[] caches;
+        private final int[] next, all;
+        private final float[] rows;
+        private final java.util.List<Gemma3Model.Input> step;
+        private final int[][] ids;
+
+        Batched(Gemma3LM lm, int[] prompt, int context, int n) {
+            this.m = lm.model;
+            this.n = n;
+            this.V = lm.vocabSize();
+            int H = m.config.hidden();
+            caches = new KVCache[n];
+            next = new int[n];
+            float[] row = new float[V];
             for (int s = 0; s < n; s++) {
-                ids[s][0] = next[s];
-                step.add(new Gemma3Model.Input(caches[s], null, ids[s]));
+                caches[s] = lm.newCache();
+                int[] ctx = new int[context];
+                ctx[0] = prompt[0];
+                for (int i = 1; i < context; i++) ctx[i] = prompt[(i + s) % prompt.length];
+                float[] h = m.forward(java.util.List.of(new Gemma3Model.Input(caches[s], lm.virtualVectors(), ctx)), null);
+                m.logits(h, new int[]{h.length / H - 1}, row);
+                next[s] = Sampler.argmax(row, 0, V);
             }
-            float[] h = m.forward(step, null);
-            m.logits(h, all, rows);
-            // the rows' greedy picks over the kernel threads, as the serving engine takes them
-            Parallel.forChunks(n, 1, (a, b) -> {
-                for (int s = a; s < b; s++) next[s] = Sampler.argmax(rows, s * V, V);
-            });
+            rows = new float[n * V];
+            all = new int[n];
+            for (int s = 0; s < n; s++) all[s] = s;
+            step = new java.util.ArrayList<>(n);
+            ids = new int[n][1];
         }
-        return (double) n * steps / ((System.nanoTime() - t) / 1e9);
+
+        void steps(int k) {
+            for (int i = 0; i < k; i++) {
+                step.clear();
+                for (int s = 0; s < n; s++) {
+                    ids[s][0] = next[s];
+                    step.add(new Gemma3Model.Input(caches[s], null, ids[s]));
+                }
+                float[] h = m.forward(step, null);
+                m.logits(h, all, rows);
+                // the rows' greedy picks over the kernel threads, as the serving engine takes them
+                Parallel.forChunks(n, 1, (a, b) -> {
+                    for (int s = a; s < b; s++) next[s] = Sampler.argmax(rows, s * V, V);
+                });
+            }
+        }
     }
 
     private static void phase(ObjectNode o, String name, double best, double[] runs, double flopsPerToken, Ceilings.Result ceil) {

@@ -24,20 +24,7 @@ class BenchCommandTest {
     /** Every batched run is judged against the batch-1 run of the same repetition, and the headline is their median. */
     @Test
     void batchedRunsAreJudgedAgainstTheBatchOneRunBesideThem() throws Exception {
-        Path model = tmp.resolve("model");
-        RandomInit.write(Shared.resource("tiny-gemma3-config.json"), model, 7, false, 0.1);
-        ByteArrayOutputStream buf = new ByteArrayOutputStream();
-        PrintStream old = System.out;
-        BadInputTest.Run r;
-        System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
-        try {
-            r = BadInputTest.run("bench", "--model", model.toString(), "--repeat", "3", "--decode-tokens", "16", "--prompt-len", "16",
-                    "--decode-batch", "4", "--decode-context", "12", "--ceiling-mb", "0", "--json");
-        } finally {
-            System.setOut(old);
-        }
-        assertEquals(0, r.code(), r.err());
-        JsonNode o = new ObjectMapper().readTree(buf.toString(StandardCharsets.UTF_8));
+        JsonNode o = bench("--repeat", "3", "--decode-tokens", "16", "--prompt-len", "16", "--decode-batch", "4", "--decode-context", "12", "--ceiling-mb", "0");
         JsonNode dec = o.get("decode_runs"), bat = o.get("batched_decode_runs"), x = o.get("batched_decode_speedup_runs");
         assertEquals(12, o.get("decode_context").asInt());
         assertEquals(3, x.size());
@@ -50,5 +37,45 @@ class BenchCommandTest {
         }
         ratios.sort(null);
         assertEquals(ratios.get(1), o.get("batched_decode_speedup_median").asDouble(), 0.006);
+    }
+
+    /**
+     * Each run's decode fraction is its streamed bytes over what the bandwidth measured beside its slices allowed in the same
+     * time, so fraction x that run's (time-weighted) bandwidth gives back the run's own weight bytes per second; and the host's
+     * interruptions are reported as a share of time.
+     */
+    @Test
+    void decodeFractionsAreTheRunsBytesOverTheBandwidthBesideTheirSlices() throws Exception {
+        JsonNode o = bench("--repeat", "2", "--decode-tokens", "40", "--prompt-len", "16", "--decode-batch", "2", "--ceiling-mb", "1");
+        JsonNode dec = o.get("decode_runs"), frac = o.get("decode_fraction_runs"), bw = o.get("read_bandwidth_runs_gb_per_s");
+        long weights = o.get("weights_bytes").asLong();
+        assertEquals(2, frac.size());
+        assertEquals(2, bw.size());
+        for (int i = 0; i < frac.size(); i++) {
+            double streamed = dec.get(i).asDouble() * weights / 1e9;   // GB/s
+            assertTrue(frac.get(i).asDouble() > 0, "run " + i);
+            assertEquals(streamed, frac.get(i).asDouble() * bw.get(i).asDouble(), 0.01 * streamed + 0.01, "run " + i);
+        }
+        double f = o.get("host_gaps_fraction_of_time").asDouble();
+        assertTrue(f >= 0 && f < 1, "host_gaps_fraction_of_time " + f);
+        assertTrue(o.get("host_gaps_per_s_per_thread").asDouble() >= 0);
+    }
+
+    private JsonNode bench(String... args) throws Exception {
+        Path model = tmp.resolve("model");
+        RandomInit.write(Shared.resource("tiny-gemma3-config.json"), model, 7, false, 0.1);
+        ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        PrintStream old = System.out;
+        BadInputTest.Run r;
+        List<String> all = new ArrayList<>(List.of("bench", "--model", model.toString(), "--json"));
+        all.addAll(List.of(args));
+        System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
+        try {
+            r = BadInputTest.run(all.toArray(String[]::new));
+        } finally {
+            System.setOut(old);
+        }
+        assertEquals(0, r.code(), r.err());
+        return new ObjectMapper().readTree(buf.toString(StandardCharsets.UTF_8));
     }
 }

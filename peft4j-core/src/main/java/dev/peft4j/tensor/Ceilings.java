@@ -94,6 +94,67 @@ public final class Ceilings {
         @Override public void close() { arena.close(); }
     }
 
+    /**
+     * What the host takes from the cores: how often, and for how long, a running thread is stopped (by the hypervisor or
+     * the system) without having asked to be. {@code fraction}: the share of each thread's time lost in such gaps;
+     * {@code perSecond}: gaps per second per thread; {@code medianMicros}: their median length.
+     */
+    public record HostGaps(double fraction, double perSecond, double medianMicros) {}
+
+    /** Gaps longer than this in a loop of sub-microsecond steps are the host's. */
+    static final long GAP_NANOS = 10_000;
+
+    /**
+     * Measures {@link HostGaps} for about {@code seconds}: every kernel thread runs a fixed step of arithmetic (about 0.1 µs)
+     * over and over, reading the clock after each, and a step that took more than {@value #GAP_NANOS} ns was interrupted. A
+     * product that both threads share waits for the later of them, so on a host that stops each core for 20-80 µs a
+     * thousand times a second, small products lose more than the share of time the host takes.
+     */
+    public static HostGaps hostGaps(double seconds) {
+        int threads = Parallel.threads();
+        long span = (long) (seconds * 1e9);
+        long[][] gaps = new long[threads][];
+        int[] counts = new int[threads];
+        gapLoop(20_000_000L, new long[16]);   // compile the loop first
+        Parallel.forRange(threads, 1, (a, b) -> {
+            for (int t = a; t < b; t++) {
+                long[] g = new long[1 << 16];
+                counts[t] = gapLoop(span, g);
+                gaps[t] = g;
+            }
+        });
+        long lost = 0;
+        int n = 0;
+        for (int t = 0; t < threads; t++) n += counts[t];
+        long[] all = new long[n];
+        for (int t = 0, k = 0; t < threads; t++) {
+            for (int i = 0; i < counts[t]; i++) {
+                lost += gaps[t][i];
+                all[k++] = gaps[t][i];
+            }
+        }
+        java.util.Arrays.sort(all);
+        return new HostGaps(lost / (threads * (double) span), n / (threads * seconds), n == 0 ? 0 : all[n / 2] / 1e3);
+    }
+
+    /** Runs steps for {@code span} ns; records the length of every step that took more than {@link #GAP_NANOS} ns. */
+    private static int gapLoop(long span, long[] gaps) {
+        double x = 1;
+        int n = 0;
+        long start = System.nanoTime(), prev = start;
+        while (true) {
+            for (int i = 0; i < 64; i++) x = x * 1.0000001 + 1e-9;
+            long now = System.nanoTime(), d = now - prev;
+            prev = now;
+            if (d > GAP_NANOS && n < gaps.length) gaps[n++] = d;
+            if (now - start > span) break;
+        }
+        gapSink = x;
+        return n;
+    }
+
+    private static volatile double gapSink;
+
     /** Read bandwidth in bytes/s: the best of {@code passes} full reads of an off-heap buffer (never in the caches). */
     public static double readBandwidth(long bytes, int passes) {
         try (Meter m = new Meter(bytes)) {
