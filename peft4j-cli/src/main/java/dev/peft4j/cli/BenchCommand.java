@@ -94,7 +94,7 @@ public final class BenchCommand implements Callable<Integer> {
             CausalLM.Session s = lm.newSession();
             ProductStats.Reading p0 = ProductStats.FORWARD.read();
             long a = System.nanoTime();
-            float[] logits = s.append(prompt);
+            s.append(prompt);
             pre[rep] = promptLen / ((System.nanoTime() - a) / 1e9);
             ProductStats.Reading p1 = ProductStats.FORWARD.read().since(p0);
             if (rep > 0 || repeat == 0) if (preProducts == null || pre[rep] >= best(pre, rep)) preProducts = p1;
@@ -116,16 +116,15 @@ public final class BenchCommand implements Callable<Integer> {
             Greedy d = new Greedy(lm, java.util.Arrays.copyOf(prompt, decodeContext), decodeTokens);
             Greedy fd = ref != null ? new Greedy(ref, java.util.Arrays.copyOf(prompt, decodeContext), decodeTokens) : null;
             Batched bd = decodeBatch > 0 ? new Batched(lm, prompt, decodeContext, decodeBatch) : null;
-            int rounds = Math.max(1, Math.min(decodeTokens, (decodeTokens + SLICE - 1) / SLICE));
+            int rounds = (decodeTokens + SLICE - 1) / SLICE;
             int batchedSteps = Math.max(8, decodeTokens / 4);
-            long decNs = 0, refNs = 0, batNs = 0, gc0 = 0, gcIn = 0, alIn = 0;
+            long decNs = 0, refNs = 0, batNs = 0, gcIn = 0, alIn = 0;
             double allowedBytes = 0;   // Σ slice time × the bandwidth measured beside it: what the memory could have given
             for (int i = 0, done = 0, bDone = 0; i < rounds; i++) {
                 int k = (int) ((long) decodeTokens * (i + 1) / rounds) - done;
                 int kb = (int) ((long) batchedSteps * (i + 1) / rounds) - bDone;
                 double m0 = meter != null ? meter.read(1) : 0;
-                gc0 = gcCount();
-                long al0 = allocatedBytes();
+                long gc0 = gcCount(), al0 = allocatedBytes();
                 long b = System.nanoTime();
                 d.tokens(k);
                 long el = System.nanoTime() - b;
