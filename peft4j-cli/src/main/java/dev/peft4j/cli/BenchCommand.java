@@ -74,7 +74,7 @@ public final class BenchCommand implements Callable<Integer> {
         // quantized: the float model decodes in turns with it in every run, so the speed-up is judged at the same moments
         Gemma3LM ref = Quantization.parse(quantize) != Quantization.NONE ? Models.load(model, adapter, false, Quantization.NONE) : null;
         if (ref != null) warmS += warmUp(ref, prompt);
-        double[] refDec = new double[repeat + 1], speedup = new double[repeat + 1];
+        double[] refDec = new double[repeat + 1], speedup = new double[repeat + 1], refFrac = new double[repeat + 1];
         double[] pre = new double[repeat + 1], fwd = new double[repeat + 1], dec = new double[repeat + 1], bat = new double[repeat + 1];
         // the read bandwidth is measured right before and after every slice of batch-1 decoding: on a shared host it changes
         // by up to 2x within seconds, so each slice is judged against the ceiling of its own moment
@@ -82,6 +82,9 @@ public final class BenchCommand implements Callable<Integer> {
         // the meter reads the packed weights themselves (the bytes decoding streams, where the system placed them): a separate
         // buffer can land in memory that reads at a different speed, which made fractions above 1 on a shared host
         Ceilings.Meter meter = ceilingMb > 0 ? new Ceilings.Meter(lm.model.weights.decodeMatrices()) : null;
+        // quantized: the float weights' slices are judged against a meter over their own packed bytes, so the two speeds
+        // can be told apart from where each model's memory lies
+        Ceilings.Meter refMeter = meter != null && ref != null ? new Ceilings.Meter(ref.model.weights.decodeMatrices()) : null;
         // the FMA peak before the runs and again after them, the higher of the two: one moment's neighbour must not halve it
         double fmaBefore = meter == null ? 0 : Ceilings.fmaPeak();
         // and what the host takes from the cores (a thread stopped for tens of microseconds, many times a second)
@@ -119,7 +122,7 @@ public final class BenchCommand implements Callable<Integer> {
             int rounds = (decodeTokens + SLICE - 1) / SLICE;
             int batchedSteps = Math.max(8, decodeTokens / 4);
             long decNs = 0, refNs = 0, batNs = 0, gcIn = 0, alIn = 0;
-            double allowedBytes = 0;   // Σ slice time × the bandwidth measured beside it: what the memory could have given
+            double allowedBytes = 0, refAllowed = 0;   // Σ slice time × the bandwidth measured beside it: what the memory could have given
             for (int i = 0, done = 0, bDone = 0; i < rounds; i++) {
                 int k = (int) ((long) decodeTokens * (i + 1) / rounds) - done;
                 int kb = (int) ((long) batchedSteps * (i + 1) / rounds) - bDone;
@@ -133,9 +136,12 @@ public final class BenchCommand implements Callable<Integer> {
                 decNs += el;
                 if (meter != null) allowedBytes += el / 1e9 * Math.max(m0, meter.read(1));   // the faster of its two moments
                 if (fd != null) {
+                    double r0 = refMeter != null ? refMeter.read(1) : 0;
                     b = System.nanoTime();
                     fd.tokens(k);
-                    refNs += System.nanoTime() - b;
+                    long rl = System.nanoTime() - b;
+                    refNs += rl;
+                    if (refMeter != null) refAllowed += rl / 1e9 * Math.max(r0, refMeter.read(1));
                 }
                 if (bd != null && kb > 0) {
                     b = System.nanoTime();
@@ -159,6 +165,7 @@ public final class BenchCommand implements Callable<Integer> {
             if (fd != null) {
                 refDec[rep] = decodeTokens / (refNs / 1e9);
                 speedup[rep] = dec[rep] / refDec[rep];
+                if (refMeter != null) refFrac[rep] = (double) decodeTokens * ref.model.weights.weightBytes() / refAllowed;
             }
             if (bd != null) bat[rep] = (double) decodeBatch * batchedSteps / (batNs / 1e9);
         }
@@ -188,6 +195,7 @@ public final class BenchCommand implements Callable<Integer> {
         Ceilings.Result ceil = meter == null ? null : new Ceilings.Result(median(bw), Math.max(fmaBefore, Ceilings.fmaPeak()), meter.bytes(), Parallel.threads());
         double decodeFraction = meter == null ? 0 : median(decFrac);
         if (meter != null) meter.close();
+        if (refMeter != null) refMeter.close();
         double allocPerToken = allocTokens == 0 ? -1 : (double) allocBytes / allocTokens;
         if (json) {
             ObjectNode o = new ObjectMapper().createObjectNode();
@@ -237,6 +245,10 @@ public final class BenchCommand implements Callable<Integer> {
                 o.put("float_decode_tokens_per_s", round(best(refDec)));
                 var fr = o.putArray("float_decode_runs");
                 for (int i = repeat == 0 ? 0 : 1; i < refDec.length; i++) fr.add(round(refDec[i]));
+                if (refMeter != null) {
+                    var rf = o.putArray("float_decode_fraction_runs");
+                    for (int i = repeat == 0 ? 0 : 1; i < refFrac.length; i++) rf.add(round4(refFrac[i]));
+                }
                 o.put("quantized_decode_speedup", round(median(speedup)));
                 var sr = o.putArray("quantized_decode_speedup_runs");
                 for (int i = repeat == 0 ? 0 : 1; i < speedup.length; i++) sr.add(round(speedup[i]));
@@ -282,8 +294,8 @@ public final class BenchCommand implements Callable<Integer> {
                     allocSeconds == 0 ? 0 : allocBytes / allocSeconds / 1e6, gcs,
                     allocPerToken > 256 * 1024 ? " -- a kernel runs outside C2's vector intrinsics (boxed vectors)" : "");
             if (acc != null) {
-                System.out.printf("vs float     %s decode %.2fx the float weights' (median of runs %s; the float weights decoding in turns with them: %s tok/s)%n", quantize,
-                        median(speedup), runs(speedup, "%.2f"), runs(refDec));
+                System.out.printf("vs float     %s decode %.2fx the float weights' (median of runs %s; the float weights decoding in turns with them: %s tok/s%s)%n", quantize,
+                        median(speedup), runs(speedup, "%.2f"), runs(refDec), refMeter == null ? "" : String.format(", each run %s%% of the bandwidth of its own weights", runs(scaled(refFrac, 100))));
                 System.out.printf("accuracy     %s vs float: top-1 agreement %.2f%% of %d positions, mean KL %.2e nats (max %.2e); float's median top-1 margin %.3g%n", quantize,
                         100 * acc.top1Agreement(), acc.positions(), acc.meanKl(), acc.maxKl(), acc.medianMargin());
                 System.out.printf("             " + quantize + " logit noise (RMS) %.2e; every changed top-1 had a float margin <= %.3g; positions with a margin >= 4x the noise: %d, agreement there %.2f%%%n",

@@ -64,6 +64,23 @@ class BenchCommandTest {
         assertTrue(o.get("host_gaps_per_s_per_thread").asDouble() >= 0);
     }
 
+    /**
+     * With --quantize the float weights decode in turns with the quantized ones: each run's speed-up is that run's two
+     * speeds, and each model's slices are judged against a meter over its own weights.
+     */
+    @Test
+    void quantizedRunsAreJudgedAgainstTheFloatWeightsOfTheSameRun() throws Exception {
+        JsonNode o = bench("--quantize", "q8", "--repeat", "2", "--decode-tokens", "32", "--prompt-len", "16", "--decode-batch", "0", "--ceiling-mb", "1");
+        JsonNode q = o.get("decode_runs"), f = o.get("float_decode_runs"), x = o.get("quantized_decode_speedup_runs");
+        JsonNode qf = o.get("decode_fraction_runs"), ff = o.get("float_decode_fraction_runs");
+        assertEquals(2, x.size());
+        for (int i = 0; i < x.size(); i++) {
+            double want = q.get(i).asDouble() / f.get(i).asDouble();
+            assertEquals(want, x.get(i).asDouble(), 0.006 + 1e-3 * want, "run " + i);
+            assertTrue(qf.get(i).asDouble() > 0 && ff.get(i).asDouble() > 0, "run " + i + ": both fractions measured");
+        }
+    }
+
     private JsonNode bench(String... args) throws Exception {
         Path model = tmp.resolve("model");
         RandomInit.write(Shared.resource("tiny-gemma3-config.json"), model, 7, false, 0.1);
