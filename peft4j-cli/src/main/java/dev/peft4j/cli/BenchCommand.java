@@ -121,51 +121,36 @@ public final class BenchCommand implements Callable<Integer> {
             Batched bd = decodeBatch > 0 ? new Batched(lm, prompt, decodeContext, decodeBatch) : null;
             int rounds = (decodeTokens + SLICE - 1) / SLICE;
             int batchedSteps = Math.max(8, decodeTokens / 4);
-            long decNs = 0, refNs = 0, batNs = 0, gcIn = 0, alIn = 0;
-            double allowedBytes = 0, refAllowed = 0;   // Σ slice time × the bandwidth measured beside it: what the memory could have given
+            Slices dec1 = new Slices(meter), ref1 = new Slices(refMeter);
+            long batNs = 0;
             for (int i = 0, done = 0, bDone = 0; i < rounds; i++) {
                 int k = (int) ((long) decodeTokens * (i + 1) / rounds) - done;
                 int kb = (int) ((long) batchedSteps * (i + 1) / rounds) - bDone;
-                double m0 = meter != null ? meter.read(1) : 0;
-                long gc0 = gcCount(), al0 = allocatedBytes();
-                long b = System.nanoTime();
-                d.tokens(k);
-                long el = System.nanoTime() - b;
-                alIn += allocatedBytes() - al0;
-                gcIn += gcCount() - gc0;
-                decNs += el;
-                if (meter != null) allowedBytes += el / 1e9 * Math.max(m0, meter.read(1));   // the faster of its two moments
-                if (fd != null) {
-                    double r0 = refMeter != null ? refMeter.read(1) : 0;
-                    b = System.nanoTime();
-                    fd.tokens(k);
-                    long rl = System.nanoTime() - b;
-                    refNs += rl;
-                    if (refMeter != null) refAllowed += rl / 1e9 * Math.max(r0, refMeter.read(1));
-                }
+                dec1.run(() -> d.tokens(k));
+                if (fd != null) ref1.run(() -> fd.tokens(k));
                 if (bd != null && kb > 0) {
-                    b = System.nanoTime();
+                    long b = System.nanoTime();
                     bd.steps(kb);
                     batNs += System.nanoTime() - b;
                 }
                 done += k;
                 bDone += kb;
             }
-            dec[rep] = decodeTokens / (decNs / 1e9);
+            dec[rep] = decodeTokens / dec1.seconds();
             if (meter != null) {
-                bw[rep] = allowedBytes / (decNs / 1e9);   // the slices' bandwidths, weighted by their time
-                decFrac[rep] = (double) decodeTokens * lm.model.weights.weightBytes() / allowedBytes;
+                bw[rep] = dec1.bandwidth();
+                decFrac[rep] = dec1.fraction(decodeTokens * lm.model.weights.weightBytes());
             }
             if (rep > 0) {
-                allocBytes += alIn;
+                allocBytes += dec1.allocated;
                 allocTokens += decodeTokens;
-                allocSeconds += decNs / 1e9;
-                gcs += gcIn;
+                allocSeconds += dec1.seconds();
+                gcs += dec1.gcs;
             }
             if (fd != null) {
-                refDec[rep] = decodeTokens / (refNs / 1e9);
+                refDec[rep] = decodeTokens / ref1.seconds();
                 speedup[rep] = dec[rep] / refDec[rep];
-                if (refMeter != null) refFrac[rep] = (double) decodeTokens * ref.model.weights.weightBytes() / refAllowed;
+                if (refMeter != null) refFrac[rep] = ref1.fraction(decodeTokens * ref.model.weights.weightBytes());
             }
             if (bd != null) bat[rep] = (double) decodeBatch * batchedSteps / (batNs / 1e9);
         }
@@ -340,6 +325,39 @@ public final class BenchCommand implements Callable<Integer> {
 
     /** Tokens of batch-1 decoding per slice: with a bandwidth reading before and after each (see {@link #call}). */
     static final int SLICE = 16;
+
+    /**
+     * Timed slices of decoding, each between two passes of a meter (null: none): their time, the bytes the memory could
+     * have given meanwhile (Σ slice time x the faster of its two readings), and the heap allocated and collections inside.
+     */
+    static final class Slices {
+        private final Ceilings.Meter meter;
+        private long ns;
+        private double allowed;
+        long allocated, gcs;
+
+        Slices(Ceilings.Meter meter) { this.meter = meter; }
+
+        void run(Runnable slice) {
+            double m0 = meter != null ? meter.read(1) : 0;
+            long gc0 = gcCount(), al0 = allocatedBytes();
+            long b = System.nanoTime();
+            slice.run();
+            long el = System.nanoTime() - b;
+            allocated += allocatedBytes() - al0;
+            gcs += gcCount() - gc0;
+            ns += el;
+            if (meter != null) allowed += el / 1e9 * Math.max(m0, meter.read(1));
+        }
+
+        double seconds() { return ns / 1e9; }
+
+        /** The slices' bandwidths weighted by their time, bytes/s. */
+        double bandwidth() { return allowed / seconds(); }
+
+        /** {@code bytes} streamed over what the memory could have given in the same time. */
+        double fraction(long bytes) { return bytes / allowed; }
+    }
 
     /** Greedy decoding at batch 1 after a context, advanced a slice at a time. */
     static final class Greedy {
