@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.peft4j.model.Gemma3Model;
 import dev.peft4j.model.Linear;
 import dev.peft4j.model.Models;
+import dev.peft4j.model.Quantization;
 import dev.peft4j.peft.AdapterWriter;
 import dev.peft4j.peft.LoraConfig;
 import dev.peft4j.peft.PromptTuningConfig;
@@ -48,6 +49,7 @@ public final class BenchServeCommand implements Callable<Integer> {
     @Option(names = "--prompt-tokens", defaultValue = "32", description = "prompt length in tokens (default ${DEFAULT-VALUE})") int promptTokens;
     @Option(names = "--models", split = ",", description = "model ids the clients cycle through (default: the base)") List<String> models;
     @Option(names = "--random-adapters", description = "in-process: also serve 2 random prompt-tuning (pt-a, pt-b) and 2 random LoRA (lora-a, lora-b) adapters and run the N streams over them too") boolean randomAdapters;
+    @Option(names = "--quantize", description = "in-process server: quantize the base weights at load: q8 (8-bit blocks of 32, as llama.cpp's Q8_0)") String quantize;
     @Option(names = "--prefill-chunk", defaultValue = "256", description = "in-process server's prefill chunk (default ${DEFAULT-VALUE})") int prefillChunk;
     @Option(names = "--warmup", defaultValue = "60", description = "in-process: most seconds of warm-up while the JIT still compiles (default ${DEFAULT-VALUE})") int warmupMax;
     @Option(names = "--rounds", defaultValue = "3", description = "timed rounds: batch 1, then per round the concurrent phases and batch 1 again; each concurrent phase is judged against the batch-1 phases on either side of it (default ${DEFAULT-VALUE})") int rounds;
@@ -72,6 +74,8 @@ public final class BenchServeCommand implements Callable<Integer> {
         if ((model == null) == (url == null)) throw new UserException("give exactly one of --model DIR (in-process server) or --url URL");
         if (streams < 1 || requests < 1 || maxTokens < 1 || promptTokens < 1 || rounds < 1) throw new UserException("--streams, --requests, --max-tokens, --prompt-tokens and --rounds must be >= 1");
         if (randomAdapters && model == null) throw new UserException("--random-adapters needs --model (an in-process server)");
+        if (quantize != null && model == null) throw new UserException("--quantize needs --model (an in-process server; a running server was started with its own)");
+        Quantization quant = Quantization.parse(quantize);
         OpenAiServer server = null;
         Engine engine = null;
         Tokenizer tok = null;
@@ -81,7 +85,7 @@ public final class BenchServeCommand implements Callable<Integer> {
         try {
             if (model != null) {
                 Path dir = Models.resolve(model, "model");
-                Gemma3Model m = Gemma3Model.load(dir);
+                Gemma3Model m = Gemma3Model.load(dir, quant);
                 vocab = m.config.vocabSize();
                 tok = Tokenizer.load(dir);
                 Metrics metrics = new Metrics();
@@ -94,7 +98,7 @@ public final class BenchServeCommand implements Callable<Integer> {
                 }
                 server = new OpenAiServer(engine, metrics, OpenAiServer.Options.local("base"));
                 base = "http://127.0.0.1:" + server.start();
-                if (!json) System.err.printf("in-process server %s (%s, %d threads)%n", base, dir, Parallel.threads());
+                if (!json) System.err.printf("in-process server %s (%s%s, %d threads)%n", base, dir, quant == Quantization.NONE ? "" : ", q8 weights", Parallel.threads());
             } else {
                 JsonNode t = JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(base + "/tokenize")).POST(HttpRequest.BodyPublishers.ofString("{\"prompt\":\"a\"}")).build(),
                         HttpResponse.BodyHandlers.ofString()).body());
@@ -314,6 +318,7 @@ public final class BenchServeCommand implements Callable<Integer> {
         if (json) {
             ObjectNode o = JSON.createObjectNode();
             o.put("threads", Parallel.threads());
+            if (quantize != null) o.put("quantize", Quantization.parse(quantize).name().toLowerCase(java.util.Locale.ROOT));
             o.put("max_tokens", maxTokens);
             o.put("prompt_tokens", promptTokens);
             o.put("rounds", rounds);

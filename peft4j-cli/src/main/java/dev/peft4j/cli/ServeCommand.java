@@ -2,6 +2,7 @@ package dev.peft4j.cli;
 
 import dev.peft4j.model.Gemma3Model;
 import dev.peft4j.model.Models;
+import dev.peft4j.model.Quantization;
 import dev.peft4j.serve.Engine;
 import dev.peft4j.serve.ServeException;
 import dev.peft4j.server.Metrics;
@@ -29,6 +30,7 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--port", defaultValue = "8000", description = "port (default ${DEFAULT-VALUE}; 0 = any free port)") int port;
     @Option(names = "--served-model-name", description = "the base model's id in the API (default: the --model argument)") String servedName;
     @Option(names = "--tokenizer", description = "tokenizer directory (default: the model directory)") Path tokenizerDir;
+    @Option(names = "--quantize", description = "quantize the base weights at load: q8 (8-bit blocks of 32, as llama.cpp's Q8_0; adapters stay float32)") String quantize;
     @Option(names = "--api-key", description = "require Authorization: Bearer KEY on every route but /health") String apiKey;
     @Option(names = "--allow-runtime-adapters", paramLabel = "DIR", description = "allow /v1/load_lora_adapter and /v1/unload_lora_adapter for adapters under DIR") Path runtimeRoot;
     @Option(names = "--max-running", defaultValue = "16", description = "sequences decoded together (default ${DEFAULT-VALUE})") int maxRunning;
@@ -48,9 +50,10 @@ public final class ServeCommand implements Callable<Integer> {
         if (maxBody < 1024) throw new UserException("--max-body-bytes: expected >= 1024, got " + maxBody);
         if (runtimeRoot != null && !Files.isDirectory(runtimeRoot)) throw new UserException("--allow-runtime-adapters: " + runtimeRoot + " is not a directory");
         Map<String, Path> named = parseAdapters(adapters);
+        Quantization quant = Quantization.parse(quantize);
         String name = servedName != null ? servedName : model.toString();
         Path dir = Models.resolve(model, "model");
-        Gemma3Model m = Gemma3Model.load(dir);
+        Gemma3Model m = Gemma3Model.load(dir, quant);
         Path tdir = tokenizerDir != null ? tokenizerDir : dir;
         Tokenizer tok = Tokenizer.load(tdir);
         Metrics metrics = new Metrics();
@@ -83,8 +86,8 @@ public final class ServeCommand implements Callable<Integer> {
             System.err.println("peft4j serve: stopped");
             stopped.countDown();
         }, "peft4j-drain"));
-        System.err.printf("peft4j serve: http://%s:%d/v1 (model %s, %d adapters; max %d running, %d KV tokens)%n",
-                host, bound, name, named.size(), maxRunning, maxKv);
+        System.err.printf("peft4j serve: http://%s:%d/v1 (model %s%s, %d adapters; max %d running, %d KV tokens)%n",
+                host, bound, name, quant == Quantization.NONE ? "" : ", " + quant.name().toLowerCase(java.util.Locale.ROOT) + " weights", named.size(), maxRunning, maxKv);
         stopped.await();
         return 0;
     }

@@ -93,6 +93,60 @@ class ServeCommandTest {
         }
     }
 
+    /**
+     * {@code serve --quantize q8} serves the 8-bit weights: the greedy token's logprob the server returns is the q8 model's
+     * (computed here in process), not the float model's, on the prompt where the two differ most.
+     */
+    @Test
+    void serveQuantizeQ8ServesTheQ8Weights() throws Exception {
+        Path served = servedModel("served-q8");
+        var f = dev.peft4j.model.Gemma3Model.load(served);
+        var q = dev.peft4j.model.Gemma3Model.load(served, dev.peft4j.model.Quantization.Q8);
+        int[] best = null;
+        double bestQ = 0, bestF = 0;
+        for (int s = 0; s < 12; s++) {
+            int[] ids = {2, 5 + 7 * s, 9 + 3 * s, 11 + s};
+            double lq = greedyLogprob(q, ids), lf = greedyLogprob(f, ids);
+            if (best == null || Math.abs(lq - lf) > Math.abs(bestQ - bestF)) { best = ids; bestQ = lq; bestF = lf; }
+        }
+        assertTrue(Math.abs(bestQ - bestF) > 1e-4, "q8 and float differ on some prompt: " + bestQ + " vs " + bestF);
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx1g",
+                "-cp", System.getProperty("java.class.path"), "dev.peft4j.cli.Main", "serve", "--model", served.toString(), "--port", "0", "--quantize", "q8"));
+        Path logFile = tmp.resolve("serve-q8.log");
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(logFile.toFile()).start();
+        try {
+            String base = null;
+            Pattern url = Pattern.compile("(http://127\\.0\\.0\\.1:\\d+)/v1");
+            for (long t0 = System.currentTimeMillis(); base == null && p.isAlive() && System.currentTimeMillis() - t0 < 120_000; Thread.sleep(50)) {
+                Matcher m = url.matcher(Files.readString(logFile));
+                if (m.find()) base = m.group(1);
+            }
+            assertNotNull(base, "no listening line: " + Files.readString(logFile));
+            assertTrue(Files.readString(logFile).contains("q8 weights"), Files.readString(logFile));
+            String prompt = java.util.Arrays.toString(best).replace(" ", "");
+            HttpResponse<String> r = HttpClient.newHttpClient().send(HttpRequest.newBuilder(URI.create(base + "/v1/completions"))
+                    .timeout(Duration.ofSeconds(120)).header("Content-Type", "application/json")
+                    .POST(HttpRequest.BodyPublishers.ofString("{\"prompt\":" + prompt + ",\"max_tokens\":1,\"logprobs\":1,\"temperature\":0}")).build(),
+                    HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, r.statusCode(), r.body());
+            double got = new com.fasterxml.jackson.databind.ObjectMapper().readTree(r.body()).at("/choices/0/logprobs/token_logprobs/0").asDouble();
+            assertEquals(bestQ, got, Math.abs(bestQ - bestF) / 10, "served logprob: q8 " + bestQ + ", float " + bestF);
+        } finally {
+            p.destroyForcibly();
+            p.waitFor(20, TimeUnit.SECONDS);
+        }
+    }
+
+    /** The log-probability of the most likely next token after ids. */
+    private static double greedyLogprob(dev.peft4j.model.Gemma3Model m, int[] ids) {
+        float[] lg = m.logits(m.forward(List.of(new dev.peft4j.model.Gemma3Model.Input(m.newCache(), null, ids)), null), new int[]{ids.length - 1});
+        double max = Double.NEGATIVE_INFINITY, sum = 0;
+        for (float v : lg) max = Math.max(max, v);
+        for (float v : lg) sum += Math.exp(v - max);
+        return -Math.log(sum);
+    }
+
     @Test
     void badArguments() {
         assertCleanError(run("serve", "--model", tmp.resolve("nope").toString()), "nope", "not found");
@@ -105,6 +159,8 @@ class ServeCommandTest {
         assertCleanError(run("bench-serve"), "--model", "--url");
         assertCleanError(run("bench-serve", "--model", model.toString(), "--streams", "0"), "--streams");
         assertCleanError(run("bench-serve", "--model", model.toString(), "--rounds", "0"), "--rounds");
+        assertCleanError(run("serve", "--model", model.toString(), "--quantize", "q4"), "--quantize", "q8");
+        assertCleanError(run("bench-serve", "--url", "http://127.0.0.1:1", "--quantize", "q8"), "--quantize", "--model");
     }
 
     /**

@@ -12,6 +12,7 @@ import dev.peft4j.eval.Tasks;
 import dev.peft4j.eval.TextCodec;
 import dev.peft4j.model.Gemma3LM;
 import dev.peft4j.model.Models;
+import dev.peft4j.model.Quantization;
 import dev.peft4j.model.RandomInit;
 import dev.peft4j.tokenizer.Tokenizer;
 import dev.peft4j.train.TrainConfig;
@@ -147,12 +148,12 @@ public final class Experiment {
             log.printf("%n[%d/%d] %s%s%n", i + 1, plan.size(), p.label(),
                     remaining > 0 ? "  (elapsed " + Fmt.duration(elapsed) + ", overall ETA ~" + Fmt.duration(remaining * factor) + ")" : "");
             if (p.run() == null) {
-                baseResults = evaluate(baseDir, null, prep, out.resolve(BASE_RESULTS));
+                baseResults = evaluate(baseDir, null, Quantization.NONE, prep, out.resolve(BASE_RESULTS));
             } else {
                 Recipe.Run r = recipe.byName().get(p.run());
                 if (p.kind().equals("train")) train(r, baseDir, data);
                 else results.put(r.name(), evaluate(r.trained().equals("full") ? runDir(r) : baseDir,
-                        r.trained().equals("full") ? null : runDir(r), prep, runDir(r).resolve(EVAL_RESULTS)));
+                        r.trained().equals("full") ? null : runDir(r), r.train().quantize, prep, runDir(r).resolve(EVAL_RESULTS)));
             }
             doneEstimate += p.estimateS();
         }
@@ -179,22 +180,22 @@ public final class Experiment {
     private List<Phase> plan(Estimate est) throws IOException {
         List<Phase> plan = new ArrayList<>();
         Path baseDir = recipe.baseModel.equals("quickstart") ? out.resolve("quickstart/base") : null;
-        plan.add(new Phase(null, "evaluate", cachedEval(baseDir, null) ? "cached" : "to do", est == null ? 0 : est.evalS()));
+        plan.add(new Phase(null, "evaluate", cachedEval(baseDir, null, Quantization.NONE) ? "cached" : "to do", est == null ? 0 : est.evalS()));
         for (Recipe.Run r : recipe.runs) {
             boolean done = finished(r) && !opt.rerun().contains(r.name());
             String state = done ? "finished: skipped" : opt.rerun().contains(r.name()) ? "rerun" :
                     Trainer.hasCheckpoint(runDir(r)) ? "resumes from its checkpoint" : "to do";
             plan.add(new Phase(r.name(), "train", state, done || est == null ? 0 : est.trainS(r)));
-            boolean evalDone = done && cachedEval(r.trained().equals("full") ? runDir(r) : baseDir, r.trained().equals("full") ? null : runDir(r));
+            boolean evalDone = done && cachedEval(r.trained().equals("full") ? runDir(r) : baseDir, r.trained().equals("full") ? null : runDir(r), r.train().quantize);
             plan.add(new Phase(r.name(), "evaluate", evalDone ? "cached" : "to do", evalDone || est == null ? 0 : est.evalS()));
         }
         return plan;
     }
 
-    private boolean cachedEval(Path model, Path adapter) throws IOException {
+    private boolean cachedEval(Path model, Path adapter, Quantization quant) throws IOException {
         if (model == null) return false;
         if (!Files.isDirectory(model) || (adapter != null && !Files.isDirectory(adapter))) return false;
-        return Files.isRegularFile(out.resolve("eval-cache").resolve(evalKey(model, adapter) + ".json"));
+        return Files.isRegularFile(out.resolve("eval-cache").resolve(evalKey(model, adapter, quant) + ".json"));
     }
 
     // ------------------------------------------------------------------ settings
@@ -279,7 +280,7 @@ public final class Experiment {
     }
 
     /** The cache key of an evaluation: model and adapter identity (weight files' names, sizes, times) and the task settings. */
-    String evalKey(Path model, Path adapter) throws IOException {
+    String evalKey(Path model, Path adapter, Quantization quant) throws IOException {
         try {
             MessageDigest d = MessageDigest.getInstance("SHA-256");
             for (Path p : adapter == null ? List.of(model) : List.of(model, adapter)) {
@@ -293,15 +294,16 @@ public final class Experiment {
             }
             Recipe.Eval e = recipe.eval;
             d.update(("tasks=" + String.join(",", e.tasks()) + " limit=" + e.limit() + " fewshot=" + e.numFewshot()
-                    + " data=" + evalDataDir().toAbsolutePath().normalize()).getBytes());
+                    + " data=" + evalDataDir().toAbsolutePath().normalize()
+                    + (quant == Quantization.NONE ? "" : " quantize=" + quant.name().toLowerCase(java.util.Locale.ROOT))).getBytes());
             return HexFormat.of().formatHex(d.digest()).substring(0, 24);
         } catch (java.security.NoSuchAlgorithmException ex) {
             throw new IllegalStateException(ex);
         }
     }
 
-    private JsonNode evaluate(Path model, Path adapter, Evaluator.Prepared prep, Path copyTo) throws IOException {
-        Path cache = out.resolve("eval-cache").resolve(evalKey(model, adapter) + ".json");
+    private JsonNode evaluate(Path model, Path adapter, Quantization quant, Evaluator.Prepared prep, Path copyTo) throws IOException {
+        Path cache = out.resolve("eval-cache").resolve(evalKey(model, adapter, quant) + ".json");
         if (Files.isRegularFile(cache)) {
             log.println("evaluation: reusing " + cache);
             JsonNode r = JSON.readTree(cache.toFile());
@@ -309,7 +311,7 @@ public final class Experiment {
             return r;
         }
         long t0 = System.nanoTime();
-        Gemma3LM lm = Models.load(model, adapter);
+        Gemma3LM lm = Models.load(model, adapter, false, quant);
         ObjectNode res;
         try (Tokenizer tok = Tokenizer.load(recipe.tokenizer != null ? recipe.tokenizer : model); var w = lm.model.weights) {
             Evaluator.ProgressFactory progress = (name, total) -> {
@@ -327,7 +329,8 @@ public final class Experiment {
             };
             Recipe.Eval e = recipe.eval;
             Evaluator.Prepared p = Evaluator.prepare(Tasks.resolve(e.tasks()), evalDataDir(), new Evaluator.Options(e.numFewshot(), e.limit(),
-                    e.batchSize(), "pretrained=" + model + (adapter != null ? ",peft=" + adapter : ""), progress));
+                    e.batchSize(), "pretrained=" + model + (adapter != null ? ",peft=" + adapter : "")
+                    + (quant == Quantization.NONE ? "" : ",quantize=" + quant.name().toLowerCase(java.util.Locale.ROOT)), progress));
             res = Evaluator.run(new HarnessLM(lm, TextCodec.of(tok), e.batchSize()), p).results();
         }
         res.put("model_name", model.toString());

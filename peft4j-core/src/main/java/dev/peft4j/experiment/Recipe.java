@@ -83,7 +83,7 @@ public final class Recipe {
     static final Set<String> EVAL = Set.of("tasks", "data_dir", "limit", "num_fewshot", "batch_size");
     /** Options every method takes. */
     static final Set<String> COMMON = Set.of("epochs", "max_steps", "grad_accum", "lr", "schedule", "warmup_steps", "weight_decay",
-            "max_grad_norm", "eval_every", "save_every", "keep_checkpoints");
+            "max_grad_norm", "eval_every", "save_every", "keep_checkpoints", "quantize");
     /** Options of one method. */
     static final Map<String, Set<String>> METHOD = Map.of(
             "prompt-tuning", Set.of("num_virtual_tokens", "init"),
@@ -314,6 +314,10 @@ public final class Recipe {
                 apply(c, k, kp);
             }
             Run run = new Run(name, method, entry, c, line(ptr));
+            if (c.quantize != dev.peft4j.model.Quantization.NONE && run.trained().equals("full")) {
+                throw err(r.has("quantize") ? ptr + "/quantize" : "/train/quantize", "a full-model run trains every weight in float32; "
+                        + "quantize applies to a frozen base (prompt-tuning, p-tuning, lora, ia3, or distill with student lora or prompt-tuning)");
+            }
             String tr = run.teacherRun();
             if (tr != null) {
                 Run src = out.stream().filter(x -> x.name.equals(tr)).findFirst().orElse(null);
@@ -339,6 +343,11 @@ public final class Recipe {
             case "eval_every" -> c.evalEvery = integer(root, ptr, 0, 0);
             case "save_every" -> c.saveEvery = integer(root, ptr, 0, 0);
             case "keep_checkpoints" -> c.keepCheckpoints = integer(root, ptr, 2, 1);
+            case "quantize" -> {
+                String v = text(root, ptr, "none");
+                if (!v.equalsIgnoreCase("none") && !v.equalsIgnoreCase("q8") && !v.equalsIgnoreCase("q8_0")) throw err(ptr, "expected q8 or none, got '" + v + "'");
+                c.quantize = dev.peft4j.model.Quantization.parse(v);
+            }
             case "num_virtual_tokens" -> c.numVirtualTokens = integer(root, ptr, 20, 1);
             case "init" -> c.init = text(root, ptr, c.init);
             case "encoder_hidden_size" -> c.encoderHiddenSize = integer(root, ptr, 0, 0);

@@ -159,7 +159,8 @@ final class Report {
             Recipe.Run r = recipe.byName().get(n);
             JsonNode s = readJson(out.resolve("runs").resolve(n).resolve("train_summary.json"));
             summaries.put(n, s);
-            String method = r.method() + (r.method().equals("distill") ? " (" + r.trained() + " student, teacher " + r.train().teacher + ")" : "");
+            String method = r.method() + (r.method().equals("distill") ? " (" + r.trained() + " student, teacher " + r.train().teacher + ")" : "")
+                    + (r.train().quantize == dev.peft4j.model.Quantization.NONE ? "" : ", q8 base");
             md.append("| ").append(n).append(" | ").append(method).append(" | ").append(s.path("steps").asLong())
                     .append(" | ").append(Fmt.count(s.path("tokens_total").asLong(s.path("tokens_this_run").asLong())))
                     .append(" | ").append(Fmt.duration(s.path("seconds_total").asDouble(s.path("seconds_this_run").asDouble())))
@@ -196,6 +197,7 @@ final class Report {
             o.put("name", n);
             o.put("method", r.method());
             if (r.method().equals("distill")) o.put("student", r.trained());
+            if (r.train().quantize != dev.peft4j.model.Quantization.NONE) o.put("quantize", r.train().quantize.name().toLowerCase(java.util.Locale.ROOT));
             o.set("recipe_entry", r.entry());
             o.put("output", out.resolve("runs").resolve(n).toString());
             o.set("training", summaries.get(n));

@@ -179,6 +179,41 @@ class ExperimentTest {
         assertTrue(yaml.getMessage().contains("not valid YAML"), yaml.getMessage());
         UserException ref = refused(GOOD.replace("teacher: google/gemma-3-1b-pt", "teacher: run:a"));
         assertTrue(ref.getMessage().contains("not a full-model run"), ref.getMessage());
+
+        Recipe q = Recipe.parse(Path.of("r.yaml"), GOOD.replace("    lora_r: 4\n", "    lora_r: 4\n    quantize: q8\n"));
+        assertEquals(dev.peft4j.model.Quantization.Q8, q.runs.get(0).train().quantize);
+        assertEquals(dev.peft4j.model.Quantization.NONE, q.runs.get(1).train().quantize);
+        UserException q4 = refused(GOOD.replace("    lora_r: 4\n", "    lora_r: 4\n    quantize: q4\n"));
+        assertTrue(q4.getMessage().startsWith("r.yaml:11:") && q4.getMessage().contains("expected q8 or none, got 'q4'"), q4.getMessage());
+        UserException full = refused(GOOD.replace("    student: lora\n", "    student: full\n    quantize: q8\n").replace("    lora_r: 8\n", ""));
+        assertTrue(full.getMessage().startsWith("r.yaml:15:") && full.getMessage().contains("full-model run"), full.getMessage());
+        UserException shared = refused(GOOD.replace("runs:\n", "train:\n  quantize: q8\nruns:\n").replace("    student: lora\n", "    student: full\n").replace("    lora_r: 8\n", ""));
+        assertTrue(shared.getMessage().startsWith("r.yaml:8:") && shared.getMessage().contains("train.quantize"), shared.getMessage());
+    }
+
+    /**
+     * A QLoRA-style run ({@code quantize: q8}): trained over the 8-bit base and evaluated over it too (its training
+     * arguments and its results' model_args say so; the cache keeps it apart from a float evaluation), while the base row
+     * stays float; the report and results.json say "q8".
+     */
+    @Test
+    void quantizedRunTrainsAndEvaluatesOverTheQ8Base() throws Exception {
+        ObjectNode r = (ObjectNode) YAML.readTree(QUICKSTART.toFile());
+        r.put("quickstart_pretrain_steps", 12);
+        ((ObjectNode) r.get("train")).put("max_steps", 2);
+        ((ObjectNode) r.get("eval")).put("limit", 3);
+        var runs = r.putArray("runs");
+        runs.addObject().put("name", "qlora").put("method", "lora").put("lora_r", 4).put("lr", 3e-3).put("quantize", "q8");
+        Path recipe = tmp.resolve("q.yaml"), out = tmp.resolve("q");
+        YAML.writeValue(recipe.toFile(), r);
+        run(recipe, out, Set.of(), false, new ByteArrayOutputStream());
+        ObjectMapper json = new ObjectMapper();
+        assertEquals("q8", json.readTree(out.resolve("runs/qlora/training_args.json").toFile()).get("quantize").asText());
+        JsonNode ev = json.readTree(out.resolve("runs/qlora/eval_results.json").toFile());
+        assertTrue(ev.at("/config/model_args").asText().endsWith(",quantize=q8"), ev.at("/config/model_args").asText());
+        assertFalse(json.readTree(out.resolve("base_results.json").toFile()).at("/config/model_args").asText().contains("quantize"));
+        assertTrue(Files.readString(out.resolve("REPORT.md")).contains("| qlora | lora, q8 base |"), Files.readString(out.resolve("REPORT.md")));
+        assertEquals("q8", json.readTree(out.resolve("results.json").toFile()).at("/runs/0/quantize").asText());
     }
 
     @Test
