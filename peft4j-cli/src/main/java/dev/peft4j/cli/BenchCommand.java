@@ -621,7 +621,7 @@ public final class BenchCommand implements Callable<Integer> {
             o.put("load_s", round(loadS));
             o.put("step_s", round(best));
             o.put("train_tokens_per_s", round(tps));
-            o.put("quantize", quant.name().toLowerCase(java.util.Locale.ROOT));
+            o.put("quantize", quant.id());
             o.put("weights_dtype", m.weights.embed.dtype.name());
             o.put("train_gflop_per_step", round(stepFlops / 1e9));
             o.put("train_gflop_per_token", round4(stepFlops / (batch * seqLen) / 1e9));

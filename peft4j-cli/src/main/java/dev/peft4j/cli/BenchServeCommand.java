@@ -98,7 +98,7 @@ public final class BenchServeCommand implements Callable<Integer> {
                 }
                 server = new OpenAiServer(engine, metrics, OpenAiServer.Options.local("base"));
                 base = "http://127.0.0.1:" + server.start();
-                if (!json) System.err.printf("in-process server %s (%s%s, %d threads)%n", base, dir, quant == Quantization.NONE ? "" : ", q8 weights", Parallel.threads());
+                if (!json) System.err.printf("in-process server %s (%s%s, %d threads)%n", base, dir, quant == Quantization.NONE ? "" : ", " + quant.id() + " weights", Parallel.threads());
             } else {
                 JsonNode t = JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(base + "/tokenize")).POST(HttpRequest.BodyPublishers.ofString("{\"prompt\":\"a\"}")).build(),
                         HttpResponse.BodyHandlers.ofString()).body());
@@ -318,7 +318,7 @@ public final class BenchServeCommand implements Callable<Integer> {
         if (json) {
             ObjectNode o = JSON.createObjectNode();
             o.put("threads", Parallel.threads());
-            if (quantize != null) o.put("quantize", Quantization.parse(quantize).name().toLowerCase(java.util.Locale.ROOT));
+            if (quantize != null) o.put("quantize", Quantization.parse(quantize).id());
             o.put("max_tokens", maxTokens);
             o.put("prompt_tokens", promptTokens);
             o.put("rounds", rounds);

@@ -86,7 +86,7 @@ public final class EvalCommand implements Callable<Integer> {
         Tasks.Selection sel = Tasks.resolve(tasks);
         if (!Files.isDirectory(dataDir)) throw new UserException("--data-dir: " + dataDir.toAbsolutePath() + " is not a directory");
         Quantization quant = Quantization.parse(quantize);
-        String modelArgs = "pretrained=" + model + (adapter != null ? ",peft=" + adapter : "") + (quant != Quantization.NONE ? ",quantize=" + quant.name().toLowerCase(java.util.Locale.ROOT) : "");
+        String modelArgs = Evaluator.modelArgs(model, adapter, quant);
         Evaluator.Options opt = new Evaluator.Options(numFewshot, limit, batchSize, modelArgs,
                 noProgress ? Evaluator.ProgressFactory.NONE : EvalCommand::progressBar);
         Evaluator.Prepared prep = Evaluator.prepare(sel, dataDir, opt);   // data errors before the model loads

@@ -87,7 +87,7 @@ public final class ServeCommand implements Callable<Integer> {
             stopped.countDown();
         }, "peft4j-drain"));
         System.err.printf("peft4j serve: http://%s:%d/v1 (model %s%s, %d adapters; max %d running, %d KV tokens)%n",
-                host, bound, name, quant == Quantization.NONE ? "" : ", " + quant.name().toLowerCase(java.util.Locale.ROOT) + " weights", named.size(), maxRunning, maxKv);
+                host, bound, name, quant == Quantization.NONE ? "" : ", " + quant.id() + " weights", named.size(), maxRunning, maxKv);
         stopped.await();
         return 0;
     }

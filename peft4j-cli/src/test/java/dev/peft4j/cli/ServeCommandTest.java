@@ -46,23 +46,33 @@ class ServeCommandTest {
         return served;
     }
 
+    /** {@code peft4j serve --model served --port 0 ...} in a process of its own, its output to logFile. */
+    static Process startServe(Path served, Path logFile, String... more) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx1g",
+                "-cp", System.getProperty("java.class.path"), "dev.peft4j.cli.Main", "serve", "--model", served.toString(), "--port", "0"));
+        cmd.addAll(List.of(more));
+        return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(logFile.toFile()).start();
+    }
+
+    /** The base URL the server prints once it listens (within two minutes). */
+    static String baseUrl(Process p, Path logFile) throws Exception {
+        Pattern url = Pattern.compile("(http://127\\.0\\.0\\.1:\\d+)/v1");
+        for (long t0 = System.currentTimeMillis(); p.isAlive() && System.currentTimeMillis() - t0 < 120_000; Thread.sleep(50)) {
+            Matcher m = url.matcher(Files.readString(logFile));
+            if (m.find()) return m.group(1);
+        }
+        return fail("no listening line: " + Files.readString(logFile));
+    }
+
     /** The real process: SIGTERM lets a running stream finish, then the server stops and the process exits 0. */
     @Test
     void sigtermDrainsThenExits() throws Exception {
         Path served = servedModel("served");
-        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx1g",
-                "-cp", System.getProperty("java.class.path"), "dev.peft4j.cli.Main", "serve", "--model", served.toString(), "--port", "0"));
         Path logFile = tmp.resolve("serve.log");       // a file, not a pipe: it can be read after the process ends
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(logFile.toFile()).start();
+        Process p = startServe(served, logFile);
         try {
-            String base = null;
-            Pattern url = Pattern.compile("(http://127\\.0\\.0\\.1:\\d+)/v1");
-            for (long t0 = System.currentTimeMillis(); base == null && p.isAlive() && System.currentTimeMillis() - t0 < 120_000; Thread.sleep(50)) {
-                Matcher m = url.matcher(Files.readString(logFile));
-                if (m.find()) base = m.group(1);
-            }
-            assertNotNull(base, "no listening line: " + Files.readString(logFile));
+            String base = baseUrl(p, logFile);
             HttpClient http = HttpClient.newHttpClient();
             HttpResponse<java.util.stream.Stream<String>> r = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions"))
                     .timeout(Duration.ofSeconds(120)).header("Content-Type", "application/json")
@@ -110,19 +120,10 @@ class ServeCommandTest {
             if (best == null || Math.abs(lq - lf) > Math.abs(bestQ - bestF)) { best = ids; bestQ = lq; bestF = lf; }
         }
         assertTrue(Math.abs(bestQ - bestF) > 1e-4, "q8 and float differ on some prompt: " + bestQ + " vs " + bestF);
-        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx1g",
-                "-cp", System.getProperty("java.class.path"), "dev.peft4j.cli.Main", "serve", "--model", served.toString(), "--port", "0", "--quantize", "q8"));
         Path logFile = tmp.resolve("serve-q8.log");
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(logFile.toFile()).start();
+        Process p = startServe(served, logFile, "--quantize", "q8");
         try {
-            String base = null;
-            Pattern url = Pattern.compile("(http://127\\.0\\.0\\.1:\\d+)/v1");
-            for (long t0 = System.currentTimeMillis(); base == null && p.isAlive() && System.currentTimeMillis() - t0 < 120_000; Thread.sleep(50)) {
-                Matcher m = url.matcher(Files.readString(logFile));
-                if (m.find()) base = m.group(1);
-            }
-            assertNotNull(base, "no listening line: " + Files.readString(logFile));
+            String base = baseUrl(p, logFile);
             assertTrue(Files.readString(logFile).contains("q8 weights"), Files.readString(logFile));
             String prompt = java.util.Arrays.toString(best).replace(" ", "");
             HttpResponse<String> r = HttpClient.newHttpClient().send(HttpRequest.newBuilder(URI.create(base + "/v1/completions"))

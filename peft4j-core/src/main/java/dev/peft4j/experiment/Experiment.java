@@ -295,7 +295,7 @@ public final class Experiment {
             Recipe.Eval e = recipe.eval;
             d.update(("tasks=" + String.join(",", e.tasks()) + " limit=" + e.limit() + " fewshot=" + e.numFewshot()
                     + " data=" + evalDataDir().toAbsolutePath().normalize()
-                    + (quant == Quantization.NONE ? "" : " quantize=" + quant.name().toLowerCase(java.util.Locale.ROOT))).getBytes());
+                    + (quant == Quantization.NONE ? "" : " quantize=" + quant.id())).getBytes());
             return HexFormat.of().formatHex(d.digest()).substring(0, 24);
         } catch (java.security.NoSuchAlgorithmException ex) {
             throw new IllegalStateException(ex);
@@ -329,8 +329,7 @@ public final class Experiment {
             };
             Recipe.Eval e = recipe.eval;
             Evaluator.Prepared p = Evaluator.prepare(Tasks.resolve(e.tasks()), evalDataDir(), new Evaluator.Options(e.numFewshot(), e.limit(),
-                    e.batchSize(), "pretrained=" + model + (adapter != null ? ",peft=" + adapter : "")
-                    + (quant == Quantization.NONE ? "" : ",quantize=" + quant.name().toLowerCase(java.util.Locale.ROOT)), progress));
+                    e.batchSize(), Evaluator.modelArgs(model, adapter, quant), progress));
             res = Evaluator.run(new HarnessLM(lm, TextCodec.of(tok), e.batchSize()), p).results();
         }
         res.put("model_name", model.toString());

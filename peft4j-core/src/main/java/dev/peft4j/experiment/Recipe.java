@@ -345,8 +345,11 @@ public final class Recipe {
             case "keep_checkpoints" -> c.keepCheckpoints = integer(root, ptr, 2, 1);
             case "quantize" -> {
                 String v = text(root, ptr, "none");
-                if (!v.equalsIgnoreCase("none") && !v.equalsIgnoreCase("q8") && !v.equalsIgnoreCase("q8_0")) throw err(ptr, "expected q8 or none, got '" + v + "'");
-                c.quantize = dev.peft4j.model.Quantization.parse(v);
+                try {
+                    c.quantize = dev.peft4j.model.Quantization.parse(v);
+                } catch (UserException e) {
+                    throw err(ptr, "expected q8 or none, got '" + v + "'");
+                }
             }
             case "num_virtual_tokens" -> c.numVirtualTokens = integer(root, ptr, 20, 1);
             case "init" -> c.init = text(root, ptr, c.init);

@@ -197,7 +197,7 @@ final class Report {
             o.put("name", n);
             o.put("method", r.method());
             if (r.method().equals("distill")) o.put("student", r.trained());
-            if (r.train().quantize != dev.peft4j.model.Quantization.NONE) o.put("quantize", r.train().quantize.name().toLowerCase(java.util.Locale.ROOT));
+            if (r.train().quantize != dev.peft4j.model.Quantization.NONE) o.put("quantize", r.train().quantize.id());
             o.set("recipe_entry", r.entry());
             o.put("output", out.resolve("runs").resolve(n).toString());
             o.set("training", summaries.get(n));

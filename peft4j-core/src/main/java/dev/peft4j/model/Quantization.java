@@ -9,6 +9,9 @@ public enum Quantization {
     /** llama.cpp's Q8_0 (blocks of 32 weights of a row, one fp16 scale each) for every linear and the embedding/output head. */
     Q8;
 
+    /** The option's value for this quantization: "none" or "q8". */
+    public String id() { return name().toLowerCase(java.util.Locale.ROOT); }
+
     /** Parses a {@code --quantize} value: null or "none" → NONE, "q8" (or "q8_0") → Q8; anything else is a user error. */
     public static Quantization parse(String s) {
         if (s == null || s.isBlank() || s.equalsIgnoreCase("none")) return NONE;

@@ -462,7 +462,7 @@ public final class Trainer {
         ObjectNode a = JSON.createObjectNode();
         a.put("model", String.valueOf(o.model));
         a.put("method", o.method);
-        if (o.quantize != dev.peft4j.model.Quantization.NONE) a.put("quantize", o.quantize.name().toLowerCase(java.util.Locale.ROOT));
+        if (o.quantize != dev.peft4j.model.Quantization.NONE) a.put("quantize", o.quantize.id());
         if (o.method.equals("distill")) distillationArgs(a);
         if (kind().equals("prompt-tuning")) {
             a.put("num_virtual_tokens", o.numVirtualTokens);

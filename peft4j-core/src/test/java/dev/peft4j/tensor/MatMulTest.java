@@ -54,38 +54,6 @@ class MatMulTest {
     }
 
     /**
-     * A row's result does not depend on the rows computed with it: a prefill-sized block, a batch of 8 (8 x 32 tiles) and
-     * one row alone (1 x 32 tile) give the same bits over bf16 weights, stored or added, with a partial last panel, an odd
-     * panel count and rows past the last whole group of 8.
-     */
-    @Test
-    void rowsGiveTheSameBitsWhateverRowsComeWithThem() {
-        SplittableRandom r = new SplittableRandom(5);
-        int[][] shapes = {{70, 96, 650}, {41, 64, 1024}, {33, 40, 520}, {64, 640, 330}};
-        for (int[] sh : shapes) {
-            int n = sh[0], in = sh[1], out = sh[2];
-            float[] x = rand(n * in, r), w = rand(out * in, r), y0 = rand(n * out, r);
-            Matrix m = bf16(w, out, in);
-            for (boolean acc : new boolean[]{false, true}) {
-                float[] all = y0.clone();
-                MatMul.xWt(x, 0, n, m, all, 0, acc);
-                for (int i = 0; i < n; i++) {
-                    float[] one = java.util.Arrays.copyOfRange(y0, i * out, (i + 1) * out);
-                    MatMul.xWt(x, i * in, 1, m, one, 0, acc);
-                    int b = Math.min(8, n - i);
-                    float[] eight = java.util.Arrays.copyOfRange(y0, i * out, (i + b) * out);
-                    MatMul.xWt(x, i * in, b, m, eight, 0, acc);
-                    for (int o = 0; o < out; o++) {
-                        String at = "n=" + n + " in=" + in + " out=" + out + " acc=" + acc + " row " + i + " output " + o;
-                        assertEquals(Float.floatToRawIntBits(one[o]), Float.floatToRawIntBits(all[i * out + o]), at + " (alone vs all)");
-                        assertEquals(Float.floatToRawIntBits(one[o]), Float.floatToRawIntBits(eight[o]), at + " (alone vs 8)");
-                    }
-                }
-            }
-        }
-    }
-
-    /**
      * The packed input rows are the layout the tiles read: whole groups of 8 rows input-major (row i, input k of group g at
      * g·8·in + 8k + i), the rest as they are; widths with and without a vector tail, a partial last group, an offset.
      */
