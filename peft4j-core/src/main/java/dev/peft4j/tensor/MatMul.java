@@ -517,59 +517,53 @@ public final class MatMul {
         }
 
         /**
-         * Q8 against 8 rows: per block of 32 inputs and per half of the panel (16 outputs), the 8 rows' block sums
-         * t = Σ x·q (8 registers), then a += t·d; the 8 x 32 results stay in 16 registers throughout.
+         * Q8 against 8 rows: per block of 32 inputs, the 8 rows' block sums t = Σ x·q for both halves of the panel (16
+         * registers, each broadcast input feeding both halves), then a += t·d for each. The 8 x 32 results a accumulate in
+         * {@code out} itself, read and written once per block: kept in registers beside the block sums (32 registers, more
+         * than the 32 the CPU has with the weights and the input), each block went over the inputs twice, once per half,
+         * broadcasting every input twice (2.4 instructions per FMA against 2.0 now).
          */
         static void q8x8(float[] x, int xo, MemorySegment w, long wo, int in, float[] out, int oo, int os) {
-            FloatVector a00 = FloatVector.zero(F), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
-            FloatVector a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
+            FloatVector z = FloatVector.zero(F);
+            for (int r = 0, o = oo; r < R; r++, o += os) { z.intoArray(out, o); z.intoArray(out, o + 16); }
             for (int kb = 0; kb < in; kb += 32) {
                 long b = wo + (kb >> 5) * Packed.Q8_BLOCK_BYTES;
-                FloatVector t0 = FloatVector.zero(F), t1 = t0, t2 = t0, t3 = t0, t4 = t0, t5 = t0, t6 = t0, t7 = t0;
-                for (int j = 0; j < 32; j++) {
-                    FloatVector wv = (FloatVector) ByteVector.fromMemorySegment(BQ, w, b + 64 + 32L * j, LE).convertShape(VectorOperators.B2F, F, 0);
-                    int xk = xo + R * (kb + j);
-                    t0 = FloatVector.broadcast(F, x[xk]).fma(wv, t0);
-                    t1 = FloatVector.broadcast(F, x[xk + 1]).fma(wv, t1);
-                    t2 = FloatVector.broadcast(F, x[xk + 2]).fma(wv, t2);
-                    t3 = FloatVector.broadcast(F, x[xk + 3]).fma(wv, t3);
-                    t4 = FloatVector.broadcast(F, x[xk + 4]).fma(wv, t4);
-                    t5 = FloatVector.broadcast(F, x[xk + 5]).fma(wv, t5);
-                    t6 = FloatVector.broadcast(F, x[xk + 6]).fma(wv, t6);
-                    t7 = FloatVector.broadcast(F, x[xk + 7]).fma(wv, t7);
+                FloatVector t00 = z, t01 = z, t10 = z, t11 = z, t20 = z, t21 = z, t30 = z, t31 = z;
+                FloatVector t40 = z, t41 = z, t50 = z, t51 = z, t60 = z, t61 = z, t70 = z, t71 = z;
+                for (int j = 0, xk = xo + R * kb; j < 32; j++, xk += R) {
+                    long q = b + 64 + 32L * j;
+                    FloatVector w0 = (FloatVector) ByteVector.fromMemorySegment(BQ, w, q, LE).convertShape(VectorOperators.B2F, F, 0);
+                    FloatVector w1 = (FloatVector) ByteVector.fromMemorySegment(BQ, w, q + 16, LE).convertShape(VectorOperators.B2F, F, 0);
+                    FloatVector v = FloatVector.broadcast(F, x[xk]); t00 = v.fma(w0, t00); t01 = v.fma(w1, t01);
+                    v = FloatVector.broadcast(F, x[xk + 1]); t10 = v.fma(w0, t10); t11 = v.fma(w1, t11);
+                    v = FloatVector.broadcast(F, x[xk + 2]); t20 = v.fma(w0, t20); t21 = v.fma(w1, t21);
+                    v = FloatVector.broadcast(F, x[xk + 3]); t30 = v.fma(w0, t30); t31 = v.fma(w1, t31);
+                    v = FloatVector.broadcast(F, x[xk + 4]); t40 = v.fma(w0, t40); t41 = v.fma(w1, t41);
+                    v = FloatVector.broadcast(F, x[xk + 5]); t50 = v.fma(w0, t50); t51 = v.fma(w1, t51);
+                    v = FloatVector.broadcast(F, x[xk + 6]); t60 = v.fma(w0, t60); t61 = v.fma(w1, t61);
+                    v = FloatVector.broadcast(F, x[xk + 7]); t70 = v.fma(w0, t70); t71 = v.fma(w1, t71);
                 }
-                FloatVector d; {   // the 16 fp16 scales at b, widened exactly (see F16_NORMAL)
+                FloatVector d0, d1;
+                {   // the 16 fp16 scales at b, widened exactly (see F16_NORMAL)
                     IntVector m = ((IntVector) ShortVector.fromMemorySegment(S, w, b, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13), e = m.and(0x0FFFE000);
-                    d = e.add(F16_NORMAL).reinterpretAsFloats().blend(e.add(F16_SUBNORMAL).reinterpretAsFloats().sub(0x1p-14f), e.compare(VectorOperators.LT, 0x00800000).cast(F))
+                    d0 = e.add(F16_NORMAL).reinterpretAsFloats().blend(e.add(F16_SUBNORMAL).reinterpretAsFloats().sub(0x1p-14f), e.compare(VectorOperators.LT, 0x00800000).cast(F))
                             .reinterpretAsInts().or(m.and(0x80000000)).reinterpretAsFloats();
-                }
-                a00 = t0.fma(d, a00); a10 = t1.fma(d, a10); a20 = t2.fma(d, a20); a30 = t3.fma(d, a30);
-                a40 = t4.fma(d, a40); a50 = t5.fma(d, a50); a60 = t6.fma(d, a60); a70 = t7.fma(d, a70);
-                t0 = FloatVector.zero(F); t1 = t0; t2 = t0; t3 = t0; t4 = t0; t5 = t0; t6 = t0; t7 = t0;
-                for (int j = 0; j < 32; j++) {
-                    FloatVector wv = (FloatVector) ByteVector.fromMemorySegment(BQ, w, b + 80 + 32L * j, LE).convertShape(VectorOperators.B2F, F, 0);
-                    int xk = xo + R * (kb + j);
-                    t0 = FloatVector.broadcast(F, x[xk]).fma(wv, t0);
-                    t1 = FloatVector.broadcast(F, x[xk + 1]).fma(wv, t1);
-                    t2 = FloatVector.broadcast(F, x[xk + 2]).fma(wv, t2);
-                    t3 = FloatVector.broadcast(F, x[xk + 3]).fma(wv, t3);
-                    t4 = FloatVector.broadcast(F, x[xk + 4]).fma(wv, t4);
-                    t5 = FloatVector.broadcast(F, x[xk + 5]).fma(wv, t5);
-                    t6 = FloatVector.broadcast(F, x[xk + 6]).fma(wv, t6);
-                    t7 = FloatVector.broadcast(F, x[xk + 7]).fma(wv, t7);
                 }
                 {   // the 16 fp16 scales at b + 32, widened exactly (see F16_NORMAL)
                     IntVector m = ((IntVector) ShortVector.fromMemorySegment(S, w, b + 32, LE).convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 13), e = m.and(0x0FFFE000);
-                    d = e.add(F16_NORMAL).reinterpretAsFloats().blend(e.add(F16_SUBNORMAL).reinterpretAsFloats().sub(0x1p-14f), e.compare(VectorOperators.LT, 0x00800000).cast(F))
+                    d1 = e.add(F16_NORMAL).reinterpretAsFloats().blend(e.add(F16_SUBNORMAL).reinterpretAsFloats().sub(0x1p-14f), e.compare(VectorOperators.LT, 0x00800000).cast(F))
                             .reinterpretAsInts().or(m.and(0x80000000)).reinterpretAsFloats();
                 }
-                a01 = t0.fma(d, a01); a11 = t1.fma(d, a11); a21 = t2.fma(d, a21); a31 = t3.fma(d, a31);
-                a41 = t4.fma(d, a41); a51 = t5.fma(d, a51); a61 = t6.fma(d, a61); a71 = t7.fma(d, a71);
+                int o = oo;
+                t00.fma(d0, FloatVector.fromArray(F, out, o)).intoArray(out, o); t01.fma(d1, FloatVector.fromArray(F, out, o + 16)).intoArray(out, o + 16); o += os;
+                t10.fma(d0, FloatVector.fromArray(F, out, o)).intoArray(out, o); t11.fma(d1, FloatVector.fromArray(F, out, o + 16)).intoArray(out, o + 16); o += os;
+                t20.fma(d0, FloatVector.fromArray(F, out, o)).intoArray(out, o); t21.fma(d1, FloatVector.fromArray(F, out, o + 16)).intoArray(out, o + 16); o += os;
+                t30.fma(d0, FloatVector.fromArray(F, out, o)).intoArray(out, o); t31.fma(d1, FloatVector.fromArray(F, out, o + 16)).intoArray(out, o + 16); o += os;
+                t40.fma(d0, FloatVector.fromArray(F, out, o)).intoArray(out, o); t41.fma(d1, FloatVector.fromArray(F, out, o + 16)).intoArray(out, o + 16); o += os;
+                t50.fma(d0, FloatVector.fromArray(F, out, o)).intoArray(out, o); t51.fma(d1, FloatVector.fromArray(F, out, o + 16)).intoArray(out, o + 16); o += os;
+                t60.fma(d0, FloatVector.fromArray(F, out, o)).intoArray(out, o); t61.fma(d1, FloatVector.fromArray(F, out, o + 16)).intoArray(out, o + 16); o += os;
+                t70.fma(d0, FloatVector.fromArray(F, out, o)).intoArray(out, o); t71.fma(d1, FloatVector.fromArray(F, out, o + 16)).intoArray(out, o + 16);
             }
-            a00.intoArray(out, oo); a01.intoArray(out, oo + 16); oo += os; a10.intoArray(out, oo); a11.intoArray(out, oo + 16); oo += os;
-            a20.intoArray(out, oo); a21.intoArray(out, oo + 16); oo += os; a30.intoArray(out, oo); a31.intoArray(out, oo + 16); oo += os;
-            a40.intoArray(out, oo); a41.intoArray(out, oo + 16); oo += os; a50.intoArray(out, oo); a51.intoArray(out, oo + 16); oo += os;
-            a60.intoArray(out, oo); a61.intoArray(out, oo + 16); oo += os; a70.intoArray(out, oo); a71.intoArray(out, oo + 16);
         }
 
         /**
