@@ -34,14 +34,14 @@ public final class Evaluator {
 
     public static final int FEWSHOT_SEED = 1234;
     public static final int MAX_GEN_TOKS = 256;
+    static final String TARGET_DELIMITER = " ", FEWSHOT_DELIMITER = "\n\n";
+    private static final ObjectMapper JSON = new ObjectMapper();
 
     /** lm-eval's {@code model_args} for results: "pretrained=MODEL[,peft=ADAPTER][,quantize=q8]". */
     public static String modelArgs(Object model, Object adapter, dev.peft4j.model.Quantization quant) {
         return "pretrained=" + model + (adapter != null ? ",peft=" + adapter : "")
                 + (quant != dev.peft4j.model.Quantization.NONE ? ",quantize=" + quant.id() : "");
     }
-    static final String TARGET_DELIMITER = " ", FEWSHOT_DELIMITER = "\n\n";
-    private static final ObjectMapper JSON = new ObjectMapper();
 
     /**
      * @param limit        first N documents of each task, or a fraction of them when below 1 (null = all), as lm-eval

@@ -160,7 +160,7 @@ final class Report {
             JsonNode s = readJson(out.resolve("runs").resolve(n).resolve("train_summary.json"));
             summaries.put(n, s);
             String method = r.method() + (r.method().equals("distill") ? " (" + r.trained() + " student, teacher " + r.train().teacher + ")" : "")
-                    + (r.train().quantize == dev.peft4j.model.Quantization.NONE ? "" : ", q8 base");
+                    + (r.train().quantize == dev.peft4j.model.Quantization.NONE ? "" : ", " + r.train().quantize.id() + " base");
             md.append("| ").append(n).append(" | ").append(method).append(" | ").append(s.path("steps").asLong())
                     .append(" | ").append(Fmt.count(s.path("tokens_total").asLong(s.path("tokens_this_run").asLong())))
                     .append(" | ").append(Fmt.duration(s.path("seconds_total").asDouble(s.path("seconds_this_run").asDouble())))
