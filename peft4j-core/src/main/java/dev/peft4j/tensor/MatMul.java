@@ -519,9 +519,9 @@ public final class MatMul {
         /**
          * Q8 against 8 rows: per block of 32 inputs, the 8 rows' block sums t = Σ x·q for both halves of the panel (16
          * registers, each broadcast input feeding both halves), then a += t·d for each. The 8 x 32 results a accumulate in
-         * {@code out} itself, read and written once per block: kept in registers beside the block sums (32 registers, more
-         * than the 32 the CPU has with the weights and the input), each block went over the inputs twice, once per half,
-         * broadcasting every input twice (2.4 instructions per FMA against 2.0 now).
+         * {@code out} itself, read and written once per block. Kept in registers, results and block sums of both halves
+         * would need 32 registers besides the weights and the input, more than the CPU has; the tile then went over each
+         * block's inputs twice, once per half, broadcasting every input twice (2.4 instructions per FMA against 2.0 now).
          */
         static void q8x8(float[] x, int xo, MemorySegment w, long wo, int in, float[] out, int oo, int os) {
             FloatVector z = FloatVector.zero(F);
